@@ -61,11 +61,11 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         arr = np.clip(arr / max(arr.max(), 1.0) * 255.0, 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode in ("L", "LA", "1"):
-        arr = np.asarray(img.convert("L"))
+        arr = np.array(img.convert("L"))
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode != "RGB":
         img = img.convert("RGB")  # RGBA (alpha dropped), P, CMYK, YCbCr
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)
 
 
 def read_depth_raw(path: str | os.PathLike[str]) -> np.ndarray:
@@ -144,7 +144,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
         arr = np.asarray(img).astype(np.float64)
         top = arr.max()
         return (arr / top * 255).astype(np.uint8) if top > 0 else arr.astype(np.uint8)
-    arr = np.asarray(img.convert("L"))
+    arr = np.array(img.convert("L"))
     if arr.size and arr.max() == 1:
         arr = arr * 255  # masks stored as {0, 1}
     return arr.astype(np.uint8)

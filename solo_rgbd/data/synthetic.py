@@ -171,9 +171,9 @@ def _sensor_depth(rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
     """Half resolution, noise ~ z^2, holes at edges and in blobs; 16-bit, near = bright."""
     size = z.shape[0]
     low = z[::2, ::2]
-    low = low + rng.normal(0, 1, low.shape) * 0.008 * low**2
+    low = low + rng.normal(0, 1, low.shape) * 0.004 * low**2
     gy, gx = np.abs(np.diff(low, axis=0, prepend=low[:1])), np.abs(np.diff(low, axis=1, prepend=low[:, :1]))
-    holes = ((gx + gy) > 0.5) & (rng.random(low.shape) < 0.5)
+    holes = ((gx + gy) / low > 0.2) & (rng.random(low.shape) < 0.5)
     ly, lx = np.mgrid[0 : low.shape[0], 0 : low.shape[1]]
     for _ in range(int(rng.integers(0, 4))):
         cy, cx = rng.integers(0, low.shape[0], size=2)

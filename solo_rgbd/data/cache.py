@@ -1,0 +1,213 @@
+"""Decode once, cache resized tensors: the paired RGB-D dataset.
+
+:class:`RGBDCache` decodes every pair of one or several roots once (in a thread pool), resizes
+it to a square ``size`` and keeps it in memory as
+
+- ``rgb``   uint8  (N, 3, S, S)
+- ``depth`` int16 (N, 1, S, S): the normalised depth (near = 1, holes 0) quantised to 16 bits,
+  so the full range of a 16-bit sensor survives the cache (:func:`encode_depth` /
+  :func:`decode_depth`; int16 rather than uint16 because CUDA indexes int16 everywhere)
+- ``gt``    uint8  (N, 1, S, S), present when every root has GT
+
+so epochs after the first do no image decoding. ``to('cuda')`` moves the cache to the GPU, and
+batches are then gathered there without a host round-trip. RGB and depth of different sizes
+are both resized to ``size`` (depth is effectively resized to the RGB frame), with one warning
+per root that names how many pairs and a few examples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from solo_rgbd.data.layout import discover_pairs
+from solo_rgbd.data.readers import ConstantDepthError, read_depth, read_mask, read_rgb
+from solo_rgbd.data.synthetic import read_meta
+from solo_rgbd.errors import DataError
+
+log = logging.getLogger(__name__)
+DEPTH_SCALE = 65535.0
+
+
+def encode_depth(depth: torch.Tensor) -> torch.Tensor:
+    """float depth in [0, 1] -> int16 holding round(d * 65535) - 32768."""
+    q = (depth.clamp(0, 1) * DEPTH_SCALE).round().to(torch.int32) - 32768
+    return q.to(torch.int16)
+
+
+def decode_depth(code: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """int16 from :func:`encode_depth` -> depth in [0, 1] (exact to 1 / 65535)."""
+    return (code.to(torch.float32) + 32768.0).div_(DEPTH_SCALE).to(dtype)
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """One dataset folder and how to read it."""
+
+    path: str
+    invert_depth: bool = False
+    name: str = ""
+
+
+@dataclass
+class RGBDCache:
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    gt: torch.Tensor | None
+    stems: list[str]
+    sources: list[str]  # the root name of each sample
+    meta: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.rgb.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.rgb.device
+
+    def to(self, device: str | torch.device) -> RGBDCache:
+        return RGBDCache(
+            self.rgb.to(device),
+            self.depth.to(device),
+            None if self.gt is None else self.gt.to(device),
+            self.stems,
+            self.sources,
+            self.meta,
+        )
+
+    def subset(self, indices: Sequence[int]) -> RGBDCache:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        pick = [int(i) for i in idx]
+        return RGBDCache(
+            self.rgb[idx],
+            self.depth[idx],
+            None if self.gt is None else self.gt[idx],
+            [self.stems[i] for i in pick],
+            [self.sources[i] for i in pick],
+            [self.meta[i] for i in pick] if self.meta else [],
+        )
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gather a batch: {'rgb': uint8, 'depth': int16 code, 'gt'?: uint8, 'index': long}."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        dev_idx = idx.to(self.rgb.device)
+        out = {"rgb": self.rgb[dev_idx], "depth": self.depth[dev_idx], "index": idx}
+        if self.gt is not None:
+            out["gt"] = self.gt[dev_idx]
+        return out
+
+
+def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H, W) float -> (C, size, size) with antialiasing."""
+    if t.shape[-2:] == (size, size):
+        return t
+    return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
+def load_pair(
+    rgb_path: Path,
+    depth_path: Path,
+    gt_path: Path | None,
+    size: int,
+    invert_depth: bool,
+    on_constant_depth: str = "error",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+    """Decode, normalise and resize one pair. Returns rgb, depth, gt, sizes_differ."""
+    rgb = read_rgb(rgb_path)
+    try:
+        depth, _ = read_depth(depth_path, invert=invert_depth)
+    except ConstantDepthError:
+        if on_constant_depth != "zeros":
+            raise
+        depth = np.zeros(rgb.shape[:2], dtype=np.float32)
+    differ = depth.shape != rgb.shape[:2]
+    rgb_t = _resize(torch.from_numpy(rgb).permute(2, 0, 1).float(), size)
+    depth_t = _resize(torch.from_numpy(depth)[None], size)
+    rgb_u8 = rgb_t.round().clamp(0, 255).to(torch.uint8)
+    depth_code = encode_depth(depth_t)
+    gt_u8 = None
+    if gt_path is not None:
+        gt = torch.from_numpy(read_mask(gt_path))[None].float()
+        gt_u8 = _resize(gt, size).round().clamp(0, 255).to(torch.uint8)
+    return rgb_u8, depth_code, gt_u8, differ
+
+
+def build_cache(
+    roots: Sequence[RootSpec],
+    size: int,
+    strict_pairs: bool = True,
+    on_constant_depth: str = "error",
+    num_threads: int = 2,
+    require_gt: bool = False,
+) -> RGBDCache:
+    """Discover, decode and cache every pair of ``roots`` (concatenated in order)."""
+    if on_constant_depth not in ("error", "zeros"):
+        raise DataError(
+            f"data.on_constant_depth must be 'error' or 'zeros', not '{on_constant_depth}'."
+        )
+    if not roots:
+        raise DataError("no dataset root given: set data.path (or data.roots).")
+    rgb, depth, gt, stems, sources, meta = [], [], [], [], [], []
+    use_gt = True
+    jobs = []
+    for spec in roots:
+        pairs = discover_pairs(spec.path, strict=strict_pairs)
+        name = spec.name or Path(spec.path).name
+        if pairs.rgb_without_depth:
+            log.warning("%s: skipped %d RGB file(s) without depth", name, len(pairs.rgb_without_depth))
+        has_gt = pairs.has_gt and not pairs.missing_gt
+        if require_gt and not has_gt:
+            missing = ", ".join(pairs.missing_gt[:10]) if pairs.has_gt else "the whole GT folder"
+            raise DataError(
+                f"dataset '{spec.path}' has no GT for {missing}; SOD training and evaluation "
+                "need a GT/Mask folder with a mask for every pair (use 'sod predict' for "
+                "unlabelled data)."
+            )
+        use_gt &= has_gt
+        root_meta = read_meta(spec.path)
+        for stem in pairs.stems:
+            jobs.append((spec, name, stem, pairs.rgb[stem], pairs.depth[stem], pairs.gt.get(stem)))
+            meta.append(root_meta.get(stem, {}))
+    differ: dict[str, list[str]] = {}
+
+    def work(job):
+        spec, _, _, rgb_path, depth_path, gt_path = job
+        return load_pair(rgb_path, depth_path, gt_path if use_gt else None, size,
+                         spec.invert_depth, on_constant_depth)
+
+    with ThreadPoolExecutor(max(1, num_threads)) as pool:
+        for job, (r, d, g, diff) in zip(jobs, pool.map(work, jobs)):
+            rgb.append(r)
+            depth.append(d)
+            if g is not None:
+                gt.append(g)
+            stems.append(job[2])
+            sources.append(job[1])
+            if diff:
+                differ.setdefault(str(job[0].path), []).append(job[2])
+    for root, bad in differ.items():
+        log.warning(
+            "%s: %d pair(s) have depth of a different size than RGB (e.g. %s); depth was "
+            "resized to the RGB frame", root, len(bad), ", ".join(bad[:5]),
+        )
+    return RGBDCache(
+        torch.stack(rgb),
+        torch.stack(depth),
+        torch.stack(gt) if use_gt and gt else None,
+        stems,
+        sources,
+        meta if any(meta) else [],
+    )
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("SOLO_RGBD_CACHE", Path.home() / ".cache" / "solo-rgbd"))

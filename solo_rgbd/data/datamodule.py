@@ -1,0 +1,113 @@
+"""The LightningDataModule for pretraining: resolve roots, decode once, serve cached batches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, default_cache_root
+from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
+from solo_rgbd.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_root(syn: DictConfig | dict, split: str = "train") -> Path:
+    """Generate (once) and return the cached synthetic dataset for ``split`` (train | test)."""
+    n = int(syn["n"] if split == "train" else syn["n_test"])
+    seed = int(syn["seed"]) + (0 if split == "train" else 100_003)
+    size = int(syn["size"])
+    ratio = float(syn.get("camouflage_ratio", 0.25))
+    name = f"v{SYNTH_VERSION}-{split}-n{n}-s{seed}-px{size}-c{ratio:g}"
+    root = default_cache_root() / "synthetic" / name
+    if not (root / "meta.csv").exists():
+        log.info("generating the synthetic dataset %s (%d pairs)", root, n)
+        write_synthetic(root, n=n, seed=seed, size=size, camouflage_ratio=ratio, overwrite=True)
+    return root
+
+
+def resolve_roots(data: DictConfig, split: str = "train") -> list[RootSpec]:
+    """The dataset folders a data config points at (generating synthetic data on demand)."""
+    if data.get("synthetic") and not data.get("roots") and not data.get("path"):
+        return [RootSpec(str(synthetic_root(data.synthetic, split)), False, f"synthetic-{split}")]
+    roots = []
+    for i, entry in enumerate(data.get("roots") or []):
+        if isinstance(entry, str):
+            roots.append(RootSpec(entry, bool(data.invert_depth)))
+        else:
+            entry = OmegaConf.to_container(entry, resolve=True) if not isinstance(entry, dict) else entry
+            if "path" not in entry:
+                raise ConfigError(f"data.roots[{i}] needs a 'path' (got {entry}).")
+            unknown = set(entry) - {"path", "invert_depth", "name"}
+            if unknown:
+                raise ConfigError(
+                    f"data.roots[{i}] has unknown key(s) {sorted(unknown)}; allowed: path, "
+                    "invert_depth, name."
+                )
+            roots.append(RootSpec(str(entry["path"]), bool(entry.get("invert_depth",
+                                  data.invert_depth)), str(entry.get("name", ""))))
+    if data.get("path"):
+        roots.append(RootSpec(str(data.path), bool(data.invert_depth), str(data.get("name", ""))))
+    if not roots:
+        raise ConfigError("the data config names no dataset: set data.path=/path/to/dataset.")
+    return roots
+
+
+def build_from_config(data: DictConfig, split: str = "train", require_gt: bool = False,
+                      size: int | None = None) -> RGBDCache:
+    return build_cache(
+        resolve_roots(data, split),
+        size=size or int(data.image_size),
+        strict_pairs=bool(data.strict_pairs),
+        on_constant_depth=str(data.on_constant_depth),
+        num_threads=int(data.num_workers),
+        require_gt=require_gt,
+    )
+
+
+def index_loader(cache: RGBDCache, batch_size: int, shuffle: bool, drop_last: bool,
+                 seed: int = 0) -> DataLoader:
+    """Batches are gathered from the cache by index: no per-sample Python, no decoding."""
+    if drop_last and len(cache) < batch_size:
+        raise ConfigError(
+            f"data.batch_size={batch_size} is larger than the {len(cache)} training pairs; "
+            "lower data.batch_size or add data."
+        )
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(range(len(cache)), batch_size=batch_size, shuffle=shuffle,
+                      drop_last=drop_last, collate_fn=cache.batch, num_workers=0,
+                      generator=gen if shuffle else None,
+                      pin_memory=cache.device.type == "cpu" and torch.cuda.is_available())
+
+
+class RGBDDataModule(pl.LightningDataModule):
+    def __init__(self, data: DictConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.data = data
+        self.seed = seed
+        self.train_cache: RGBDCache | None = None
+        self.val_cache: RGBDCache | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_cache is not None:
+            return
+        cache = build_from_config(self.data, "train")
+        frac = float(self.data.val_fraction)
+        if frac > 0:
+            n_val = max(1, int(round(frac * len(cache))))
+            perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(self.seed))
+            self.val_cache = cache.subset(perm[:n_val].tolist())
+            cache = cache.subset(perm[n_val:].tolist())
+        device = str(self.data.cache_device)
+        if device == "cuda" and torch.cuda.is_available():
+            cache = cache.to("cuda")
+        self.train_cache = cache
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_cache is not None, "call setup() first"
+        return index_loader(self.train_cache, int(self.data.batch_size), True, True, self.seed)
