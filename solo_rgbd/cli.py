@@ -1,9 +1,9 @@
 """``solo-rgbd``: one function per subcommand, no logic of its own.
 
-    solo-rgbd pretrain [method=NAME] [group=option] [key=value ...]
-    solo-rgbd data synth OUT --n N [--seed S] [--size PX]
-    solo-rgbd data check PATH [PATH ...] [--invert-depth] [--json]
-    solo-rgbd sod {train,eval,predict} [key=value ...]
+solo-rgbd pretrain [method=NAME] [group=option] [key=value ...]
+solo-rgbd data synth OUT --n N [--seed S] [--size PX]
+solo-rgbd data check PATH [PATH ...] [--invert-depth] [--json]
+solo-rgbd sod {train,eval,predict} [key=value ...]
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def cmd_pretrain(args: Sequence[str]) -> int:
 
 
 def _data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="solo-rgbd data",
-                                     description="Synthesise or check RGB-D datasets.")
+    parser = argparse.ArgumentParser(
+        prog="solo-rgbd data", description="Synthesise or check RGB-D datasets."
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     synth = sub.add_parser("synth", help="write the synthetic RGB-D saliency dataset")
     synth.add_argument("out", help="output folder (must not exist or be empty)")
@@ -91,8 +92,11 @@ def _data_parser() -> argparse.ArgumentParser:
     synth.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     check = sub.add_parser("check", help="report whether dataset folders are usable")
     check.add_argument("paths", nargs="+", help="dataset roots (folders holding RGB/depth/GT)")
-    check.add_argument("--invert-depth", action="store_true",
-                       help="read depth as far = bright (for the polarity hint)")
+    check.add_argument(
+        "--invert-depth",
+        action="store_true",
+        help="read depth as far = bright (for the polarity hint)",
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -116,8 +120,10 @@ def cmd_data(args: Sequence[str]) -> int:
     else:
         print("\n".join(format_report(r) for r in reports))
         total = sum(r.pairs for r in reports)
-        print(f"total: {total} pairs in {len(reports)} root(s); "
-              f"{'all usable' if all(r.usable for r in reports) else 'NOT all usable'}")
+        print(
+            f"total: {total} pairs in {len(reports)} root(s); "
+            f"{'all usable' if all(r.usable for r in reports) else 'NOT all usable'}"
+        )
     return 0 if all(r.usable for r in reports) else 1
 
 
@@ -137,8 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"error: unknown subcommand '{command}'; use one of: {', '.join(COMMANDS)}.",
-              file=sys.stderr)
+        print(
+            f"error: unknown subcommand '{command}'; use one of: {', '.join(COMMANDS)}.",
+            file=sys.stderr,
+        )
         return 2
     try:
         return COMMANDS[command](rest)

@@ -18,8 +18,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from solo_rgbd.errors import ConfigError
 
-CONFIG_GROUPS = ("method", "backbone", "data", "augmentations", "optimizer", "trainer",
-                 "experiment")
+CONFIG_GROUPS = (
+    "method",
+    "backbone",
+    "data",
+    "augmentations",
+    "optimizer",
+    "trainer",
+    "experiment",
+)
 
 
 def config_dir() -> Path:
@@ -48,7 +55,7 @@ def all_keys(cfg: Any, prefix: str = "") -> list[str]:
     """Every dotted key of a config (leaves and inner nodes)."""
     keys: list[str] = []
     if isinstance(cfg, DictConfig):
-        for key in cfg.keys():
+        for key in cfg:
             dotted = f"{prefix}{key}"
             keys.append(dotted)
             node = cfg._get_node(key)

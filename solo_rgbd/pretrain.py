@@ -39,8 +39,10 @@ def run_dir_for(cfg: DictConfig) -> Path:
 def resume_path(cfg: DictConfig) -> Path:
     resume = str(cfg.resume)
     if resume == "last":
-        found = sorted(Path(cfg.output_dir).glob(f"{cfg.method}/*/checkpoints/last.ckpt"),
-                       key=lambda p: p.stat().st_mtime)
+        found = sorted(
+            Path(cfg.output_dir).glob(f"{cfg.method}/*/checkpoints/last.ckpt"),
+            key=lambda p: p.stat().st_mtime,
+        )
         if not found:
             raise ConfigError(
                 f"resume=last found no checkpoints/last.ckpt under "
@@ -62,8 +64,9 @@ def _precision(cfg: DictConfig) -> str:
     return "32-true"
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, max_epochs: int,
-                  callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list[pl.Callback] | None = None
+) -> pl.Trainer:
     t = cfg.trainer
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
@@ -79,8 +82,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, max_epochs: int,
         log_every_n_steps=int(cfg.log_every_n_steps),
         logger=CSVLogger(str(run_dir), name="logs", version=""),
         callbacks=[
-            ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0,
-                            every_n_epochs=1),
+            ModelCheckpoint(
+                dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1
+            ),
             *(callbacks or []),
         ],
         plugins=[AtomicCheckpointIO()],
@@ -100,11 +104,18 @@ def run_pretrain(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
     datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed))
-    trainer = build_trainer(cfg, run_dir, model.planned_epochs(),
-                            [EncoderExport(run_dir / "encoders"), *(extra_callbacks or [])])
+    trainer = build_trainer(
+        cfg,
+        run_dir,
+        model.planned_epochs(),
+        [EncoderExport(run_dir / "encoders"), *(extra_callbacks or [])],
+    )
     ckpt = str(resume_path(cfg)) if cfg.get("resume") else None
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     if trainer.is_global_zero:
-        export_encoders(model, run_dir / "encoders",
-                        {"epoch": trainer.current_epoch, "global_step": trainer.global_step})
+        export_encoders(
+            model,
+            run_dir / "encoders",
+            {"epoch": trainer.current_epoch, "global_step": trainer.global_step},
+        )
     return run_dir

@@ -88,8 +88,9 @@ class PairedAugment(nn.Module):
         self.num_views = num_views
         size = (cfg.crop_size, cfg.crop_size)
         self.geometric = nn.Sequential(
-            K.RandomResizedCrop(size, scale=(cfg.min_scale, cfg.max_scale),
-                                cropping_mode="resample"),
+            K.RandomResizedCrop(
+                size, scale=(cfg.min_scale, cfg.max_scale), cropping_mode="resample"
+            ),
             K.RandomHorizontalFlip(p=cfg.hflip_prob),
         )
         c = cfg.rgb
@@ -105,8 +106,9 @@ class PairedAugment(nn.Module):
         if d.erase_prob > 0:
             depth_ops.append(K.RandomErasing(scale=(0.01, 0.06), value=0.0, p=d.erase_prob))
         if d.blur_prob > 0:
-            depth_ops.append(K.RandomGaussianBlur(_blur_kernel(cfg.crop_size), (0.1, 2.0),
-                                                  p=d.blur_prob))
+            depth_ops.append(
+                K.RandomGaussianBlur(_blur_kernel(cfg.crop_size), (0.1, 2.0), p=d.blur_prob)
+            )
         self.depth_ops = nn.Sequential(*depth_ops)
         self.normalize = Normalize()
 
@@ -141,7 +143,8 @@ class EvalTransform(nn.Module):
         rgb, depth = to_unit_float(rgb_u8, depth_code)
         if self.size is not None and rgb.shape[-1] != self.size:
             resize = lambda t: nn.functional.interpolate(  # noqa: E731
-                t, size=(self.size, self.size), mode="bilinear", align_corners=False)
+                t, size=(self.size, self.size), mode="bilinear", align_corners=False
+            )
             rgb, depth = resize(rgb), resize(depth)
         return self.normalize(rgb, depth)
 

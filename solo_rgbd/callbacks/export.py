@@ -45,8 +45,12 @@ def export_encoders(method: Any, out_dir: Path, extra: dict[str, Any] | None = N
     for name, encoder in method.export_encoders().items():
         path = out_dir / f"{name}.pt"
         atomic_torch_save(export_state_dict(encoder), path)
-        manifest["encoders"][name] = {"file": path.name, "backbone": encoder.name,
-                                      "in_chans": encoder.in_chans, "sha256": sha256_of(path)}
+        manifest["encoders"][name] = {
+            "file": path.name,
+            "backbone": encoder.name,
+            "in_chans": encoder.in_chans,
+            "sha256": sha256_of(path),
+        }
     atomic_write_text(json.dumps(manifest, indent=2), out_dir / "encoders.json")
     return manifest
 
@@ -59,8 +63,11 @@ class EncoderExport(pl.Callback):
 
     def _export(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            export_encoders(pl_module, self.out_dir,
-                            {"epoch": trainer.current_epoch, "global_step": trainer.global_step})
+            export_encoders(
+                pl_module,
+                self.out_dir,
+                {"epoch": trainer.current_epoch, "global_step": trainer.global_step},
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._export(trainer, pl_module)

@@ -109,8 +109,9 @@ def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
     """(C, H, W) float -> (C, size, size) with antialiasing."""
     if t.shape[-2:] == (size, size):
         return t
-    return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)[0]
+    return F.interpolate(
+        t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 def load_pair(
@@ -163,7 +164,9 @@ def build_cache(
         pairs = discover_pairs(spec.path, strict=strict_pairs)
         name = spec.name or Path(spec.path).name
         if pairs.rgb_without_depth:
-            log.warning("%s: skipped %d RGB file(s) without depth", name, len(pairs.rgb_without_depth))
+            log.warning(
+                "%s: skipped %d RGB file(s) without depth", name, len(pairs.rgb_without_depth)
+            )
         has_gt = pairs.has_gt and not pairs.missing_gt
         if require_gt and not has_gt:
             missing = ", ".join(pairs.missing_gt[:10]) if pairs.has_gt else "the whole GT folder"
@@ -181,11 +184,17 @@ def build_cache(
 
     def work(job):
         spec, _, _, rgb_path, depth_path, gt_path = job
-        return load_pair(rgb_path, depth_path, gt_path if use_gt else None, size,
-                         spec.invert_depth, on_constant_depth)
+        return load_pair(
+            rgb_path,
+            depth_path,
+            gt_path if use_gt else None,
+            size,
+            spec.invert_depth,
+            on_constant_depth,
+        )
 
     with ThreadPoolExecutor(max(1, num_threads)) as pool:
-        for job, (r, d, g, diff) in zip(jobs, pool.map(work, jobs)):
+        for job, (r, d, g, diff) in zip(jobs, pool.map(work, jobs), strict=True):
             rgb.append(r)
             depth.append(d)
             if g is not None:
@@ -197,7 +206,10 @@ def build_cache(
     for root, bad in differ.items():
         log.warning(
             "%s: %d pair(s) have depth of a different size than RGB (e.g. %s); depth was "
-            "resized to the RGB frame", root, len(bad), ", ".join(bad[:5]),
+            "resized to the RGB frame",
+            root,
+            len(bad),
+            ", ".join(bad[:5]),
         )
     return RGBDCache(
         torch.stack(rgb),

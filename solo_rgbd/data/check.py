@@ -49,26 +49,35 @@ class RootReport:
         if self.error:
             out.append(self.error)
         if self.rgb_without_depth:
-            out.append(f"{len(self.rgb_without_depth)} RGB file(s) without depth: "
-                       f"{_few(self.rgb_without_depth)}")
+            out.append(
+                f"{len(self.rgb_without_depth)} RGB file(s) without depth: "
+                f"{_few(self.rgb_without_depth)}"
+            )
         if self.unreadable:
             out.append(f"{len(self.unreadable)} unreadable file(s): {_few(self.unreadable)}")
         if self.constant_depth:
-            out.append(f"{len(self.constant_depth)} constant depth map(s): "
-                       f"{_few(self.constant_depth)}")
+            out.append(
+                f"{len(self.constant_depth)} constant depth map(s): {_few(self.constant_depth)}"
+            )
         return out
 
     def warnings(self) -> list[str]:
         out = []
         if self.depth_without_rgb:
-            out.append(f"{len(self.depth_without_rgb)} depth file(s) without RGB (ignored): "
-                       f"{_few(self.depth_without_rgb)}")
+            out.append(
+                f"{len(self.depth_without_rgb)} depth file(s) without RGB (ignored): "
+                f"{_few(self.depth_without_rgb)}"
+            )
         if self.missing_gt:
-            out.append(f"{len(self.missing_gt)} pair(s) without GT (fine for pretraining, "
-                       f"not for SOD): {_few(self.missing_gt)}")
+            out.append(
+                f"{len(self.missing_gt)} pair(s) without GT (fine for pretraining, "
+                f"not for SOD): {_few(self.missing_gt)}"
+            )
         if self.size_mismatch:
-            out.append(f"{len(self.size_mismatch)} pair(s) with RGB/depth/GT of different sizes "
-                       f"(depth and GT are resized to the RGB frame): {_few(self.size_mismatch)}")
+            out.append(
+                f"{len(self.size_mismatch)} pair(s) with RGB/depth/GT of different sizes "
+                f"(depth and GT are resized to the RGB frame): {_few(self.size_mismatch)}"
+            )
         return out
 
 
@@ -161,13 +170,19 @@ def _polarity_hint(inside: list[float], bottom: list[float], inverted: bool) -> 
 def format_report(report: RootReport) -> str:
     lines = [f"{report.root}: {'usable' if report.usable else 'NOT usable'}"]
     if report.folders:
-        lines.append("  folders: " + ", ".join(f"{k}={Path(v).name}" for k, v in report.folders.items()))
+        lines.append(
+            "  folders: " + ", ".join(f"{k}={Path(v).name}" for k, v in report.folders.items())
+        )
         lines.append(f"  pairs: {report.pairs}")
     if report.depth_dtypes:
-        lines.append("  depth dtypes: " + ", ".join(f"{k} x{v}" for k, v in report.depth_dtypes.items()))
+        lines.append(
+            "  depth dtypes: " + ", ".join(f"{k} x{v}" for k, v in report.depth_dtypes.items())
+        )
     if report.depth_range:
-        lines.append(f"  depth values (valid pixels): {report.depth_range[0]:g} .. "
-                     f"{report.depth_range[1]:g}; holes {report.mean_hole_fraction:.1%} on average")
+        lines.append(
+            f"  depth values (valid pixels): {report.depth_range[0]:g} .. "
+            f"{report.depth_range[1]:g}; holes {report.mean_hole_fraction:.1%} on average"
+        )
     if report.polarity_hint:
         lines.append(f"  polarity: {report.polarity_hint}")
     lines += [f"  problem: {p}" for p in report.problems()]

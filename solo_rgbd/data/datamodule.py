@@ -40,7 +40,11 @@ def resolve_roots(data: DictConfig, split: str = "train") -> list[RootSpec]:
         if isinstance(entry, str):
             roots.append(RootSpec(entry, bool(data.invert_depth)))
         else:
-            entry = OmegaConf.to_container(entry, resolve=True) if not isinstance(entry, dict) else entry
+            entry = (
+                OmegaConf.to_container(entry, resolve=True)
+                if not isinstance(entry, dict)
+                else entry
+            )
             if "path" not in entry:
                 raise ConfigError(f"data.roots[{i}] needs a 'path' (got {entry}).")
             unknown = set(entry) - {"path", "invert_depth", "name"}
@@ -49,8 +53,13 @@ def resolve_roots(data: DictConfig, split: str = "train") -> list[RootSpec]:
                     f"data.roots[{i}] has unknown key(s) {sorted(unknown)}; allowed: path, "
                     "invert_depth, name."
                 )
-            roots.append(RootSpec(str(entry["path"]), bool(entry.get("invert_depth",
-                                  data.invert_depth)), str(entry.get("name", ""))))
+            roots.append(
+                RootSpec(
+                    str(entry["path"]),
+                    bool(entry.get("invert_depth", data.invert_depth)),
+                    str(entry.get("name", "")),
+                )
+            )
     if data.get("path"):
         roots.append(RootSpec(str(data.path), bool(data.invert_depth), str(data.get("name", ""))))
     if not roots:
@@ -58,8 +67,9 @@ def resolve_roots(data: DictConfig, split: str = "train") -> list[RootSpec]:
     return roots
 
 
-def build_from_config(data: DictConfig, split: str = "train", require_gt: bool = False,
-                      size: int | None = None) -> RGBDCache:
+def build_from_config(
+    data: DictConfig, split: str = "train", require_gt: bool = False, size: int | None = None
+) -> RGBDCache:
     return build_cache(
         resolve_roots(data, split),
         size=size or int(data.image_size),
@@ -70,8 +80,9 @@ def build_from_config(data: DictConfig, split: str = "train", require_gt: bool =
     )
 
 
-def index_loader(cache: RGBDCache, batch_size: int, shuffle: bool, drop_last: bool,
-                 seed: int = 0) -> DataLoader:
+def index_loader(
+    cache: RGBDCache, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0
+) -> DataLoader:
     """Batches are gathered from the cache by index: no per-sample Python, no decoding."""
     if drop_last and len(cache) < batch_size:
         raise ConfigError(
@@ -79,10 +90,16 @@ def index_loader(cache: RGBDCache, batch_size: int, shuffle: bool, drop_last: bo
             "lower data.batch_size or add data."
         )
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(range(len(cache)), batch_size=batch_size, shuffle=shuffle,
-                      drop_last=drop_last, collate_fn=cache.batch, num_workers=0,
-                      generator=gen if shuffle else None,
-                      pin_memory=cache.device.type == "cpu" and torch.cuda.is_available())
+    return DataLoader(
+        range(len(cache)),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        collate_fn=cache.batch,
+        num_workers=0,
+        generator=gen if shuffle else None,
+        pin_memory=cache.device.type == "cpu" and torch.cuda.is_available(),
+    )
 
 
 class RGBDDataModule(pl.LightningDataModule):

@@ -128,9 +128,7 @@ def normalize_depth(raw: np.ndarray, invert: bool = False, path: str = "<array>"
     return out
 
 
-def read_depth(
-    path: str | os.PathLike[str], invert: bool = False
-) -> tuple[np.ndarray, DepthInfo]:
+def read_depth(path: str | os.PathLike[str], invert: bool = False) -> tuple[np.ndarray, DepthInfo]:
     """Read and normalise a depth map: float32 (H, W) in [0, 1], near = 1, holes 0."""
     raw = read_depth_raw(path)
     return normalize_depth(raw, invert=invert, path=str(path)), depth_info(raw)

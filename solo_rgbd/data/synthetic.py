@@ -172,7 +172,10 @@ def _sensor_depth(rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
     size = z.shape[0]
     low = z[::2, ::2]
     low = low + rng.normal(0, 1, low.shape) * 0.004 * low**2
-    gy, gx = np.abs(np.diff(low, axis=0, prepend=low[:1])), np.abs(np.diff(low, axis=1, prepend=low[:, :1]))
+    gy, gx = (
+        np.abs(np.diff(low, axis=0, prepend=low[:1])),
+        np.abs(np.diff(low, axis=1, prepend=low[:, :1])),
+    )
     holes = ((gx + gy) / low > 0.2) & (rng.random(low.shape) < 0.5)
     ly, lx = np.mgrid[0 : low.shape[0], 0 : low.shape[1]]
     for _ in range(int(rng.integers(0, 4))):
@@ -225,9 +228,15 @@ def write_synthetic(
             writer = csv.DictWriter(f, fieldnames=META_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        info = {"generator": "solo-rgbd synthetic", "version": SYNTH_VERSION, "n": n,
-                "seed": seed, "size": size, "camouflage_ratio": camouflage_ratio,
-                "depth_polarity": "near=bright (invert_depth=false)"}
+        info = {
+            "generator": "solo-rgbd synthetic",
+            "version": SYNTH_VERSION,
+            "n": n,
+            "seed": seed,
+            "size": size,
+            "camouflage_ratio": camouflage_ratio,
+            "depth_polarity": "near=bright (invert_depth=false)",
+        }
         (tmp / "synth.json").write_text(json.dumps(info, indent=2))
     return out
 

@@ -8,15 +8,23 @@ from solo_rgbd.losses.infonce import infonce
 
 
 def intra_loss(
-    q_rgb: torch.Tensor, k_rgb: torch.Tensor, queue_rgb: torch.Tensor,
-    q_depth: torch.Tensor, k_depth: torch.Tensor, queue_depth: torch.Tensor,
+    q_rgb: torch.Tensor,
+    k_rgb: torch.Tensor,
+    queue_rgb: torch.Tensor,
+    q_depth: torch.Tensor,
+    k_depth: torch.Tensor,
+    queue_depth: torch.Tensor,
     tau: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 4: L_intra = L(q^r, k^r_+, k^r_i) + L(q^d, k^d_+, k^d_i), each with its own queue."""
     l_rgb, logits_rgb = infonce(q_rgb, k_rgb, queue_rgb, tau)
     l_depth, logits_depth = infonce(q_depth, k_depth, queue_depth, tau)
-    return l_rgb + l_depth, {"loss_rgb": l_rgb, "loss_depth": l_depth,
-                             "logits_rgb": logits_rgb, "logits_depth": logits_depth}
+    return l_rgb + l_depth, {
+        "loss_rgb": l_rgb,
+        "loss_depth": l_depth,
+        "logits_rgb": logits_rgb,
+        "logits_depth": logits_depth,
+    }
 
 
 def inter_loss(
@@ -27,8 +35,10 @@ def inter_loss(
 
 
 def total_loss(
-    l_intra: torch.Tensor, l_inter: torch.Tensor | None,
-    lambda_intra: float = 0.5, lambda_inter: float = 0.5,
+    l_intra: torch.Tensor,
+    l_inter: torch.Tensor | None,
+    lambda_intra: float = 0.5,
+    lambda_inter: float = 0.5,
 ) -> torch.Tensor:
     """Eq. 8: J = lambda1 * L_intra + lambda2 * L_inter.
 

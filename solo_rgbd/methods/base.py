@@ -49,13 +49,14 @@ class BaseMethod(pl.LightningModule):
     #: method_kwargs defaults; a key not in here is an error
     defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig | dict) -> None:
         super().__init__()
+        if not isinstance(cfg, DictConfig):  # e.g. load_from_checkpoint's saved hparams
+            cfg = OmegaConf.create(cfg)
         self.cfg = cfg
         self.kwargs = self.validate_kwargs(cfg.get("method_kwargs") or {})
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         self.augment = PairedAugment(augment_config_from(cfg.augmentations))
-        self.log_every = int(cfg.get("log_every_n_steps", 10))
         self._channels_last = False
 
     # ----- config -------------------------------------------------------------------------
@@ -108,7 +109,9 @@ class BaseMethod(pl.LightningModule):
         return float(self.cfg.optimizer.lr)
 
     def steps_per_epoch(self) -> int:
-        return max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs))
+        return max(
+            1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs)
+        )
 
     def lr_at(self, step: int) -> float:
         """Linear warmup then cosine decay (or constant) over the whole run."""
@@ -126,21 +129,23 @@ class BaseMethod(pl.LightningModule):
             groups.append(g)
         wd = float(opt.weight_decay)
         if opt.name == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=self.base_lr, momentum=float(opt.momentum),
-                                        weight_decay=wd)
+            optimizer = torch.optim.SGD(
+                groups, lr=self.base_lr, momentum=float(opt.momentum), weight_decay=wd
+            )
         elif opt.name == "lars":
             from lightly.utils.lars import LARS
 
-            optimizer = LARS(groups, lr=self.base_lr, momentum=float(opt.momentum),
-                             weight_decay=wd)
+            optimizer = LARS(groups, lr=self.base_lr, momentum=float(opt.momentum), weight_decay=wd)
         else:
             raise ConfigError(f"optimizer.name '{opt.name}' is unknown; use sgd or lars.")
         base = self.base_lr
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: self.lr_at(step) / base if base > 0 else 0.0
         )
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # ----- data ---------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -153,19 +158,29 @@ class BaseMethod(pl.LightningModule):
         if self.trainer is not None and self.trainer.training and "views" not in batch:
             views = self.augment(batch["rgb"], batch["depth"])
             if self._channels_last:
-                views = [tuple(t.contiguous(memory_format=torch.channels_last) for t in v)
-                         for v in views]
+                views = [
+                    tuple(t.contiguous(memory_format=torch.channels_last) for t in v) for v in views
+                ]
             batch = {**batch, "views": views}
         return batch
 
     def should_log(self) -> bool:
-        """True every ``log_every_n_steps`` steps: the only steps that read values to host."""
-        return self.global_step % max(1, self.log_every) == 0
+        """True on the steps Lightning's logger writes (every ``log_every_n_steps``).
+
+        Diagnostics are computed (and read to the host) on those steps only. The test mirrors
+        Lightning's own: the batch counter is the same in every hook of one batch.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", self.global_step)
+        return (step + 1) % max(1, trainer.log_every_n_steps) == 0
 
     def log_scalars(self, values: Mapping[str, torch.Tensor | float], prog_bar=()) -> None:
         for name, value in values.items():
-            self.log(name, value, prog_bar=name in prog_bar, on_step=True, on_epoch=False,
-                     batch_size=1)
+            self.log(
+                name, value, prog_bar=name in prog_bar, on_step=True, on_epoch=False, batch_size=1
+            )
 
 
 class BaseMomentumMethod(BaseMethod):

@@ -76,8 +76,9 @@ class Encoder(nn.Module):
     - ``stages(x)``: the feature maps of the last four stages, shallow to deep.
     """
 
-    def __init__(self, name: str, in_chans: int, pretrained: bool = False,
-                 weights: str | None = None) -> None:
+    def __init__(
+        self, name: str, in_chans: int, pretrained: bool = False, weights: str | None = None
+    ) -> None:
         super().__init__()
         self.name = name
         self.in_chans = in_chans

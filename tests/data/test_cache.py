@@ -1,0 +1,51 @@
+import logging
+import shutil
+
+import numpy as np
+import torch
+from PIL import Image
+
+from solo_rgbd.data.cache import RootSpec, build_cache, decode_depth, encode_depth
+
+
+def test_cache_dtypes_shapes_and_meta(synth_root):
+    cache = build_cache([RootSpec(str(synth_root))], size=40)
+    assert len(cache) == 32
+    assert cache.rgb.shape == (32, 3, 40, 40) and cache.rgb.dtype == torch.uint8
+    assert cache.depth.shape == (32, 1, 40, 40) and cache.depth.dtype == torch.int16
+    assert cache.gt is not None and cache.gt.dtype == torch.uint8
+    assert cache.meta[0]["stem"] == cache.stems[0] and "camouflaged" in cache.meta[0]
+    batch = cache.batch([3, 1])
+    assert torch.equal(batch["rgb"][0], cache.rgb[3]) and batch["index"].tolist() == [3, 1]
+
+
+def test_depth_code_is_exact_to_16_bits():
+    d = torch.linspace(0, 1, 65536)
+    back = decode_depth(encode_depth(d))
+    assert (back - d).abs().max() < 0.5 / 65535 + 1e-7
+    assert len(torch.unique(encode_depth(d))) == 65536
+
+
+def test_several_roots_are_concatenated_with_their_own_polarity(synth_root, tmp_path):
+    # at the stored size (48 px) no resize blends holes into their neighbours
+    a = build_cache([RootSpec(str(synth_root))], size=48)
+    b = build_cache(
+        [RootSpec(str(synth_root)), RootSpec(str(synth_root), invert_depth=True)], size=48
+    )
+    assert len(b) == 2 * len(a)
+    d_plain, d_inv = decode_depth(b.depth[:32]), decode_depth(b.depth[32:])
+    holes = (d_plain == 0) & (d_inv == 0)  # holes stay 0 under inversion
+    assert holes.float().mean() > 0.005
+    # every valid pixel flips: d -> 1 - d (the farthest valid pixel maps to 0, like a hole)
+    assert torch.allclose((d_plain + d_inv)[~holes], torch.ones(1), atol=1e-4)
+
+
+def test_depth_of_another_size_is_resized_with_a_warning(synth_root, tmp_path, caplog):
+    root = tmp_path / "mixed"
+    shutil.copytree(synth_root, root)
+    d = np.asarray(Image.open(root / "depth" / "00002.png"))
+    Image.fromarray(d[::2, ::2].copy()).save(root / "depth" / "00002.png")
+    with caplog.at_level(logging.WARNING):
+        cache = build_cache([RootSpec(str(root))], size=32)
+    assert cache.depth.shape[-2:] == (32, 32)
+    assert "different size" in caplog.text and "00002" in caplog.text

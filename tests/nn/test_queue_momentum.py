@@ -1,0 +1,64 @@
+import torch
+
+from solo_rgbd.nn.momentum import cosine_tau, momentum_copy, momentum_update
+from solo_rgbd.nn.queue import KeyQueue
+
+
+def test_enqueue_writes_at_the_pointer_and_wraps_around():
+    q = KeyQueue(size=10, dim=3)
+    a = torch.arange(12, dtype=torch.float32).view(4, 3)
+    q.enqueue(a)
+    assert torch.equal(q.keys[:4], a) and q.ptr.item() == 4
+    b = torch.full((4, 3), 7.0)
+    q.enqueue(b)
+    assert torch.equal(q.keys[4:8], b) and q.ptr.item() == 8
+    c = torch.arange(4, dtype=torch.float32).view(4, 1).repeat(1, 3) + 100  # 10 % 4 != 0
+    q.enqueue(c)
+    assert torch.equal(q.keys[8:10], c[:2]) and torch.equal(q.keys[:2], c[2:])
+    assert q.ptr.item() == 2
+    assert torch.equal(q.keys[2:4], a[2:])  # not yet overwritten
+
+
+def test_a_batch_larger_than_the_queue_keeps_the_newest_keys():
+    q = KeyQueue(size=4, dim=2)
+    keys = torch.arange(12, dtype=torch.float32).view(6, 2)
+    q.enqueue(keys)
+    assert sorted(q.keys[:, 0].tolist()) == [4.0, 6.0, 8.0, 10.0]
+
+
+def test_negatives_are_a_snapshot():
+    q = KeyQueue(size=4, dim=2)
+    snap = q.negatives()
+    q.enqueue(torch.ones(2, 2))
+    assert not torch.equal(snap, q.keys)
+
+
+def test_state_dict_round_trip_restores_contents_and_pointer(tmp_path):
+    q = KeyQueue(size=6, dim=2)
+    q.enqueue(torch.randn(4, 2))
+    torch.save(q.state_dict(), tmp_path / "q.pt")
+    r = KeyQueue(size=6, dim=2)
+    r.load_state_dict(torch.load(tmp_path / "q.pt"))
+    assert torch.equal(r.keys, q.keys) and r.ptr.item() == 4
+
+
+def test_momentum_update_follows_the_ema_rule_and_keys_get_no_grads():
+    torch.manual_seed(0)
+    online = torch.nn.Linear(4, 3)
+    target = momentum_copy(online)
+    assert all(not p.requires_grad for p in target.parameters())
+    before = [p.clone() for p in target.parameters()]
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(1.0)
+    momentum_update(online, target, tau=0.9)
+    for b, t, o in zip(before, target.parameters(), online.parameters(), strict=True):
+        assert torch.allclose(t, 0.9 * b + 0.1 * o)
+    out = target(torch.randn(2, 4)).sum()
+    assert not out.requires_grad
+
+
+def test_cosine_tau_goes_from_base_to_final():
+    assert cosine_tau(0, 100, 0.99, 1.0) == 0.99
+    assert abs(cosine_tau(100, 100, 0.99, 1.0) - 1.0) < 1e-12
+    assert 0.99 < cosine_tau(50, 100, 0.99, 1.0) < 1.0
