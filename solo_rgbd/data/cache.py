@@ -65,6 +65,8 @@ class RGBDCache:
     stems: list[str]
     sources: list[str]  # the root name of each sample
     meta: list[dict[str, str]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # original RGB (H, W)
+    gt_paths: list[str] = field(default_factory=list)  # GT files, for scoring at GT size
 
     def __len__(self) -> int:
         return self.rgb.shape[0]
@@ -81,6 +83,8 @@ class RGBDCache:
             self.stems,
             self.sources,
             self.meta,
+            self.sizes,
+            self.gt_paths,
         )
 
     def subset(self, indices: Sequence[int]) -> RGBDCache:
@@ -93,6 +97,8 @@ class RGBDCache:
             [self.stems[i] for i in pick],
             [self.sources[i] for i in pick],
             [self.meta[i] for i in pick] if self.meta else [],
+            [self.sizes[i] for i in pick] if self.sizes else [],
+            [self.gt_paths[i] for i in pick] if self.gt_paths else [],
         )
 
     def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -121,8 +127,8 @@ def load_pair(
     size: int,
     invert_depth: bool,
     on_constant_depth: str = "error",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
-    """Decode, normalise and resize one pair. Returns rgb, depth, gt, sizes_differ."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool, tuple[int, int]]:
+    """Decode, normalise, resize one pair: rgb, depth, gt, sizes_differ, RGB (H, W)."""
     rgb = read_rgb(rgb_path)
     try:
         depth, _ = read_depth(depth_path, invert=invert_depth)
@@ -139,7 +145,7 @@ def load_pair(
     if gt_path is not None:
         gt = torch.from_numpy(read_mask(gt_path))[None].float()
         gt_u8 = _resize(gt, size).round().clamp(0, 255).to(torch.uint8)
-    return rgb_u8, depth_code, gt_u8, differ
+    return rgb_u8, depth_code, gt_u8, differ, (rgb.shape[0], rgb.shape[1])
 
 
 def build_cache(
@@ -157,7 +163,7 @@ def build_cache(
         )
     if not roots:
         raise DataError("no dataset root given: set data.path (or data.roots).")
-    rgb, depth, gt, stems, sources, meta = [], [], [], [], [], []
+    rgb, depth, gt, stems, sources, meta, sizes = [], [], [], [], [], [], []
     use_gt = True
     jobs = []
     for spec in roots:
@@ -194,8 +200,9 @@ def build_cache(
         )
 
     with ThreadPoolExecutor(max(1, num_threads)) as pool:
-        for job, (r, d, g, diff) in zip(jobs, pool.map(work, jobs), strict=True):
+        for job, (r, d, g, diff, hw) in zip(jobs, pool.map(work, jobs), strict=True):
             rgb.append(r)
+            sizes.append(hw)
             depth.append(d)
             if g is not None:
                 gt.append(g)
@@ -218,6 +225,8 @@ def build_cache(
         stems,
         sources,
         meta if any(meta) else [],
+        sizes,
+        [str(job[5]) for job in jobs] if use_gt else [],
     )
 
 
