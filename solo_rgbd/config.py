@@ -27,6 +27,7 @@ CONFIG_GROUPS = (
     "trainer",
     "experiment",
 )
+SOD_GROUPS = ("backbone", "data", "trainer", "recipe")
 
 
 def config_dir() -> Path:
@@ -136,9 +137,9 @@ def _composition_error(config_name: str, overrides: list[str], exc: Exception) -
     rest = [o for o in overrides if _override_key(o) != key]
     try:
         base = compose(config_name, rest)
-        candidates = all_keys(base) + list(CONFIG_GROUPS)
+        candidates = all_keys(base) + list(CONFIG_GROUPS) + list(SOD_GROUPS)
     except ConfigError:
-        candidates = list(CONFIG_GROUPS)
+        candidates = list(CONFIG_GROUPS) + list(SOD_GROUPS)
     return ConfigError(
         f"unknown config key '{key}'.{did_you_mean(key, candidates)} Configs are strict: a "
         "typo is an error. See 'solo-rgbd pretrain --help' for the groups and the keys "

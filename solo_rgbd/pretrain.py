@@ -55,8 +55,8 @@ def resume_path(cfg: DictConfig) -> Path:
     return path
 
 
-def _precision(cfg: DictConfig) -> str:
-    setting = str(cfg.trainer.precision)
+def _precision(trainer_cfg: DictConfig) -> str:
+    setting = str(trainer_cfg.precision)
     if setting != "auto":
         return setting
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -65,9 +65,15 @@ def _precision(cfg: DictConfig) -> str:
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, max_epochs: int, callbacks: list[pl.Callback] | None = None
+    trainer_cfg: DictConfig,
+    run_dir: Path,
+    max_epochs: int,
+    callbacks: list[pl.Callback],
+    log_every_n_steps: int = 10,
+    **kwargs,
 ) -> pl.Trainer:
-    t = cfg.trainer
+    """A Lightning Trainer from the ``trainer`` config group, logging to run_dir/logs."""
+    t = trainer_cfg
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
     return pl.Trainer(
@@ -75,22 +81,18 @@ def build_trainer(
         accelerator=str(t.accelerator),
         devices=t.devices,
         strategy=str(t.strategy),
-        precision=_precision(cfg),
+        precision=_precision(t),
         limit_train_batches=t.limit_train_batches,
         enable_progress_bar=bool(t.enable_progress_bar),
         deterministic=bool(t.deterministic),
-        log_every_n_steps=int(cfg.log_every_n_steps),
+        log_every_n_steps=log_every_n_steps,
         logger=CSVLogger(str(run_dir), name="logs", version=""),
-        callbacks=[
-            ModelCheckpoint(
-                dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1
-            ),
-            *(callbacks or []),
-        ],
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        **kwargs,
     )
 
 
@@ -104,11 +106,15 @@ def run_pretrain(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
     datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed))
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1
+        ),
+        EncoderExport(run_dir / "encoders"),
+        *(extra_callbacks or []),
+    ]
     trainer = build_trainer(
-        cfg,
-        run_dir,
-        model.planned_epochs(),
-        [EncoderExport(run_dir / "encoders"), *(extra_callbacks or [])],
+        cfg.trainer, run_dir, model.planned_epochs(), callbacks, int(cfg.log_every_n_steps)
     )
     ckpt = str(resume_path(cfg)) if cfg.get("resume") else None
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)

@@ -56,7 +56,17 @@ def load_local_weights(model: nn.Module, path: str | os.PathLike[str], in_chans:
         state = state["state_dict"]
     own = model.state_dict()
     for key, value in list(state.items()):
-        if key in own and value.ndim == 4 and own[key].ndim == 4 and value.shape[1] != in_chans:
+        target = own.get(key)
+        stem_mismatch = (
+            target is not None
+            and value.ndim == 4
+            and target.ndim == 4
+            and value.shape[1] != target.shape[1]
+            and target.shape[1] == in_chans
+            and value.shape[0] == target.shape[0]
+            and value.shape[2:] == target.shape[2:]
+        )
+        if stem_mismatch:  # the stem conv of 3-channel weights, for a 1-channel (depth) model
             state[key] = timm.models.adapt_input_conv(in_chans, value)
     state = {k: v for k, v in state.items() if k in own}  # drop the classifier
     missing, _ = model.load_state_dict(state, strict=False)

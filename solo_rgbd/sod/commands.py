@@ -1,15 +1,262 @@
-"""``solo-rgbd sod``: train / eval / predict the SOD decoder on frozen encoders."""
+"""``solo-rgbd sod {train,eval,predict,score}``: the downstream RGB-D SOD workflow."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from solo_rgbd.errors import SoloRGBDError
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from solo_rgbd.config import check_missing, compose
+from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, decode_depth
+from solo_rgbd.data.datamodule import build_from_config, index_loader, resolve_roots
+from solo_rgbd.errors import ConfigError, SoloRGBDError
+from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
+
+ACTIONS = ("train", "eval", "predict", "score")
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _run_dir(cfg: DictConfig, kind: str) -> Path:
+    name = cfg.get("run_name") or time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.output_dir) / kind / str(name)
+
+
+# ----- train ------------------------------------------------------------------------------
+def sod_train(cfg: DictConfig) -> Path:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from solo_rgbd.pretrain import build_trainer
+    from solo_rgbd.sod.encoders import load_encoders
+    from solo_rgbd.sod.module import SODModule
+
+    check_missing(cfg)
+    if cfg.select_by not in ("mae", "maxF"):
+        raise ConfigError(f"select_by must be mae or maxF, not '{cfg.select_by}'.")
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
+    cfg.backbone.name = rgb.name  # the architecture the encoders come with
+    module = SODModule(cfg)
+    module.set_encoders(rgb, depth)
+    cache = build_from_config(cfg.data, "train", require_gt=True, size=int(cfg.image_size))
+    n_val = max(1, int(round(float(cfg.val_fraction) * len(cache))))
+    perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(int(cfg.seed)))
+    val, train = cache.subset(perm[:n_val].tolist()), cache.subset(perm[n_val:].tolist())
+    run_dir = _run_dir(cfg, "train")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
+    monitor, mode = ("val/mae", "min") if cfg.select_by == "mae" else ("val/maxF", "max")
+    best = ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"),
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+    )
+    trainer = build_trainer(
+        cfg.trainer, run_dir, int(cfg.trainer.max_epochs or 100), [best], log_every_n_steps=5
+    )
+    bs = int(cfg.batch_size)
+    trainer.fit(
+        module,
+        index_loader(train, bs, True, len(train) >= bs, int(cfg.seed)),
+        index_loader(val, bs, False, False),
+    )
+    summary = {
+        "best_checkpoint": best.best_model_path,
+        "select_by": cfg.select_by,
+        "best_score": float(best.best_model_score) if best.best_model_score is not None else None,
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+    }
+    atomic_write_text(json.dumps(summary, indent=2), run_dir / "summary.json")
+    print(f"best checkpoint ({monitor} {summary['best_score']}): {best.best_model_path}")
+    return run_dir
+
+
+# ----- predictions ------------------------------------------------------------------------
+def _load_module(cfg: DictConfig):
+    from solo_rgbd.sod.module import SODModule
+
+    if not cfg.get("ckpt"):
+        raise ConfigError("ckpt= is required: the SOD checkpoint written by 'solo-rgbd sod train'.")
+    path = Path(str(cfg.ckpt)).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        raise ConfigError(f"SOD checkpoint '{path}' does not exist; fix ckpt=.")
+    return SODModule.load_from_checkpoint(path, map_location="cpu").to(_device()).eval(), path
+
+
+@torch.no_grad()
+def predict_cache(
+    module, cache: RGBDCache, out_dir: Path, batch_size: int = 16, to_gt_size: bool = True
+) -> list[np.ndarray]:
+    """Write 8-bit PNG saliency maps named by stem, at the GT's (or RGB's) original size."""
+    probs_all: list[np.ndarray] = []
+    with atomic_dir(out_dir) as tmp:
+        for start in range(0, len(cache), batch_size):
+            idx = list(range(start, min(start + batch_size, len(cache))))
+            batch = {k: v.to(module.device) for k, v in cache.batch(idx).items()}
+            probs = module.predict_probs(batch).float().cpu()
+            for j, i in enumerate(idx):
+                if to_gt_size and cache.gt_paths:
+                    w, h = Image.open(cache.gt_paths[i]).size
+                else:
+                    h, w = cache.sizes[i]
+                p = F.interpolate(
+                    probs[j : j + 1], size=(h, w), mode="bilinear", align_corners=False
+                )[0, 0]
+                arr = (p.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+                Image.fromarray(arr).save(tmp / f"{cache.stems[i]}.png")
+                probs_all.append(arr)
+    return probs_all
+
+
+def _test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
+    if cfg.test_sets:
+        out = []
+        for i, entry in enumerate(OmegaConf.to_container(cfg.test_sets, resolve=True)):
+            if not isinstance(entry, dict) or "path" not in entry:
+                raise ConfigError(f"test_sets[{i}] needs a path: {{name: X, path: /dir}}.")
+            name = entry.get("name") or Path(entry["path"]).name
+            out.append(
+                (name, RootSpec(entry["path"], bool(entry.get("invert_depth", False)), name))
+            )
+        return out
+    check_missing(cfg)
+    return [(str(cfg.data.name), spec) for spec in resolve_roots(cfg.data, "test")]
+
+
+def _subsets(cache: RGBDCache, keys: Sequence[str]) -> dict[str, list[str]]:
+    subsets: dict[str, list[str]] = {}
+    if not cache.meta:
+        return subsets
+    for key in keys:
+        values = sorted({m.get(key, "") for m in cache.meta} - {""})
+        for value in values:
+            label = {("camouflaged", "1"): "camouflaged", ("camouflaged", "0"): "plain"}.get(
+                (key, value), f"{key}={value}"
+            )
+            subsets[label] = [
+                s for s, m in zip(cache.stems, cache.meta, strict=True) if m.get(key) == value
+            ]
+    return subsets
+
+
+def sod_eval(cfg: DictConfig) -> Path:
+    from solo_rgbd.evaluation.report import plot_curves, plot_qualitative, write_tables
+    from solo_rgbd.evaluation.scoring import score_folder
+
+    module, ckpt = _load_module(cfg)
+    train_cfg = module.cfg
+    out = Path(str(cfg.out)) if cfg.get("out") else ckpt.parent.parent / "eval"
+    results: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    label = str(cfg.get("run_name") or train_cfg.get("encoders", "model"))
+    label = Path(label).name if "/" in label else label
+    for name, spec in _test_sets(cfg):
+        cache = build_cache(
+            [spec],
+            size=int(train_cfg.image_size),
+            require_gt=True,
+            strict_pairs=bool(cfg.data.strict_pairs),
+            on_constant_depth=str(cfg.data.on_constant_depth),
+        )
+        pred_dir = out / "predictions" / name
+        if pred_dir.exists():
+            import shutil
+
+            shutil.rmtree(pred_dir)
+        preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
+        gt_paths = {s: Path(p) for s, p in zip(cache.stems, cache.gt_paths, strict=True)}
+        results[name] = score_folder(pred_dir, gt_paths, _subsets(cache, cfg.subset_keys))
+        curves[name] = results[name]["all"]
+        rows = []
+        for i in range(min(int(cfg.qualitative), len(cache))):
+            rgb = cache.rgb[i].permute(1, 2, 0).numpy()
+            depth = (decode_depth(cache.depth[i])[0] * 255).round().byte().numpy()
+            gt = np.asarray(Image.open(cache.gt_paths[i]).convert("L").resize(rgb.shape[1::-1]))
+            pred = np.asarray(Image.fromarray(preds[i]).resize(rgb.shape[1::-1]))
+            rows.append((rgb, depth, gt, pred))
+        if rows:
+            plot_qualitative(rows, out / f"qualitative_{name}.png")
+    paths = write_tables({label: results}, out)
+    plot_curves(curves, out)
+    print(paths["md"].read_text())
+    print(f"tables and plots: {out}")
+    return out
+
+
+def sod_predict(cfg: DictConfig) -> Path:
+    module, _ = _load_module(cfg)
+    if not cfg.get("input") or not cfg.get("out"):
+        raise ConfigError("sod predict needs input=DIR (with RGB/depth folders) and out=DIR.")
+    cache = build_cache(
+        [RootSpec(str(cfg.input), bool(cfg.data.invert_depth))],
+        size=int(module.cfg.image_size),
+        strict_pairs=bool(cfg.data.strict_pairs),
+        on_constant_depth=str(cfg.data.on_constant_depth),
+    )
+    out = Path(str(cfg.out))
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"out='{out}' exists and is not empty; choose an empty folder.")
+    predict_cache(module, cache, out, int(cfg.batch_size), to_gt_size=False)
+    print(f"wrote {len(cache)} saliency maps to {out}")
+    return out
+
+
+def sod_score(cfg: DictConfig) -> Path:
+    from solo_rgbd.data.layout import discover_pairs
+    from solo_rgbd.evaluation.report import write_tables
+    from solo_rgbd.evaluation.scoring import score_folder
+
+    if not cfg.get("pred"):
+        raise ConfigError("sod score needs pred=DIR, a folder of saliency maps named by stem.")
+    results = {}
+    for name, spec in _test_sets(cfg):
+        pairs = discover_pairs(spec.path, strict=bool(cfg.data.strict_pairs))
+        if not pairs.gt:
+            raise ConfigError(f"test set '{spec.path}' has no GT folder; it cannot be scored.")
+        pred_dir = (
+            Path(str(cfg.pred)) / name
+            if (Path(str(cfg.pred)) / name).is_dir()
+            else Path(str(cfg.pred))
+        )
+        results[name] = score_folder(
+            pred_dir, {s: pairs.gt[s] for s in pairs.stems if s in pairs.gt}
+        )
+    out = Path(str(cfg.out)) if cfg.get("out") else Path(str(cfg.pred))
+    paths = write_tables({Path(str(cfg.pred)).name: results}, out, "scores")
+    print(paths["md"].read_text())
+    return out
 
 
 def run_sod_command(args: Sequence[str]) -> int:
-    raise SoloRGBDError(
-        "'solo-rgbd sod' is not implemented yet (tracked in the downstream SOD issue). "
-        "Pretrained encoders are exported to <run folder>/encoders/{rgb,depth}.pt and load "
-        "into timm.create_model(name, in_chans=..., num_classes=0)."
-    )
+    args = list(args)
+    if not args or args[0] in ("-h", "--help") or args[0] not in ACTIONS:
+        print(
+            __doc__ or "",
+            "\nusage: solo-rgbd sod {train,eval,predict,score} [key=value ...]"
+            "\n  see configs/sod.yaml for the keys; e.g.\n"
+            "  solo-rgbd sod train encoders=outputs/mbcf/<run>\n"
+            "  solo-rgbd sod eval ckpt=outputs/sod/train/<run>\n"
+            "  solo-rgbd sod predict ckpt=... input=DIR out=DIR",
+        )
+        if args and args[0] not in ("-h", "--help"):
+            raise SoloRGBDError(f"unknown sod action '{args[0]}'; use one of {', '.join(ACTIONS)}.")
+        return 0
+    cfg = compose("sod", args[1:])
+    {"train": sod_train, "eval": sod_eval, "predict": sod_predict, "score": sod_score}[args[0]](cfg)
+    return 0

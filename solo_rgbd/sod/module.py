@@ -1,0 +1,128 @@
+"""Training the SOD decoder with Lightning (``solo-rgbd sod train``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kornia.augmentation as K
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from solo_rgbd.augment.paired import Normalize, to_unit_float
+from solo_rgbd.evaluation.fast import FastSODScores
+from solo_rgbd.losses.sod import sod_loss
+from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.sod.model import SODNet
+
+
+class SODInputs(nn.Module):
+    """Cached batch -> normalised float inputs and GT; paired crop/flip when training."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.geometric = nn.Sequential(
+            K.RandomResizedCrop((size, size), scale=(0.6, 1.0), cropping_mode="resample"),
+            K.RandomHorizontalFlip(),
+        )
+        self.normalize = Normalize()
+
+    @torch.no_grad()
+    def forward(self, batch: dict, train: bool) -> tuple[torch.Tensor, ...]:
+        rgb, depth = to_unit_float(batch["rgb"], batch["depth"])
+        gt = batch["gt"].float() / 255 if "gt" in batch else None
+        if train:
+            x = self.geometric(torch.cat([rgb, depth, gt], dim=1))  # one box for all three
+            rgb, depth, gt = x[:, :3], x[:, 3:4], x[:, 4:]
+        rgb, depth = self.normalize(rgb, depth)
+        return rgb, depth, gt
+
+
+class SODModule(pl.LightningModule):
+    def __init__(self, cfg: DictConfig | dict) -> None:
+        super().__init__()
+        if not isinstance(cfg, DictConfig):
+            cfg = OmegaConf.create(cfg)
+        self.cfg = cfg
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        name = str(cfg.backbone.name)
+        # weights come from the checkpoint, or from set_encoders() before training
+        self.net = SODNet(
+            Encoder(name, 3), Encoder(name, 1), int(cfg.decoder_dim), bool(cfg.freeze)
+        )
+        self.inputs = SODInputs(int(cfg.image_size))
+        self.val_scores = FastSODScores()
+
+    def set_encoders(self, rgb: Encoder, depth: Encoder) -> None:
+        self.net.rgb_encoder.model.load_state_dict(rgb.model.state_dict())
+        self.net.depth_encoder.model.load_state_dict(depth.model.state_dict())
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> list[torch.Tensor]:
+        return self.net(rgb, depth)
+
+    @torch.no_grad()
+    def predict_probs(self, batch: dict) -> torch.Tensor:
+        """Saliency probabilities (B, 1, S, S) of a cached batch."""
+        rgb, depth, _ = self.inputs(batch, train=False)
+        return torch.sigmoid(self.net(rgb, depth)[0])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        rgb, depth, gt = self.inputs(batch, train=True)
+        loss = sod_loss(self.net(rgb, depth), gt)
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=gt.shape[0]
+        )
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.val_scores.update(self.predict_probs(batch), batch["gt"].float() / 255)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_scores.compute()
+        self.val_scores = FastSODScores()
+        self.log("val/maxF", scores["maxF"], prog_bar=True)
+        self.log("val/mae", scores["mae"], prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(
+            self.net.trainable_parameters(),
+            lr=float(self.cfg.lr),
+            weight_decay=float(self.cfg.weight_decay),
+        )
+
+
+def fit_decoder(
+    net: SODNet, loader, steps: int, lr: float, device: torch.device | str, size: int
+) -> list[float]:
+    """A plain loop for probes and tests: ``steps`` Adam steps on the decoder. Returns losses."""
+    inputs = SODInputs(size).to(device)
+    opt = torch.optim.Adam(net.trainable_parameters(), lr=lr)
+    net.train()
+    losses: list[torch.Tensor] = []
+    done = 0
+    while done < steps:
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            rgb, depth, gt = inputs(batch, train=True)
+            loss = sod_loss(net(rgb, depth), gt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+            done += 1
+            if done >= steps:
+                break
+    return [float(v) for v in torch.stack(losses).cpu()] if losses else []
+
+
+@torch.no_grad()
+def score_loader(net: SODNet, loader, device, size: int) -> dict[str, float]:
+    inputs = SODInputs(size).to(device)
+    net.eval()
+    scores = FastSODScores()
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        rgb, depth, gt = inputs(batch, train=False)
+        scores.update(torch.sigmoid(net(rgb, depth)[0]), gt)
+    return scores.compute()

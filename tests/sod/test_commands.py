@@ -1,0 +1,193 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from solo_rgbd.cli import main
+from solo_rgbd.config import compose
+from solo_rgbd.errors import ConfigError
+from solo_rgbd.pretrain import run_pretrain
+from solo_rgbd.sod.encoders import load_encoders
+from tests.conftest import tiny_overrides
+
+SOD_TINY = [
+    "backbone=tiny",
+    "data.synthetic.n=40",
+    "data.synthetic.n_test=10",
+    "data.synthetic.size=40",
+    "image_size=48",
+    "batch_size=8",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "decoder_dim=16",
+]
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pre")
+    cfg = compose(
+        "pretrain",
+        tiny_overrides(
+            tmp,
+            **{
+                "method_kwargs.stage1_epochs": "1",
+                "method_kwargs.stage2_epochs": "1",
+                "method_kwargs.queue_size": "16",
+                "trainer.limit_train_batches": "2",
+            },
+        ),
+    )
+    return run_pretrain(cfg)
+
+
+def test_encoders_load_from_a_run_folder_and_from_its_checkpoint(pretrained_run):
+    backbone = compose("sod", ["backbone=tiny"]).backbone
+    rgb, depth = load_encoders(str(pretrained_run), backbone)
+    saved = torch.load(pretrained_run / "encoders" / "depth.pt")
+    assert all(torch.equal(v, depth.model.state_dict()[k]) for k, v in saved.items())
+    assert rgb.in_chans == 3 and depth.in_chans == 1
+    rgb2, depth2 = load_encoders(str(pretrained_run / "checkpoints" / "last.ckpt"), backbone)
+    assert all(torch.equal(v, depth2.model.state_dict()[k]) for k, v in saved.items())
+
+
+def test_encoder_files_that_do_not_fit_fail_naming_the_mismatch(pretrained_run, tmp_path):
+    backbone = compose("sod", ["backbone=tiny"]).backbone
+    bad = tmp_path / "encoders"
+    shutil.copytree(pretrained_run / "encoders", bad)
+    shutil.copy(bad / "rgb.pt", bad / "depth.pt")  # an RGB encoder where depth belongs
+    with pytest.raises(ConfigError, match="in_chans=3.*needs in_chans=1"):
+        load_encoders(str(bad), backbone)
+    manifest = json.loads((bad / "encoders.json").read_text())
+    manifest["encoders"]["depth"]["backbone"] = "resnet18"
+    (bad / "encoders.json").write_text(json.dumps(manifest))
+    shutil.copy(pretrained_run / "encoders" / "depth.pt", bad / "depth.pt")
+    with pytest.raises(ConfigError, match="does not fit backbone 'resnet18'.*missing key"):
+        load_encoders(str(bad), backbone)
+    with pytest.raises(ConfigError, match="backbone.weights"):
+        load_encoders("imagenet", backbone)
+
+
+def test_imagenet_weights_from_a_local_file_adapt_to_depth(tmp_path):
+    backbone = compose("sod", ["backbone=tiny"]).backbone
+    ref = timm.create_model("test_resnet", num_classes=10)
+    torch.save(ref.state_dict(), tmp_path / "w.pth")
+    backbone.weights = str(tmp_path / "w.pth")
+    rgb, depth = load_encoders("imagenet", backbone)
+    assert torch.equal(
+        rgb.model.conv1[0].weight
+        if hasattr(rgb.model.conv1, "__getitem__")
+        else rgb.model.conv1.weight,
+        ref.conv1[0].weight if hasattr(ref.conv1, "__getitem__") else ref.conv1.weight,
+    )
+    first = next(v for v in depth.model.state_dict().values() if v.ndim == 4)
+    assert first.shape[1] == 1
+
+
+def _non_square_test_set(src, dst, size=(56, 40)):
+    for sub in ("RGB", "depth", "GT"):
+        (dst / sub).mkdir(parents=True)
+        for path in sorted((src / sub).iterdir())[:6]:
+            Image.open(path).resize(size).save(dst / sub / path.name)
+    shutil.copy(src / "meta.csv", dst / "meta.csv")
+
+
+def test_train_eval_predict_end_to_end(pretrained_run, tmp_path, synth_root, capsys):
+    out = tmp_path / "sod"
+    assert (
+        main(
+            [
+                "sod",
+                "train",
+                f"encoders={pretrained_run}",
+                f"output_dir={out}",
+                "run_name=r",
+                *SOD_TINY,
+            ]
+        )
+        == 0
+    )
+    run = out / "train" / "r"
+    summary = json.loads((run / "summary.json").read_text())
+    assert (run / "checkpoints" / "best.ckpt").is_file() and summary["select_by"] == "mae"
+    # a test set whose GT is neither square nor the network's input size (48)
+    odd = tmp_path / "odd"
+    _non_square_test_set(synth_root, odd)
+    ev = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "sod",
+                "eval",
+                f"ckpt={run}",
+                f"out={ev}",
+                "batch_size=4",
+                f"test_sets=[{{name: odd, path: '{odd}'}}]",
+            ]
+        )
+        == 0
+    )
+    for png in (ev / "predictions" / "odd").iterdir():
+        assert Image.open(png).size == (56, 40) and Image.open(png).mode == "L"
+    assert sorted(p.stem for p in (ev / "predictions" / "odd").iterdir()) == sorted(
+        p.stem for p in (odd / "GT").iterdir()
+    )
+    results = json.loads((ev / "results.json").read_text())
+    scores = next(iter(results.values()))["odd"]
+    assert {"all", "plain"} <= set(scores)  # broken down by the camouflage metadata
+    assert 0 <= scores["all"]["MAE"] <= 1 and 0 <= scores["all"]["maxF"] <= 1
+    for name in (
+        "results.md",
+        "results.csv",
+        "pr_curves.png",
+        "f_threshold.png",
+        "qualitative_odd.png",
+    ):
+        assert (ev / name).is_file(), name
+    # predict works without GT; eval does not
+    unlabelled = tmp_path / "unlabelled"
+    _non_square_test_set(synth_root, unlabelled)
+    shutil.rmtree(unlabelled / "GT")
+    pred_out = tmp_path / "pred"
+    assert main(["sod", "predict", f"ckpt={run}", f"input={unlabelled}", f"out={pred_out}"]) == 0
+    assert len(list(pred_out.iterdir())) == 6
+    assert Image.open(next(pred_out.iterdir())).size == (56, 40)
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "sod",
+                "eval",
+                f"ckpt={run}",
+                f"out={tmp_path / 'e2'}",
+                f"test_sets=[{{name: u, path: '{unlabelled}'}}]",
+            ]
+        )
+        == 2
+    )
+    assert "GT" in capsys.readouterr().err
+
+
+def test_sod_score_names_missing_predictions(tmp_path, synth_root, capsys):
+    pred = tmp_path / "maps"
+    pred.mkdir()
+    for path in sorted((synth_root / "GT").iterdir())[:-2]:
+        shutil.copy(path, pred / path.name)
+    assert (
+        main(["sod", "score", f"pred={pred}", f"test_sets=[{{name: s, path: '{synth_root}'}}]"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "no map for 2 GT stem(s): 00030, 00031" in err
+    (pred / "00030.png").write_bytes((synth_root / "GT" / "00030.png").read_bytes())
+    arr = np.asarray(Image.open(synth_root / "GT" / "00031.png"))
+    Image.fromarray(arr).save(pred / "00031.png")
+    assert (
+        main(["sod", "score", f"pred={pred}", f"test_sets=[{{name: s, path: '{synth_root}'}}]"])
+        == 0
+    )
+    assert "| s | maxF ↑ | 1.000 |" in capsys.readouterr().out
