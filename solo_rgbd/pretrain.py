@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.callbacks.export import AtomicCheckpointIO, EncoderExport, export_encoders
+from solo_rgbd.callbacks.probes import probes_from_config
 from solo_rgbd.config import check_missing
 from solo_rgbd.data.datamodule import RGBDDataModule
 from solo_rgbd.errors import ConfigError
@@ -70,10 +71,22 @@ def build_trainer(
     max_epochs: int,
     callbacks: list[pl.Callback],
     log_every_n_steps: int = 10,
+    tensorboard: bool = False,
     **kwargs,
 ) -> pl.Trainer:
     """A Lightning Trainer from the ``trainer`` config group, logging to run_dir/logs."""
     t = trainer_cfg
+    loggers: list = [CSVLogger(str(run_dir), name="logs", version="")]
+    if tensorboard:
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"tensorboard=true needs the tensorboard package ({exc}); pip install "
+                "tensorboard, or drop tensorboard=true (metrics always go to logs/metrics.csv)."
+            ) from None
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
     return pl.Trainer(
@@ -86,7 +99,7 @@ def build_trainer(
         enable_progress_bar=bool(t.enable_progress_bar),
         deterministic=bool(t.deterministic),
         log_every_n_steps=log_every_n_steps,
-        logger=CSVLogger(str(run_dir), name="logs", version=""),
+        logger=loggers,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
@@ -111,6 +124,7 @@ def run_pretrain(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
             dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1
         ),
         EncoderExport(run_dir / "encoders"),
+        *probes_from_config(cfg),
         *(extra_callbacks or []),
     ]
     trainer = build_trainer(
