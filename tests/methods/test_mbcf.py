@@ -83,7 +83,7 @@ def test_two_stage_trains_fusion_only_after_the_switch(tmp_path):
     assert all(0 < float(r["attention_entropy_rgb"]) <= 1 for r in stage2)
     grads = [r for r in rows if r.get("grad_norm_depth_encoder")]
     assert grads and all(float(r["grad_norm_depth_encoder"]) > 0 for r in grads)
-    assert all(float(r["grad_norm_fusion"]) == 0 for r in grads if r["epoch"] == "0")
+    assert all(float(r["grad_norm_inter"]) == 0 for r in grads if r["epoch"] == "0")
     # stage lrs: 0.03 at the start of stage 1, 0.05 at the start of stage 2
     assert float(stage1[0]["lr"]) == pytest.approx(0.03)
     assert float(stage2[0]["lr"]) == pytest.approx(0.05)
