@@ -43,18 +43,20 @@ class _EncodersFrozenView:
     """Run the encoders' stages without gradients and without touching BatchNorm stats."""
 
     def __init__(self, encoders: dict) -> None:
-        self.rgb, self.depth = encoders["rgb"], encoders["depth"]
+        self.encoders = encoders
 
     @torch.no_grad()
     def __call__(self, rgb: torch.Tensor, depth: torch.Tensor):
-        modes = (self.rgb.training, self.depth.training)
-        self.rgb.eval()
-        self.depth.eval()
+        modes = {k: e.training for k, e in self.encoders.items()}
+        for e in self.encoders.values():
+            e.eval()
         try:
-            return self.rgb.stages(rgb), self.depth.stages(depth)
+            if "rgbd" in self.encoders:  # early fusion: one 4-channel stream
+                return self.encoders["rgbd"].stages(torch.cat([rgb, depth], 1)), None
+            return self.encoders["rgb"].stages(rgb), self.encoders["depth"].stages(depth)
         finally:
-            self.rgb.train(modes[0])
-            self.depth.train(modes[1])
+            for k, e in self.encoders.items():
+                e.train(modes[k])
 
 
 class OnlineSODProbe(pl.Callback):
@@ -64,9 +66,9 @@ class OnlineSODProbe(pl.Callback):
         self.head: SODDecoder | None = None
 
     def _build(self, encoders: dict, device) -> None:
-        self.head = SODDecoder(
-            encoders["rgb"].stage_channels, encoders["depth"].stage_channels, self.dim
-        ).to(device)
+        first = encoders.get("rgb", encoders.get("rgbd"))  # "rgbd": early fusion
+        depth = encoders["depth"].stage_channels if "depth" in encoders else None
+        self.head = SODDecoder(first.stage_channels, depth, self.dim).to(device)
         self.opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
         self.transform = self.transform.to(device)
 
@@ -139,9 +141,9 @@ class FrozenDecoderProbe(pl.Callback):
         _require_labels(trainer, "frozen")
 
     def run(self, encoders: dict, train, val, device) -> dict[str, float]:
-        net = SODNet(
-            copy.deepcopy(encoders["rgb"]), copy.deepcopy(encoders["depth"]), self.dim, freeze=True
-        ).to(device)
+        first = encoders.get("rgb", encoders.get("rgbd"))  # "rgbd": early fusion
+        depth = copy.deepcopy(encoders["depth"]) if "depth" in encoders else None
+        net = SODNet(copy.deepcopy(first), depth, self.dim, freeze=True).to(device)
         bs = min(self.batch_size, len(train))
         with torch.autocast(device_type=torch.device(device).type, enabled=False):
             fit_decoder(

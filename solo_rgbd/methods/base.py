@@ -199,8 +199,11 @@ class BaseMomentumMethod(BaseMethod):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """After the optimiser step: theta_k <- tau theta_k + (1 - tau) theta_q per pair."""
+        pairs = self.momentum_pairs
+        if not pairs:
+            return
         tau = self.momentum_tau()
-        for online, target in self.momentum_pairs:
+        for online, target in pairs:
             momentum_update(online, target, tau)
         if self.should_log():
             self.log_scalars({"momentum_tau": tau})

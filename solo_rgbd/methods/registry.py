@@ -22,6 +22,12 @@ from solo_rgbd.errors import ConfigError
 # name -> module that registers it when imported
 _BUILTIN: dict[str, str] = {
     "mbcf": "solo_rgbd.methods.mbcf",
+    "alignment": "solo_rgbd.methods.alignment",
+    "mocov2plus": "solo_rgbd.methods.mocov2plus",
+    "simclr": "solo_rgbd.methods.simclr",
+    "byol": "solo_rgbd.methods.byol",
+    "barlow_twins": "solo_rgbd.methods.barlow_twins",
+    "vicreg": "solo_rgbd.methods.barlow_twins",
 }
 _REGISTRY: dict[str, type] = {}
 

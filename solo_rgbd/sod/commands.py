@@ -46,6 +46,7 @@ def sod_train(cfg: DictConfig) -> Path:
     pl.seed_everything(int(cfg.seed), verbose=False)
     rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
     cfg.backbone.name = rgb.name  # the architecture the encoders come with
+    cfg.encoder_layout = "early_fusion" if depth is None else "two_stream"
     module = SODModule(cfg)
     module.set_encoders(rgb, depth)
     cache = build_from_config(cfg.data, "train", require_gt=True, size=int(cfg.image_size))

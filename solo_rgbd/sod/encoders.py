@@ -26,7 +26,7 @@ def _load_state(encoder: Encoder, state: dict, source: str, name: str) -> None:
         raise ConfigError(
             f"the {name} encoder in '{source}' takes in_chans={state[first].shape[1]} "
             f"({first}), but the {name} encoder needs in_chans={own[first].shape[1]}. Export "
-            "encoders with the right modality order (rgb: 3 channels, depth: 1)."
+            "encoders with the right modality order (rgb: 3 channels, depth: 1, rgbd: 4)."
         )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -40,25 +40,29 @@ def _load_state(encoder: Encoder, state: dict, source: str, name: str) -> None:
     encoder.model.load_state_dict(state)
 
 
-def _from_manifest(folder: Path) -> tuple[Encoder, Encoder]:
+CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
+
+
+def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
     manifest = json.loads((folder / "encoders.json").read_text())
     entries = manifest.get("encoders", {})
-    if "rgb" not in entries or "depth" not in entries:
+    names = ["rgbd"] if set(entries) == {"rgbd"} else ["rgb", "depth"]
+    if not set(names) <= set(entries):
         raise ConfigError(
             f"'{folder / 'encoders.json'}' lists encoders {sorted(entries)}; the SOD network "
-            "needs 'rgb' and 'depth' (an early-fusion method's single encoder cannot be split)."
+            "needs 'rgb' and 'depth' (two streams) or 'rgbd' (early fusion)."
         )
-    out = []
-    for name in ("rgb", "depth"):
+    out: list[Encoder | None] = []
+    for name in names:
         entry = entries[name]
-        encoder = Encoder(entry["backbone"], 3 if name == "rgb" else 1)
+        encoder = Encoder(entry["backbone"], CHANNELS[name])
         state = torch.load(folder / entry["file"], map_location="cpu", weights_only=True)
         _load_state(encoder, state, str(folder / entry["file"]), name)
         out.append(encoder)
-    return out[0], out[1]
+    return out[0], (out[1] if len(out) > 1 else None)
 
 
-def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder]:
+def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:
     from solo_rgbd.methods.registry import METHODS
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -71,11 +75,13 @@ def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder]:
     model = METHODS[cfg["method"]](cfg)
     model.load_state_dict(ckpt["state_dict"])
     encoders = model.export_encoders()
+    if "rgbd" in encoders:
+        return encoders["rgbd"], None
     return encoders["rgb"], encoders["depth"]
 
 
-def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder]:
-    """The (rgb, depth) encoders named by ``spec``; see the module docstring."""
+def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | None]:
+    """The (rgb, depth) encoders named by ``spec`` (depth None: one early-fusion encoder)."""
     if spec == "random":
         return Encoder(str(backbone.name), 3), Encoder(str(backbone.name), 1)
     if spec == "imagenet":

@@ -40,25 +40,46 @@ class CrossModalFusion(nn.Module):
         return self.conv(torch.cat([f_rgb * a_rgb, f_depth * a_depth], dim=1))
 
 
-class SODDecoder(nn.Module):
-    """Fusion per level, top-down merge, a side output per level."""
+class SingleStreamBlock(nn.Module):
+    """Early-fusion encoders (one 4-channel stream): channel attention and a 3x3 conv."""
 
-    def __init__(self, rgb_channels: list[int], depth_channels: list[int], dim: int = 64) -> None:
+    def __init__(self, channels: int, dim: int) -> None:
         super().__init__()
-        self.fuse = nn.ModuleList(
-            CrossModalFusion(cr, cd, dim)
-            for cr, cd in zip(rgb_channels, depth_channels, strict=True)
-        )
+        self.att = ChannelAttention(channels, reduction=4)
+        self.conv = conv_bn_relu(channels, dim)
+
+    def forward(self, f: torch.Tensor, _: None = None) -> torch.Tensor:
+        return self.conv(f * self.att(f)[:, :, None, None])
+
+
+class SODDecoder(nn.Module):
+    """Fusion per level, top-down merge, a side output per level.
+
+    ``depth_channels=None`` is the early-fusion case: one RGB-D stream, no cross-modal block.
+    """
+
+    def __init__(
+        self, rgb_channels: list[int], depth_channels: list[int] | None, dim: int = 64
+    ) -> None:
+        super().__init__()
+        if depth_channels is None:
+            self.fuse = nn.ModuleList(SingleStreamBlock(c, dim) for c in rgb_channels)
+        else:
+            self.fuse = nn.ModuleList(
+                CrossModalFusion(cr, cd, dim)
+                for cr, cd in zip(rgb_channels, depth_channels, strict=True)
+            )
         self.merge = nn.ModuleList(conv_bn_relu(dim, dim) for _ in rgb_channels[:-1])
         self.side = nn.ModuleList(nn.Conv2d(dim, 1, 1) for _ in rgb_channels)
 
     def forward(
         self,
         feats_rgb: list[torch.Tensor],
-        feats_depth: list[torch.Tensor],
+        feats_depth: list[torch.Tensor] | None,
         out_size: tuple[int, int],
     ) -> list[torch.Tensor]:
-        fused = [f(r, d) for f, r, d in zip(self.fuse, feats_rgb, feats_depth, strict=True)]
+        depth = feats_depth or [None] * len(feats_rgb)
+        fused = [f(r, d) for f, r, d in zip(self.fuse, feats_rgb, depth, strict=True)]
         x = fused[-1]  # deepest level
         decoded = [x]
         for level in range(len(fused) - 2, -1, -1):  # deep -> shallow
@@ -72,31 +93,46 @@ class SODDecoder(nn.Module):
 
 
 class SODNet(nn.Module):
-    """Two encoders + :class:`SODDecoder`. ``forward`` returns side logits, finest first."""
+    """Encoders + :class:`SODDecoder`. ``forward`` returns side logits, finest first.
+
+    Two streams (an RGB and a depth encoder), or, with ``depth_encoder=None``, one early-fusion
+    encoder whose input is the 4-channel concatenation of RGB and depth.
+    """
 
     def __init__(
-        self, rgb_encoder: Encoder, depth_encoder: Encoder, dim: int = 64, freeze: bool = True
+        self, rgb_encoder: Encoder, depth_encoder: Encoder | None, dim: int = 64,
+        freeze: bool = True,
     ) -> None:
         super().__init__()
         self.rgb_encoder = rgb_encoder
         self.depth_encoder = depth_encoder
         self.freeze = freeze
-        self.decoder = SODDecoder(rgb_encoder.stage_channels, depth_encoder.stage_channels, dim)
+        depth_channels = depth_encoder.stage_channels if depth_encoder is not None else None
+        self.decoder = SODDecoder(rgb_encoder.stage_channels, depth_channels, dim)
         if freeze:
-            for p in [*rgb_encoder.parameters(), *depth_encoder.parameters()]:
+            for p in self.encoder_parameters():
                 p.requires_grad_(False)
+
+    def encoders(self) -> list[Encoder]:
+        return [e for e in (self.rgb_encoder, self.depth_encoder) if e is not None]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for e in self.encoders() for p in e.parameters()]
 
     def train(self, mode: bool = True) -> SODNet:
         super().train(mode)
         if self.freeze:  # frozen encoders keep their BatchNorm statistics
-            self.rgb_encoder.eval()
-            self.depth_encoder.eval()
+            for e in self.encoders():
+                e.eval()
         return self
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> list[torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            feats_rgb = self.rgb_encoder.stages(rgb)
-            feats_depth = self.depth_encoder.stages(depth)
+            if self.depth_encoder is None:  # early fusion
+                feats_rgb, feats_depth = self.rgb_encoder.stages(torch.cat([rgb, depth], 1)), None
+            else:
+                feats_rgb = self.rgb_encoder.stages(rgb)
+                feats_depth = self.depth_encoder.stages(depth)
         return self.decoder(feats_rgb, feats_depth, rgb.shape[-2:])
 
     def trainable_parameters(self) -> list[nn.Parameter]:

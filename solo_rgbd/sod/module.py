@@ -48,15 +48,18 @@ class SODModule(pl.LightningModule):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         name = str(cfg.backbone.name)
         # weights come from the checkpoint, or from set_encoders() before training
-        self.net = SODNet(
-            Encoder(name, 3), Encoder(name, 1), int(cfg.decoder_dim), bool(cfg.freeze)
-        )
+        if cfg.get("encoder_layout", "two_stream") == "early_fusion":
+            rgb, depth = Encoder(name, 4), None  # one encoder on 4-channel RGB-D
+        else:
+            rgb, depth = Encoder(name, 3), Encoder(name, 1)
+        self.net = SODNet(rgb, depth, int(cfg.decoder_dim), bool(cfg.freeze))
         self.inputs = SODInputs(int(cfg.image_size))
         self.val_scores = FastSODScores()
 
-    def set_encoders(self, rgb: Encoder, depth: Encoder) -> None:
+    def set_encoders(self, rgb: Encoder, depth: Encoder | None) -> None:
         self.net.rgb_encoder.model.load_state_dict(rgb.model.state_dict())
-        self.net.depth_encoder.model.load_state_dict(depth.model.state_dict())
+        if depth is not None:
+            self.net.depth_encoder.model.load_state_dict(depth.model.state_dict())
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> list[torch.Tensor]:
         return self.net(rgb, depth)

@@ -1,0 +1,77 @@
+"""``method=alignment``: cross-modal alignment, the paper's Table 4 baseline.
+
+IntraCLM as in MBCF (MoCo per modality, tau 0.1), plus a CMC-style cross-modal InfoNCE in
+place of the fusion encoder: the RGB query of a scene is pulled to the depth key of the same
+scene and pushed from the depth queue, and symmetrically (tau_align = 0.1, the paper's best
+for alignment):
+
+    L_align = L(q^r, k^d_+, queue^d) + L(q^d, k^r_+, queue^r)
+    J = lambda1 * L_intra + lambda2 * L_align
+
+with MBCF's schedules (two_stage: alignment from stage 2 on). Both projectors map to the same
+128-d space, so the modalities' queues serve as each other's negatives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from solo_rgbd.losses.infonce import infonce, top1_accuracy
+from solo_rgbd.losses.mbcf import total_loss
+from solo_rgbd.methods.intra import TwoStreamIntraCLM
+from solo_rgbd.methods.registry import register_method
+
+
+def alignment_loss(
+    q_rgb: torch.Tensor,
+    k_depth: torch.Tensor,
+    queue_depth: torch.Tensor,
+    q_depth: torch.Tensor,
+    k_rgb: torch.Tensor,
+    queue_rgb: torch.Tensor,
+    tau: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Symmetric cross-modal InfoNCE (CMC): each modality's query against the other's keys."""
+    l_rd, logits_rd = infonce(q_rgb, k_depth, queue_depth, tau)
+    l_dr, logits_dr = infonce(q_depth, k_rgb, queue_rgb, tau)
+    return l_rd + l_dr, {"logits_rgb_to_depth": logits_rd, "logits_depth_to_rgb": logits_dr}
+
+
+@register_method("alignment")
+class Alignment(TwoStreamIntraCLM):
+    defaults = {**TwoStreamIntraCLM.defaults, "tau_align": 0.1}
+
+    @classmethod
+    def check_kwargs(cls, kw: dict[str, Any]) -> None:
+        super().check_kwargs(kw)
+        cls.require(float(kw["tau_align"]) > 0, "tau_align", kw["tau_align"], "must be > 0")
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        kw = self.kwargs
+        (rgb_q, depth_q), (rgb_k, depth_k) = batch["views"]
+        q = self(rgb_q, depth_q)
+        k = self.momentum_forward(rgb_k, depth_k)
+        l_intra, intra = self.intra(q, k)
+        l_align, parts = None, {}
+        if self.stage == 2:
+            l_align, parts = alignment_loss(
+                q["z_rgb"],
+                k["z_depth"],
+                self.queue_depth.negatives(),
+                q["z_depth"],
+                k["z_rgb"],
+                self.queue_rgb.negatives(),
+                float(kw["tau_align"]),
+            )
+        loss = total_loss(l_intra, l_align, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
+        self.enqueue_intra(k)
+        if self.should_log():
+            values = self.intra_diagnostics(loss, l_intra, intra)
+            if l_align is not None:
+                values["loss_align"] = l_align.detach()
+                values["acc_rgb_to_depth"] = top1_accuracy(parts["logits_rgb_to_depth"])
+                values["acc_depth_to_rgb"] = top1_accuracy(parts["logits_depth_to_rgb"])
+            self.log_scalars(values, prog_bar=("loss", "stage"))
+        return loss

@@ -1,0 +1,44 @@
+"""``method=byol``: BYOL per stream: online projector + predictor, momentum target, symmetric
+negative cosine similarity (lightly's heads and loss)."""
+
+from __future__ import annotations
+
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from torch import nn
+
+from solo_rgbd.methods.registry import register_method
+from solo_rgbd.methods.stream import StreamMethod
+
+
+@register_method("byol")
+class BYOL(StreamMethod):
+    uses_momentum = True
+    defaults = {
+        **StreamMethod.stream_defaults,
+        **StreamMethod.momentum_defaults,
+        "proj_hidden_dim": 4096,
+        "proj_output_dim": 256,
+        "pred_hidden_dim": 4096,
+    }
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.criterion = NegativeCosineSimilarity()
+
+    def build_heads(self, in_dim: int) -> nn.ModuleDict:
+        kw = self.kwargs
+        out = int(kw["proj_output_dim"])
+        return nn.ModuleDict(
+            {
+                "projector": BYOLProjectionHead(in_dim, int(kw["proj_hidden_dim"]), out),
+                "predictor": BYOLPredictionHead(out, int(kw["pred_hidden_dim"]), out),
+            }
+        )
+
+    def stream_loss(self, stream, x1, x2):
+        heads = self.heads[stream]
+        p1 = heads["predictor"](heads["projector"](self.embed(stream, x1)))
+        p2 = heads["predictor"](heads["projector"](self.embed(stream, x2)))
+        t1, t2 = self.embed_momentum(stream, x1), self.embed_momentum(stream, x2)
+        return 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1)), {}

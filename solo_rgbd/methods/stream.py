@@ -1,0 +1,111 @@
+"""Single-modality SSL objectives on RGB-D: one objective per stream.
+
+``rgbd_mode=two_stream``: an RGB encoder (3 channels) and a depth encoder (1 channel), each with
+its own heads, each trained with the method's objective on its own modality; the losses are
+summed. ``rgbd_mode=early_fusion``: one encoder on the 4-channel RGB-D input. A method
+subclass declares ``build_heads`` (online heads of one stream), optionally
+``build_momentum`` (the momentum heads) and ``stream_loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from solo_rgbd.methods.base import BaseMomentumMethod
+from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.nn.momentum import momentum_copy
+
+RGBD_MODES = ("two_stream", "early_fusion")
+
+
+class StreamMethod(BaseMomentumMethod):
+    uses_momentum: bool = False
+    stream_defaults: dict[str, Any] = {"rgbd_mode": "two_stream"}
+    momentum_defaults: dict[str, Any] = {
+        "momentum": {"base_tau": 0.99, "final_tau": 1.0, "schedule": "cosine"}
+    }
+
+    @classmethod
+    def check_kwargs(cls, kw: dict[str, Any]) -> None:
+        cls.require(
+            kw["rgbd_mode"] in RGBD_MODES, "rgbd_mode", kw["rgbd_mode"], f"use one of {RGBD_MODES}"
+        )
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        two = self.kwargs["rgbd_mode"] == "two_stream"
+        self.stream_chans = {"rgb": 3, "depth": 1} if two else {"rgbd": 4}
+        self.encoders = nn.ModuleDict(
+            {s: self.make_encoder(c) for s, c in self.stream_chans.items()}
+        )
+        self.heads = nn.ModuleDict(
+            {s: self.build_heads(self.encoders[s].num_features) for s in self.stream_chans}
+        )
+        if self.uses_momentum:
+            self.encoders_k = nn.ModuleDict({s: momentum_copy(e) for s, e in self.encoders.items()})
+            self.heads_k = nn.ModuleDict(
+                {s: self.build_momentum(self.heads[s]) for s in self.stream_chans}
+            )
+
+    # ----- what a subclass provides -------------------------------------------------------
+    def build_heads(self, in_dim: int) -> nn.ModuleDict:
+        raise NotImplementedError
+
+    def build_momentum(self, heads: nn.ModuleDict) -> nn.Module:
+        return momentum_copy(heads["projector"])
+
+    def stream_loss(
+        self, stream: str, x1: torch.Tensor, x2: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    # ----- shared -------------------------------------------------------------------------
+    def embed(self, stream: str, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (B, C) of one stream."""
+        return Encoder.pool(self.encoders[stream](x))
+
+    @torch.no_grad()
+    def embed_momentum(self, stream: str, x: torch.Tensor) -> torch.Tensor:
+        return self.heads_k[stream](Encoder.pool(self.encoders_k[stream](x)))
+
+    def stream_inputs(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
+        if "rgbd" in self.stream_chans:
+            return {"rgbd": torch.cat([rgb, depth], dim=1)}  # (B, 4, H, W)
+        return {"rgb": rgb, "depth": depth}
+
+    @property
+    def learnable_params(self) -> list[dict[str, Any]]:
+        return [
+            {"name": s, "params": [*self.encoders[s].parameters(), *self.heads[s].parameters()]}
+            for s in self.stream_chans
+        ]
+
+    @property
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        if not self.uses_momentum:
+            return []
+        pairs = []
+        for s in self.stream_chans:
+            pairs.append((self.encoders[s], self.encoders_k[s]))
+            pairs.append((self.heads[s]["projector"], self.heads_k[s]))
+        return pairs
+
+    def export_encoders(self) -> dict[str, Encoder]:
+        return dict(self.encoders.items())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        (rgb1, depth1), (rgb2, depth2) = batch["views"]
+        x1, x2 = self.stream_inputs(rgb1, depth1), self.stream_inputs(rgb2, depth2)
+        loss = torch.zeros((), device=rgb1.device)
+        logs: dict[str, Any] = {}
+        for stream in self.stream_chans:
+            l_stream, extra = self.stream_loss(stream, x1[stream], x2[stream])
+            loss = loss + l_stream
+            logs[f"loss_{stream}"] = l_stream.detach()
+            logs.update({f"{k}_{stream}": v for k, v in extra.items()})
+        if self.should_log():
+            self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
+        return loss

@@ -1,0 +1,91 @@
+import csv
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from solo_rgbd.config import compose
+from solo_rgbd.losses.infonce import infonce
+from solo_rgbd.methods import METHODS, registered_methods
+from solo_rgbd.methods.alignment import alignment_loss
+from solo_rgbd.pretrain import run_pretrain
+from solo_rgbd.sod.encoders import load_encoders
+from solo_rgbd.sod.model import SODNet
+from tests.conftest import tiny_overrides
+
+STREAM_METHODS = ["mocov2plus", "simclr", "byol", "barlow_twins", "vicreg"]
+SMALL = {"method_kwargs.proj_hidden_dim": "32", "trainer.limit_train_batches": "2",
+         "trainer.max_epochs": "1"}
+
+
+def _cases():
+    cases = [(m, "two_stream") for m in registered_methods()]
+    cases += [(m, "early_fusion") for m in STREAM_METHODS]
+    return cases
+
+
+@pytest.mark.parametrize("method, mode", _cases())
+def test_every_method_trains_two_steps_and_exports_loadable_encoders(tmp_path, method, mode):
+    extra = dict(SMALL)
+    if method in STREAM_METHODS:
+        extra["method_kwargs.rgbd_mode"] = mode
+    if method in ("mbcf", "alignment"):
+        extra["method_kwargs.schedule"] = "one_stage"  # both terms from step one
+    if method in ("mbcf", "alignment", "mocov2plus"):
+        extra["method_kwargs.queue_size"] = "32"
+    cfg = compose("pretrain", [f"method={method}", *tiny_overrides(tmp_path, **extra)])
+    run_dir = run_pretrain(cfg)
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    backbone = compose("sod", ["backbone=tiny"]).backbone
+    rgb, depth = load_encoders(str(run_dir), backbone)
+    net = SODNet(rgb, depth, dim=8).eval()
+    assert (depth is None) == (mode == "early_fusion")
+    if depth is None:
+        assert rgb.in_chans == 4
+    out = net(torch.randn(1, 3, 32, 32), torch.randn(1, 1, 32, 32))
+    assert out[0].shape == (1, 1, 32, 32)
+
+
+def test_alignment_loss_equals_a_direct_computation():
+    torch.manual_seed(0)
+    q_r, k_d, Q_d = torch.randn(4, 8), torch.randn(4, 8), torch.randn(12, 8)
+    q_d, k_r, Q_r = torch.randn(4, 8), torch.randn(4, 8), torch.randn(12, 8)
+    loss, _ = alignment_loss(q_r, k_d, Q_d, q_d, k_r, Q_r, tau=0.1)
+
+    def direct(q, k, queue):
+        q, k, queue = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(queue, dim=1)
+        pos = torch.exp((q * k).sum(1) / 0.1)
+        neg = torch.exp(q @ queue.T / 0.1).sum(1)
+        return (-torch.log(pos / (pos + neg))).mean()
+
+    assert torch.allclose(loss, direct(q_r, k_d, Q_d) + direct(q_d, k_r, Q_r), atol=1e-5)
+    assert torch.allclose(loss, infonce(q_r, k_d, Q_d, 0.1)[0] + infonce(q_d, k_r, Q_r, 0.1)[0])
+
+
+def test_alignment_needs_two_streams_and_rgbd_mode_is_validated(tmp_path):
+    from solo_rgbd.errors import ConfigError
+
+    cfg = compose("pretrain", ["method=simclr", "method_kwargs.rgbd_mode=late",
+                               *tiny_overrides(tmp_path)])
+    with pytest.raises(ConfigError, match="method_kwargs.rgbd_mode"):
+        METHODS["simclr"](cfg)
+
+
+def test_early_fusion_encoders_go_through_sod_train_and_eval(tmp_path):
+    from solo_rgbd.cli import main
+
+    extra = {**SMALL, "method_kwargs.rgbd_mode": "early_fusion"}
+    run_dir = run_pretrain(compose("pretrain", ["method=simclr",
+                                                *tiny_overrides(tmp_path, **extra)]))
+    sod = ["backbone=tiny", "data.synthetic.n=32", "data.synthetic.n_test=8",
+           "data.synthetic.size=40", "image_size=32", "batch_size=8", "trainer.max_epochs=1",
+           "trainer.enable_progress_bar=false", "decoder_dim=8", f"output_dir={tmp_path / 's'}",
+           "run_name=ef"]
+    assert main(["sod", "train", f"encoders={run_dir}", *sod]) == 0
+    ckpt = tmp_path / "s" / "train" / "ef"
+    assert main(["sod", "eval", f"ckpt={ckpt}", "data.synthetic.n=32", "data.synthetic.n_test=8",
+                 "data.synthetic.size=40"]) == 0
+    assert (ckpt / "eval" / "results.json").is_file()
