@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from solo_rgbd.errors import SoloRGBDError
 
-MAIN_HELP = """usage: solo-rgbd {pretrain,sod,data} ...
+MAIN_HELP = """usage: solo-rgbd {pretrain,sod,data,compare} ...
 
 Self-supervised pretraining for paired RGB-D images.
 
@@ -23,6 +23,7 @@ subcommands:
   pretrain   pretrain encoders (Hydra overrides, e.g. method=mbcf backbone=resnet18)
   sod        train / evaluate / predict with the SOD decoder on frozen encoders
   data       synthesise or check RGB-D datasets ('solo-rgbd data --help')
+  compare    pretrain -> SOD -> evaluation for a grid of methods; the paper's tables
 
 'solo-rgbd pretrain --help' lists the config groups and the registered methods.
 """
@@ -127,13 +128,35 @@ def cmd_data(args: Sequence[str]) -> int:
     return 0 if all(r.usable for r in reports) else 1
 
 
+def cmd_compare(args: Sequence[str]) -> int:
+    if "-h" in args or "--help" in args:
+        from solo_rgbd.compare.runner import experiment_options
+
+        print("usage: solo-rgbd compare experiment=NAME [key=value ...]\n\n"
+              "Pretrain every row of configs/compare/NAME.yaml, train the SOD decoder on its\n"
+              "frozen encoders, evaluate, and write tables shaped like the paper's Tables 1-4\n"
+              f"plus bar charts. experiments: {', '.join(experiment_options())}.\n"
+              "Finished cells are reused; seeds=[0,1,2] reports mean ± std.")
+        return 0
+    from solo_rgbd.compare.runner import compose_experiment, run_compare
+
+    out, failed = run_compare(compose_experiment(args))
+    print((out / "tables.md").read_text())
+    print(f"tables, CSVs and charts: {out}")
+    if failed:
+        print("failed cells (rerun the command to retry them):\n  " + "\n  ".join(failed),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_sod(args: Sequence[str]) -> int:
     from solo_rgbd.sod.commands import run_sod_command
 
     return run_sod_command(args)
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "data": cmd_data, "sod": cmd_sod}
+COMMANDS = {"pretrain": cmd_pretrain, "data": cmd_data, "sod": cmd_sod, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ CONFIG_GROUPS = (
     "optimizer",
     "trainer",
     "experiment",
+    "ablation",
 )
 SOD_GROUPS = ("backbone", "data", "trainer", "recipe")
 

@@ -45,6 +45,13 @@ def rows_of(results: dict[str, dict[str, dict[str, dict]]]) -> list[dict]:
     return rows
 
 
+def _cell(value: float | None, std: float | None, best: float | None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.3f}" if not std else f"{value:.3f} ± {std:.3f}"
+    return f"**{text}**" if value == best else text
+
+
 def paper_table(results: dict[str, dict[str, dict[str, dict]]], metrics=None) -> str:
     """Markdown: | Dataset | Metrics | model columns |, one row per (dataset[, subset], metric)."""
     metrics = metrics or [m for m in TABLE_METRICS if m[0] in ("maxF", "maxE", "MAE", "S", "wF")]
@@ -65,9 +72,8 @@ def paper_table(results: dict[str, dict[str, dict[str, dict]]], metrics=None) ->
             values = [results[m].get(dataset, {}).get(subset, {}).get(key) for m in models]
             present = [v for v in values if v is not None]
             best = (max if higher else min)(present) if len(present) > 1 else None
-            cells = [
-                "-" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in values
-            ]
+            cells = [_cell(v, results[m].get(dataset, {}).get(subset, {}).get(f"{key}_std"), best)
+                     for v, m in zip(values, models, strict=True)]
             lines.append(f"| {label if i == 0 else ''} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -155,6 +161,37 @@ def plot_qualitative(rows: list[tuple[np.ndarray, ...]], path: Path) -> Path:
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(title)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(results: dict[str, dict], metric: str, path: Path) -> Path:
+    """Grouped bars: one group per row (model), one bar per dataset / subset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(results)
+    keys = []
+    for m in models:
+        for dataset, subsets in results[m].items():
+            for subset in subsets:
+                if (dataset, subset) not in keys:
+                    keys.append((dataset, subset))
+    width = 0.8 / max(1, len(keys))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(models) + 2), 4))
+    x = np.arange(len(models))
+    for i, (dataset, subset) in enumerate(keys):
+        vals = [results[m].get(dataset, {}).get(subset, {}).get(metric, np.nan) for m in models]
+        errs = [results[m].get(dataset, {}).get(subset, {}).get(f"{metric}_std", 0.0)
+                for m in models]
+        label = dataset if subset == "all" else f"{dataset} ({subset})"
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=errs, label=label)
+    ax.set_xticks(x, models, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
     _save(fig, path)
     plt.close(fig)
     return path

@@ -1,0 +1,163 @@
+"""``solo-rgbd compare experiment=NAME``: pretrain -> SOD decoder -> evaluation, for a grid.
+
+Every row of ``configs/compare/NAME.yaml`` is a pretraining method (with overrides) or an
+initialisation (``random``, ``imagenet``); every (row, seed) is a *cell*, run with one
+pretraining budget (``budget_epochs``) and one SOD recipe for all rows. A finished cell writes
+``done.json`` and is reused when the command runs again; a failed cell writes ``failed.json``,
+is reported, does not stop the others, and is retried next time. The tables (markdown + CSV)
+are shaped like the paper's Tables 1-4, with mean ± std over seeds, plus a bar chart per metric.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from solo_rgbd.config import compose, config_dir
+from solo_rgbd.errors import ConfigError
+from solo_rgbd.evaluation.report import TABLE_METRICS, paper_table, write_tables
+from solo_rgbd.utils.atomic import atomic_write_text
+
+ROW_KEYS = {"name", "method", "init", "overrides"}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+
+
+def experiment_options() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "compare").glob("*.yaml"))
+
+
+def compose_experiment(args: Sequence[str]) -> DictConfig:
+    args = list(args)
+    names = [a.split("=", 1)[1] for a in args if a.startswith("experiment=")]
+    rest = [a for a in args if not a.startswith("experiment=")]
+    name = names[-1] if names else "quick"
+    if name not in experiment_options():
+        raise ConfigError(
+            f"compare experiment '{name}' does not exist; options: "
+            f"{', '.join(experiment_options())} (configs/compare/NAME.yaml)."
+        )
+    return compose(f"compare/{name}", rest)
+
+
+def _rows(cfg: DictConfig) -> list[dict]:
+    rows = []
+    for i, row in enumerate(OmegaConf.to_container(cfg.rows, resolve=True)):
+        unknown = set(row) - ROW_KEYS
+        if unknown or "name" not in row:
+            raise ConfigError(f"rows[{i}] = {row}: each row needs a name and may have only "
+                              f"{sorted(ROW_KEYS)}.")
+        init = row.get("init", "pretrain" if row.get("method") else None)
+        if init not in ("pretrain", "random", "imagenet"):
+            raise ConfigError(f"rows[{i}] ('{row['name']}'): init must be pretrain (with a "
+                              "method), random or imagenet.")
+        rows.append({**row, "init": init, "overrides": list(row.get("overrides") or [])})
+    if cfg.get("imagenet_weights"):
+        rows.insert(1, {"name": "Supervised", "init": "imagenet", "overrides": []})
+    return rows
+
+
+def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
+    """pretrain (if any) -> SOD train -> SOD eval; returns {dataset: {subset: scores}}."""
+    from solo_rgbd.pretrain import run_pretrain
+    from solo_rgbd.sod.commands import sod_eval, sod_train
+
+    sod_common = [*cfg.sod, f"seed={seed}"]
+    if row["init"] == "pretrain":
+        per_method = (cfg.get("method_overrides") or {}).get(row["method"]) or []
+        pre = compose("pretrain", [f"method={row['method']}", *cfg.pretrain, *per_method,
+                                   *row["overrides"],
+                                   f"trainer.max_epochs={int(cfg.budget_epochs)}",
+                                   f"seed={seed}", f"output_dir={cell / 'pretrain'}",
+                                   "run_name=run"])
+        encoders = str(run_pretrain(pre))
+    elif row["init"] == "imagenet":
+        encoders = "imagenet"
+        sod_common.append(f"backbone.weights={cfg.imagenet_weights}")
+    else:
+        encoders = "random"
+    train_dir = sod_train(compose("sod", [*sod_common, f"encoders={encoders}",
+                                          f"output_dir={cell / 'sod'}", "run_name=run"]))
+    eval_dir = sod_eval(compose("sod", [*sod_common, f"ckpt={train_dir}",
+                                        f"out={cell / 'eval'}"]))
+    results = json.loads((eval_dir / "results.json").read_text())
+    return next(iter(results.values()))
+
+
+def aggregate(per_seed: list[dict]) -> dict:
+    """Mean and std over seeds per dataset / subset / metric (std 0 for one seed)."""
+    out: dict = {}
+    for dataset, subsets in per_seed[0].items():
+        for subset in subsets:
+            cell = {}
+            for key, _, _ in TABLE_METRICS:
+                values = np.array([s[dataset][subset][key] for s in per_seed])
+                cell[key] = float(values.mean())
+                cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            cell["n"] = per_seed[0][dataset][subset]["n"]
+            cell["seeds"] = len(per_seed)
+            out.setdefault(dataset, {})[subset] = cell
+    return out
+
+
+def run_compare(cfg: DictConfig) -> tuple[Path, list[str]]:
+    out = Path(str(cfg.out))
+    rows = _rows(cfg)
+    results: dict[str, dict] = {}
+    failed: list[str] = []
+    for row in rows:
+        per_seed = []
+        for seed in cfg.seeds:
+            cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
+            done = cell / "done.json"
+            if done.exists():
+                per_seed.append(json.loads(done.read_text()))
+                print(f"[compare] reuse {row['name']} seed {seed}")
+                continue
+            if cell.exists():
+                shutil.rmtree(cell)  # a partial cell from an interrupted run
+            cell.mkdir(parents=True)
+            print(f"[compare] run {row['name']} seed {seed}")
+            try:
+                scores = run_cell(cfg, row, int(seed), cell)
+            except Exception as exc:  # a failed cell must not stop the others
+                failed.append(f"{row['name']} (seed {seed}): {type(exc).__name__}: {exc}")
+                atomic_write_text(json.dumps({"error": str(exc),
+                                              "traceback": traceback.format_exc()}, indent=2),
+                                  cell / "failed.json")
+                continue
+            atomic_write_text(json.dumps(scores, indent=2), done)
+            per_seed.append(scores)
+        if per_seed:
+            results[row["name"]] = aggregate(per_seed)
+    write_report(cfg, results, out)
+    return out, failed
+
+
+def write_report(cfg: DictConfig, results: dict, out: Path) -> None:
+    from solo_rgbd.evaluation.report import plot_bars
+
+    write_tables(results, out, "all_rows")
+    parts = [f"# compare experiment={cfg.name}\n",
+             f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
+             "cells: mean ± std over seeds.\n"]
+    metric_info = {k: (k, label, higher) for k, label, higher in TABLE_METRICS}
+    for table in cfg.tables:
+        present = {r: results[r] for r in table.rows if r in results}
+        if not present:
+            continue
+        metrics = [metric_info[m] for m in table.metrics]
+        parts.append(f"## {table.title}\n\n{paper_table(present, metrics)}\n")
+        write_tables(present, out, slug(table.title.split(":")[0]))
+    atomic_write_text("\n".join(parts), out / "tables.md")
+    for key in ("maxF", "maxE", "MAE"):
+        plot_bars(results, key, out / f"bars_{key}.png")

@@ -1,0 +1,59 @@
+import json
+
+from solo_rgbd.cli import main
+
+TINY = [
+    'pretrain=["experiment=quick","backbone=tiny","data.synthetic.n=24","data.synthetic.n_test=8",'
+    '"data.synthetic.size=40","data.image_size=40","augmentations.crop_size=32",'
+    '"data.batch_size=8","method_kwargs.proj_hidden_dim=32",'
+    '"trainer.limit_train_batches=2","trainer.enable_progress_bar=false"]',
+    'sod=["recipe=quick","backbone=tiny","data.synthetic.n=24","data.synthetic.n_test=8",'
+    '"data.synthetic.size=40","image_size=32","batch_size=8","trainer.max_epochs=1",'
+    '"decoder_dim=8","trainer.enable_progress_bar=false","qualitative=0"]',
+    "budget_epochs=2",
+    'method_overrides={mbcf: ["method_kwargs.stage1_epochs=1"], '
+    'alignment: ["method_kwargs.stage1_epochs=1"]}',
+]
+
+
+def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "experiment=quick", f"out={out}", *TINY]) == 0
+    text = capsys.readouterr().out
+    tables = (out / "tables.md").read_text()
+    from solo_rgbd.config import compose
+
+    rows = [r.name for r in compose("compare/quick").rows]
+    header = next(line for line in tables.splitlines() if "Barlow Twins" in line)
+    for name in ("Random", "MoCo v2 (two-stream)", "SimCLR", "BYOL", "VICReg"):
+        assert name in header
+    all_rows = json.loads((out / "all_rows.json").read_text())
+    assert list(all_rows) == rows  # every row has scores
+    for scores in all_rows.values():
+        assert {"all", "plain"} <= set(scores["synthetic"])
+        assert 0 <= scores["synthetic"]["all"]["maxF"] <= 1
+    for name in ("table-1.csv", "table-3.md", "bars_maxF.png", "bars_MAE.png"):
+        assert (out / name).is_file(), name
+    assert "## Table 3: one-stage vs two-stage" in tables and "[compare] run Random" in text
+    stamp = (out / "cells" / "random" / "seed0" / "done.json").stat().st_mtime
+    assert main(["compare", "experiment=quick", f"out={out}", *TINY]) == 0
+    again = capsys.readouterr().out
+    assert "[compare] run" not in again and again.count("[compare] reuse") == len(rows)
+    assert (out / "cells" / "random" / "seed0" / "done.json").stat().st_mtime == stamp
+
+
+def test_a_failed_cell_is_reported_and_does_not_stop_the_others(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rows = ('rows=[{name: Random, init: random}, {name: Broken, method: mbcf, '
+            'overrides: ["method_kwargs.bogus=1"]}, {name: MBCF, method: mbcf}]')
+    seeds = "seeds=[0,1]"
+    assert main(["compare", "experiment=quick", f"out={out}", rows, seeds, *TINY]) == 1
+    captured = capsys.readouterr()
+    assert "Broken (seed 0)" in captured.err and "method_kwargs.bogus" in captured.err
+    assert (out / "cells" / "broken" / "seed0" / "failed.json").is_file()
+    results = json.loads((out / "all_rows.json").read_text())
+    assert set(results) == {"Random", "MBCF"}
+    cell = results["MBCF"]["synthetic"]["all"]
+    assert cell["seeds"] == 2 and cell["maxF_std"] >= 0
+    table = (out / "all_rows.md").read_text()
+    assert " ± " in table  # mean ± std over the two seeds
