@@ -14,11 +14,14 @@ def infonce_logits(
     q (B, D) queries, k (B, D) positive keys, negatives (K, D) the queue. All three are
     L2-normalised here, so callers may pass raw projector outputs.
     """
-    q = F.normalize(q, dim=1)
-    k = F.normalize(k, dim=1)
-    negatives = F.normalize(negatives, dim=1)
-    l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # (B, 1)
-    l_neg = torch.einsum("nc,kc->nk", q, negatives)  # (B, K)
+    # float32 even under bf16 autocast: at tau = 0.04 logits reach 25, where bf16's 8-bit
+    # mantissa would blur the positive against its hardest negatives
+    q = F.normalize(q.float(), dim=1)
+    k = F.normalize(k.float(), dim=1)
+    negatives = F.normalize(negatives.float(), dim=1)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # (B, 1)
+        l_neg = torch.einsum("nc,kc->nk", q, negatives)  # (B, K)
     return torch.cat([l_pos, l_neg], dim=1) / tau  # (B, 1 + K)
 
 

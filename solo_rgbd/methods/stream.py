@@ -109,3 +109,20 @@ class StreamMethod(BaseMomentumMethod):
         if self.should_log():
             self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
         return loss
+
+
+class ProjectorCriterionMethod(StreamMethod):
+    """Methods of the form criterion(projector(f(x1)), projector(f(x2))) per stream:
+    SimCLR, Barlow Twins, VICReg. Subclasses set ``self.criterion`` and ``make_projector``."""
+
+    criterion: nn.Module
+
+    def make_projector(self, in_dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def build_heads(self, in_dim: int) -> nn.ModuleDict:
+        return nn.ModuleDict({"projector": self.make_projector(in_dim)})
+
+    def stream_loss(self, stream, x1, x2):
+        proj = self.heads[stream]["projector"]
+        return self.criterion(proj(self.embed(stream, x1)), proj(self.embed(stream, x2))), {}
