@@ -101,7 +101,12 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         except ConfigCompositionException as exc:
             raise _composition_error(config_name, overrides, exc) from None
         except Exception as exc:  # override grammar errors and the like
-            raise ConfigError(f"cannot parse the overrides {overrides}: {exc}") from None
+            first = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"cannot parse the overrides {overrides}: {first}. In Hydra's override grammar, "
+                "quote list items and values that hold '=', '(', spaces or brackets, e.g. "
+                "'rows=[{name: \"A (b)\", overrides: [\"x=1\"]}]'."
+            ) from None
     OmegaConf.set_struct(cfg, True)
     return cfg
 
