@@ -1,0 +1,22 @@
+import pytest
+import torch
+
+from solo_rgbd.callbacks.export import AtomicCheckpointIO
+from solo_rgbd.utils.atomic import atomic_path, atomic_torch_save
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "encoders" / "rgb.pt"
+    atomic_torch_save({"w": torch.ones(2)}, target)
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a checkpoint")
+        raise RuntimeError("killed mid-write")
+    assert torch.equal(torch.load(target)["w"], torch.ones(2))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["rgb.pt"]
+
+
+def test_lightning_checkpoints_go_through_the_atomic_writer(tmp_path):
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"a": torch.zeros(1)}}, tmp_path / "last.ckpt")
+    assert (tmp_path / "last.ckpt").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
