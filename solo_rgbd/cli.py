@@ -9,7 +9,9 @@ solo-rgbd sod {train,eval,predict} [key=value ...]
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -73,7 +75,7 @@ def cmd_pretrain(args: Sequence[str]) -> int:
         return 0
     from solo_rgbd.pretrain import run_pretrain
 
-    run_dir = run_pretrain(cfg)
+    run_dir = run_pretrain(cfg, argv=[a for a in args if a != "--cfg"])
     print(f"run folder: {run_dir}")
     print(f"encoders:   {run_dir / 'encoders'}")
     return 0
@@ -132,11 +134,13 @@ def cmd_compare(args: Sequence[str]) -> int:
     if "-h" in args or "--help" in args:
         from solo_rgbd.compare.runner import experiment_options
 
-        print("usage: solo-rgbd compare experiment=NAME [key=value ...]\n\n"
-              "Pretrain every row of configs/compare/NAME.yaml, train the SOD decoder on its\n"
-              "frozen encoders, evaluate, and write tables shaped like the paper's Tables 1-4\n"
-              f"plus bar charts. experiments: {', '.join(experiment_options())}.\n"
-              "Finished cells are reused; seeds=[0,1,2] reports mean ± std.")
+        print(
+            "usage: solo-rgbd compare experiment=NAME [key=value ...]\n\n"
+            "Pretrain every row of configs/compare/NAME.yaml, train the SOD decoder on its\n"
+            "frozen encoders, evaluate, and write tables shaped like the paper's Tables 1-4\n"
+            f"plus bar charts. experiments: {', '.join(experiment_options())}.\n"
+            "Finished cells are reused; seeds=[0,1,2] reports mean ± std."
+        )
         return 0
     from solo_rgbd.compare.runner import compose_experiment, run_compare
 
@@ -144,8 +148,10 @@ def cmd_compare(args: Sequence[str]) -> int:
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")
     if failed:
-        print("failed cells (rerun the command to retry them):\n  " + "\n  ".join(failed),
-              file=sys.stderr)
+        print(
+            "failed cells (rerun the command to retry them):\n  " + "\n  ".join(failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -157,6 +163,21 @@ def cmd_sod(args: Sequence[str]) -> int:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "data": cmd_data, "sod": cmd_sod, "compare": cmd_compare}
+
+
+def _os_error(exc: OSError) -> str:
+    where = f" '{exc.filename}'" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hint = {
+        "ELOOP": "a symbolic link points back to itself; fix or remove the link",
+        "EACCES": "the file or folder is not readable/writable by you; fix its permissions",
+        "EPERM": "the file or folder is not readable/writable by you; fix its permissions",
+        "EROFS": "the file system is read-only; point output_dir / SOLO_RGBD_CACHE elsewhere",
+        "ENOSPC": "the disk is full; free space or write elsewhere",
+        "ENOTDIR": "a part of the path is a file, not a folder; choose another path",
+        "ENOENT": "it does not exist; check the path",
+    }.get(errno.errorcode.get(exc.errno or 0, ""), "check the path and its permissions")
+    return f"cannot access{where}: {what}. Likely cause: {hint}."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,6 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[command](rest)
     except SoloRGBDError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # `solo-rgbd ... | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # unreadable / read-only / looping paths in data or outputs
+        if os.environ.get("SOLO_RGBD_DEBUG"):
+            raise
+        print(f"error: {_os_error(exc)} (SOLO_RGBD_DEBUG=1 shows the traceback.)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -105,7 +105,7 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
             raise ConfigError(
                 f"cannot parse the overrides {overrides}: {first}. In Hydra's override grammar, "
                 "quote list items and values that hold '=', '(', spaces or brackets, e.g. "
-                "'rows=[{name: \"A (b)\", overrides: [\"x=1\"]}]'."
+                '\'rows=[{name: "A (b)", overrides: ["x=1"]}]\'.'
             ) from None
     OmegaConf.set_struct(cfg, True)
     return cfg

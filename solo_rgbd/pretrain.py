@@ -1,21 +1,31 @@
-"""``solo-rgbd pretrain``: compose -> data -> method -> Lightning Trainer -> exported encoders."""
+"""``solo-rgbd pretrain``: validate -> data -> method -> Lightning Trainer -> exported encoders.
+
+Nothing is written before the config, the resume checkpoint and the data are validated. The
+run folder then holds ``config.yaml``, ``logs/metrics.csv`` (appended across resumes),
+``checkpoints/last.ckpt`` (every epoch, every ``checkpoint.every_n_steps``, on preemption
+signals) and ``encoders/`` (every epoch, one verified unit).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from solo_rgbd.callbacks.export import AtomicCheckpointIO, EncoderExport, export_encoders
 from solo_rgbd.callbacks.probes import probes_from_config
 from solo_rgbd.config import check_missing
+from solo_rgbd.config_checks import check_pretrain_config
 from solo_rgbd.data.datamodule import RGBDDataModule
+from solo_rgbd.engine.checkpoint import RunCheckpoint, check_resume_fits, load_user_checkpoint
+from solo_rgbd.engine.export import EncoderExport
+from solo_rgbd.engine.guard import NonFiniteGuard
+from solo_rgbd.engine.metrics import MetricsWriter
+from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan, plan_run, resume_command
+from solo_rgbd.engine.trainer import build_trainer, resolve_strategy, world_size
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
 from solo_rgbd.utils.atomic import atomic_write_text
@@ -23,119 +33,82 @@ from solo_rgbd.utils.atomic import atomic_write_text
 log = logging.getLogger(__name__)
 
 
-def run_dir_for(cfg: DictConfig) -> Path:
-    """``${output_dir}/${method}/<run_name or timestamp>``; a resumed run reuses its folder."""
-    if cfg.get("resume"):
-        return resume_path(cfg).parent.parent
-    name = cfg.get("run_name") or time.strftime("%Y%m%d-%H%M%S")
-    path = Path(cfg.output_dir) / str(cfg.method) / str(name)
-    if (path / "checkpoints").exists():
+def _write_config(cfg: DictConfig, plan: RunPlan) -> None:
+    """config.yaml of the run; on a resume with changed settings the old one is kept aside."""
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    path = plan.run_dir / "config.yaml"
+    if plan.ckpt is not None and path.is_file() and path.read_text() != text:
+        n = len(list(plan.run_dir.glob("config.before-resume-*.yaml")))
+        atomic_write_text(path.read_text(), plan.run_dir / f"config.before-resume-{n}.yaml")
+    atomic_write_text(text, path)
+
+
+def _loggers(cfg: DictConfig, run_dir: Path) -> list | bool:
+    if not cfg.get("tensorboard"):
+        return False
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return [TensorBoardLogger(str(run_dir), name="tensorboard", version="")]
+    except ModuleNotFoundError as exc:
         raise ConfigError(
-            f"run folder '{path}' already holds checkpoints; choose another run_name or resume "
-            f"with resume={path / 'checkpoints' / 'last.ckpt'}."
-        )
-    return path
+            f"tensorboard=true needs the tensorboard package ({exc}); pip install "
+            "tensorboard, or drop tensorboard=true (metrics always go to logs/metrics.csv)."
+        ) from None
 
 
-def resume_path(cfg: DictConfig) -> Path:
-    resume = str(cfg.resume)
-    if resume == "last":
-        found = sorted(
-            Path(cfg.output_dir).glob(f"{cfg.method}/*/checkpoints/last.ckpt"),
-            key=lambda p: p.stat().st_mtime,
-        )
-        if not found:
-            raise ConfigError(
-                f"resume=last found no checkpoints/last.ckpt under "
-                f"'{Path(cfg.output_dir) / str(cfg.method)}'; pass a checkpoint path instead."
-            )
-        return found[-1]
-    path = Path(resume).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"resume checkpoint '{path}' does not exist; fix the resume= path.")
-    return path
+def run_pretrain(
+    cfg: DictConfig,
+    extra_callbacks: list[pl.Callback] | None = None,
+    argv: Sequence[str] | None = None,
+) -> Path:
+    """Pretrain ``cfg.method`` and return the run folder (config, logs, checkpoints, encoders).
 
-
-def _precision(trainer_cfg: DictConfig) -> str:
-    setting = str(trainer_cfg.precision)
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
-
-
-def build_trainer(
-    trainer_cfg: DictConfig,
-    run_dir: Path,
-    max_epochs: int,
-    callbacks: list[pl.Callback],
-    log_every_n_steps: int = 10,
-    tensorboard: bool = False,
-    **kwargs,
-) -> pl.Trainer:
-    """A Lightning Trainer from the ``trainer`` config group, logging to run_dir/logs."""
-    t = trainer_cfg
-    loggers: list = [CSVLogger(str(run_dir), name="logs", version="")]
-    if tensorboard:
-        try:
-            from lightning.pytorch.loggers import TensorBoardLogger
-
-            loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=""))
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"tensorboard=true needs the tensorboard package ({exc}); pip install "
-                "tensorboard, or drop tensorboard=true (metrics always go to logs/metrics.csv)."
-            ) from None
-    if t.get("num_threads"):
-        torch.set_num_threads(int(t.num_threads))
-    return pl.Trainer(
-        max_epochs=max_epochs,
-        accelerator=str(t.accelerator),
-        devices=t.devices,
-        strategy=str(t.strategy),
-        precision=_precision(t),
-        limit_train_batches=t.limit_train_batches,
-        enable_progress_bar=bool(t.enable_progress_bar),
-        deterministic=bool(t.deterministic),
-        log_every_n_steps=log_every_n_steps,
-        logger=loggers,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(run_dir),
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
-
-
-def run_pretrain(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> Path:
-    """Pretrain ``cfg.method`` and return the run folder (config, logs, checkpoints, encoders)."""
+    ``argv`` (the command-line overrides) makes the printed resume command exact.
+    """
     check_missing(cfg)
+    check_pretrain_config(cfg)
     method_cls = METHODS[str(cfg.method)]
+    plan = plan_run(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    model = method_cls(cfg)  # validates method_kwargs before anything is written
-    run_dir = run_dir_for(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
+    model = method_cls(cfg)  # validates method_kwargs
+    if plan.ckpt is not None:  # a corrupt or foreign checkpoint fails here, before any write
+        check_resume_fits(load_user_checkpoint(plan.ckpt, "resume checkpoint"), model, plan.ckpt)
     datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed))
+    datamodule.setup("fit")  # reads and validates the data
+    devices = world_size(cfg.trainer)
+    n_train = len(datamodule.train_cache) if datamodule.train_cache is not None else 0
+    if n_train < int(cfg.data.batch_size) * devices:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} x {devices} device(s) is larger than the "
+            f"{n_train} training pairs; lower data.batch_size or add data."
+        )
+
+    run_dir = plan.run_dir
+    if plan.rank_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, plan)
+        if devices > 1:  # the DDP processes Lightning launches use this folder
+            os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    last = run_dir / "checkpoints" / "last.ckpt"
+    hint = resume_command(list(argv), last) if argv is not None else ""
     callbacks = [
-        ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1
-        ),
-        EncoderExport(run_dir / "encoders"),
         *probes_from_config(cfg),
         *(extra_callbacks or []),
+        EncoderExport(run_dir / "encoders"),
+        MetricsWriter(run_dir / "logs" / "metrics.csv"),
+        NonFiniteGuard(**OmegaConf.to_container(cfg.nan_guard, resolve=True)),
+        RunCheckpoint(run_dir / "checkpoints", int(cfg.checkpoint.every_n_steps), hint),
     ]
     trainer = build_trainer(
-        cfg.trainer, run_dir, model.planned_epochs(), callbacks, int(cfg.log_every_n_steps)
+        cfg.trainer,
+        run_dir,
+        model.planned_epochs(),
+        callbacks,
+        int(cfg.log_every_n_steps),
+        loggers=_loggers(cfg, run_dir),
+        strategy=resolve_strategy(cfg.trainer, model.has_unused_parameters),
+        use_distributed_sampler=False,  # the EpochSampler shards by rank itself
     )
-    ckpt = str(resume_path(cfg)) if cfg.get("resume") else None
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
-    if trainer.is_global_zero:
-        export_encoders(
-            model,
-            run_dir / "encoders",
-            {"epoch": trainer.current_epoch, "global_step": trainer.global_step},
-        )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
     return run_dir

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from solo_rgbd.callbacks.export import AtomicCheckpointIO
+from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
 from solo_rgbd.utils.atomic import atomic_path, atomic_torch_save
 
 

@@ -112,7 +112,7 @@ class OnlineSODProbe(pl.Callback):
         if trainer.global_step % self.every == 0 and "gt" in batch:
             loss = self.step(pl_module.export_encoders(), batch)
             if pl_module.should_log():
-                pl_module.log("probe/loss", loss, on_step=True, on_epoch=False)
+                pl_module.log_scalars({"probe/loss": loss.detach()})
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.head is None:
@@ -120,8 +120,9 @@ class OnlineSODProbe(pl.Callback):
         _, val = _require_labels(trainer, "online")
         loader = index_loader(val, 32, False, False)
         scores = self.evaluate(pl_module.export_encoders(), loader, pl_module.device)
-        pl_module.log("probe/maxF", scores["maxF"], prog_bar=True)
-        pl_module.log("probe/mae", scores["mae"])
+        pl_module.log_scalars(
+            {"probe/maxF": scores["maxF"], "probe/mae": scores["mae"]}, prog_bar=("probe/maxF",)
+        )
 
 
 class FrozenDecoderProbe(pl.Callback):
@@ -157,8 +158,9 @@ class FrozenDecoderProbe(pl.Callback):
             return
         train, val = _require_labels(trainer, "frozen")
         scores = self.run(pl_module.export_encoders(), train, val, pl_module.device)
-        pl_module.log("frozen_probe/maxF", scores["maxF"])
-        pl_module.log("frozen_probe/mae", scores["mae"])
+        pl_module.log_scalars(
+            {"frozen_probe/maxF": scores["maxF"], "frozen_probe/mae": scores["mae"]}
+        )
 
 
 def probes_from_config(cfg) -> list[pl.Callback]:

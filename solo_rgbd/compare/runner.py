@@ -54,12 +54,15 @@ def _rows(cfg: DictConfig) -> list[dict]:
     for i, row in enumerate(OmegaConf.to_container(cfg.rows, resolve=True)):
         unknown = set(row) - ROW_KEYS
         if unknown or "name" not in row:
-            raise ConfigError(f"rows[{i}] = {row}: each row needs a name and may have only "
-                              f"{sorted(ROW_KEYS)}.")
+            raise ConfigError(
+                f"rows[{i}] = {row}: each row needs a name and may have only {sorted(ROW_KEYS)}."
+            )
         init = row.get("init", "pretrain" if row.get("method") else None)
         if init not in ("pretrain", "random", "imagenet"):
-            raise ConfigError(f"rows[{i}] ('{row['name']}'): init must be pretrain (with a "
-                              "method), random or imagenet.")
+            raise ConfigError(
+                f"rows[{i}] ('{row['name']}'): init must be pretrain (with a "
+                "method), random or imagenet."
+            )
         rows.append({**row, "init": init, "overrides": list(row.get("overrides") or [])})
     if cfg.get("imagenet_weights"):
         rows.insert(1, {"name": "Supervised", "init": "imagenet", "overrides": []})
@@ -74,21 +77,32 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
     sod_common = [*cfg.sod, f"seed={seed}"]
     if row["init"] == "pretrain":
         per_method = (cfg.get("method_overrides") or {}).get(row["method"]) or []
-        pre = compose("pretrain", [f"method={row['method']}", *cfg.pretrain, *per_method,
-                                   *row["overrides"],
-                                   f"trainer.max_epochs={int(cfg.budget_epochs)}",
-                                   f"seed={seed}", f"output_dir={cell / 'pretrain'}",
-                                   "run_name=run"])
+        pre = compose(
+            "pretrain",
+            [
+                f"method={row['method']}",
+                *cfg.pretrain,
+                *per_method,
+                *row["overrides"],
+                f"trainer.max_epochs={int(cfg.budget_epochs)}",
+                f"seed={seed}",
+                f"output_dir={cell / 'pretrain'}",
+                "run_name=run",
+            ],
+        )
         encoders = str(run_pretrain(pre))
     elif row["init"] == "imagenet":
         encoders = "imagenet"
         sod_common.append(f"backbone.weights={cfg.imagenet_weights}")
     else:
         encoders = "random"
-    train_dir = sod_train(compose("sod", [*sod_common, f"encoders={encoders}",
-                                          f"output_dir={cell / 'sod'}", "run_name=run"]))
-    eval_dir = sod_eval(compose("sod", [*sod_common, f"ckpt={train_dir}",
-                                        f"out={cell / 'eval'}"]))
+    train_dir = sod_train(
+        compose(
+            "sod",
+            [*sod_common, f"encoders={encoders}", f"output_dir={cell / 'sod'}", "run_name=run"],
+        )
+    )
+    eval_dir = sod_eval(compose("sod", [*sod_common, f"ckpt={train_dir}", f"out={cell / 'eval'}"]))
     results = json.loads((eval_dir / "results.json").read_text())
     return next(iter(results.values()))
 
@@ -131,9 +145,10 @@ def run_compare(cfg: DictConfig) -> tuple[Path, list[str]]:
                 scores = run_cell(cfg, row, int(seed), cell)
             except Exception as exc:  # a failed cell must not stop the others
                 failed.append(f"{row['name']} (seed {seed}): {type(exc).__name__}: {exc}")
-                atomic_write_text(json.dumps({"error": str(exc),
-                                              "traceback": traceback.format_exc()}, indent=2),
-                                  cell / "failed.json")
+                atomic_write_text(
+                    json.dumps({"error": str(exc), "traceback": traceback.format_exc()}, indent=2),
+                    cell / "failed.json",
+                )
                 continue
             atomic_write_text(json.dumps(scores, indent=2), done)
             per_seed.append(scores)
@@ -147,9 +162,11 @@ def write_report(cfg: DictConfig, results: dict, out: Path) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
     write_tables(results, out, "all_rows")
-    parts = [f"# compare experiment={cfg.name}\n",
-             f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
-             "cells: mean ± std over seeds.\n"]
+    parts = [
+        f"# compare experiment={cfg.name}\n",
+        f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
+        "cells: mean ± std over seeds.\n",
+    ]
     metric_info = {k: (k, label, higher) for k, label, higher in TABLE_METRICS}
     for table in cfg.tables:
         present = {r: results[r] for r in table.rows if r in results}

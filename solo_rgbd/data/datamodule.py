@@ -12,7 +12,9 @@ from torch.utils.data import DataLoader
 
 from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, default_cache_root
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
+from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.locks import cache_lock
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,13 @@ def synthetic_root(syn: DictConfig | dict, split: str = "train") -> Path:
     ratio = float(syn.get("camouflage_ratio", 0.25))
     name = f"v{SYNTH_VERSION}-{split}-n{n}-s{seed}-px{size}-c{ratio:g}"
     root = default_cache_root() / "synthetic" / name
-    if not (root / "meta.csv").exists():
-        log.info("generating the synthetic dataset %s (%d pairs)", root, n)
-        write_synthetic(root, n=n, seed=seed, size=size, camouflage_ratio=ratio, overwrite=True)
+    if (root / "meta.csv").exists():
+        return root
+    # several processes (DDP ranks, parallel runs) wait for the one that generates it
+    with cache_lock(root):
+        if not (root / "meta.csv").exists():
+            log.info("generating the synthetic dataset %s (%d pairs)", root, n)
+            write_synthetic(root, n=n, seed=seed, size=size, camouflage_ratio=ratio, overwrite=True)
     return root
 
 
@@ -126,5 +132,25 @@ class RGBDDataModule(pl.LightningDataModule):
         self.train_cache = cache
 
     def train_dataloader(self) -> DataLoader:
+        """Resumable: the order of epoch e is a function of (seed, e), its position is saved."""
         assert self.train_cache is not None, "call setup() first"
-        return index_loader(self.train_cache, int(self.data.batch_size), True, True, self.seed)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return train_loader(self.train_cache, int(self.data.batch_size), self.seed, rank, world)
+
+
+def train_loader(
+    cache: RGBDCache, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+) -> ResumableLoader:
+    if len(cache) < batch_size * world_size:
+        raise ConfigError(
+            f"data.batch_size={batch_size} x {world_size} device(s) is larger than the "
+            f"{len(cache)} training pairs; lower data.batch_size or add data."
+        )
+    sampler = EpochSampler(len(cache), batch_size, seed, True, rank, world_size)
+    return ResumableLoader(
+        len(cache),
+        cache.batch,
+        sampler,
+        pin_memory=cache.device.type == "cpu" and torch.cuda.is_available(),
+    )

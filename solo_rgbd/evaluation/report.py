@@ -72,8 +72,10 @@ def paper_table(results: dict[str, dict[str, dict[str, dict]]], metrics=None) ->
             values = [results[m].get(dataset, {}).get(subset, {}).get(key) for m in models]
             present = [v for v in values if v is not None]
             best = (max if higher else min)(present) if len(present) > 1 else None
-            cells = [_cell(v, results[m].get(dataset, {}).get(subset, {}).get(f"{key}_std"), best)
-                     for v, m in zip(values, models, strict=True)]
+            cells = [
+                _cell(v, results[m].get(dataset, {}).get(subset, {}).get(f"{key}_std"), best)
+                for v, m in zip(values, models, strict=True)
+            ]
             lines.append(f"| {label if i == 0 else ''} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -185,8 +187,9 @@ def plot_bars(results: dict[str, dict], metric: str, path: Path) -> Path:
     x = np.arange(len(models))
     for i, (dataset, subset) in enumerate(keys):
         vals = [results[m].get(dataset, {}).get(subset, {}).get(metric, np.nan) for m in models]
-        errs = [results[m].get(dataset, {}).get(subset, {}).get(f"{metric}_std", 0.0)
-                for m in models]
+        errs = [
+            results[m].get(dataset, {}).get(subset, {}).get(f"{metric}_std", 0.0) for m in models
+        ]
         label = dataset if subset == "all" else f"{dataset} ({subset})"
         ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=errs, label=label)
     ax.set_xticks(x, models, rotation=30, ha="right", fontsize=8)

@@ -66,6 +66,10 @@ class Alignment(TwoStreamIntraCLM):
                 float(kw["tau_align"]),
             )
         loss = total_loss(l_intra, l_align, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
+        self.loss_terms = {
+            "loss_intra": l_intra.detach(),
+            **({"loss_align": l_align.detach()} if l_align is not None else {}),
+        }
         self.enqueue_intra(k)
         if self.should_log():
             values = self.intra_diagnostics(loss, l_intra, intra)

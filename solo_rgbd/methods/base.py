@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -24,6 +25,22 @@ from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import cosine_tau, momentum_update
 
 
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return True
+
+
 def _check_keys(given: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> None:
     for key, value in given.items():
         if key not in defaults:
@@ -31,8 +48,34 @@ def _check_keys(given: Mapping[str, Any], defaults: Mapping[str, Any], prefix: s
                 f"unknown config key '{prefix}.{key}'."
                 f"{did_you_mean(key, list(defaults))} Valid keys: {', '.join(defaults)}."
             )
-        if isinstance(defaults[key], dict) and isinstance(value, Mapping):
-            _check_keys(value, defaults[key], f"{prefix}.{key}")
+        default = defaults[key]
+        if isinstance(default, dict) and isinstance(value, Mapping):
+            _check_keys(value, default, f"{prefix}.{key}")
+        elif isinstance(default, dict) or not _type_ok(default, value):
+            kind = "a group of keys" if isinstance(default, dict) else type(default).__name__
+            raise ConfigError(
+                f"config key '{prefix}.{key}' = {value!r} has the wrong type: it must be "
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} (default {default!r})."
+            )
+
+
+def check_momentum(kw: Mapping[str, Any], require) -> None:
+    """method_kwargs.momentum: 0 <= base_tau <= final_tau <= 1, cosine or constant."""
+    m = kw["momentum"]
+    for key in ("base_tau", "final_tau"):
+        require(0 <= float(m[key]) <= 1, f"momentum.{key}", m[key], "must be in [0, 1]")
+    require(
+        float(m["base_tau"]) <= float(m["final_tau"]) or m["schedule"] == "constant",
+        "momentum.final_tau",
+        m["final_tau"],
+        f"must be >= momentum.base_tau ({m['base_tau']}) for the cosine schedule",
+    )
+    require(
+        m["schedule"] in ("cosine", "constant"),
+        "momentum.schedule",
+        m["schedule"],
+        "use cosine or constant",
+    )
 
 
 def _merge(defaults: dict, given: Mapping) -> dict:
@@ -48,6 +91,8 @@ class BaseMethod(pl.LightningModule):
     method_name: ClassVar[str] = "base"
     #: method_kwargs defaults; a key not in here is an error
     defaults: ClassVar[dict[str, Any]] = {}
+    #: some parameters get no gradient in some steps (DDP then needs find_unused_parameters)
+    has_unused_parameters: bool = False
 
     def __init__(self, cfg: DictConfig | dict) -> None:
         super().__init__()
@@ -58,6 +103,11 @@ class BaseMethod(pl.LightningModule):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         self.augment = PairedAugment(augment_config_from(cfg.augmentations))
         self._channels_last = False
+        self._horizon: dict[str, int] | None = None
+        self._log_row: dict[str, Any] = {}
+        self._log_now = False
+        #: the current step's loss terms (detached), named in non-finite errors
+        self.loss_terms: dict[str, torch.Tensor] = {}
 
     # ----- config -------------------------------------------------------------------------
     @classmethod
@@ -106,46 +156,99 @@ class BaseMethod(pl.LightningModule):
     # ----- optimisation -------------------------------------------------------------------
     @property
     def base_lr(self) -> float:
-        return float(self.cfg.optimizer.lr)
+        lr = self.cfg.optimizer.get("lr")
+        if lr is None:
+            raise ConfigError(
+                f"optimizer.lr is null and method '{self.method_name}' sets no lr of its own; "
+                "set optimizer.lr=VALUE."
+            )
+        return float(lr)
+
+    def schedule_horizon(self) -> dict[str, int]:
+        """Optimizer steps per epoch and in the whole run, fixed when training starts.
+
+        lr and momentum tau are functions of ``global_step`` and this horizon (not of
+        Lightning's estimate), and the horizon is saved in checkpoints.
+        """
+        if self._horizon is None:
+            per_epoch = max(
+                1, int(self.trainer.num_training_batches) // self.trainer.accumulate_grad_batches
+            )
+            self._horizon = {
+                "steps_per_epoch": per_epoch,
+                "total_steps": per_epoch * int(self.trainer.max_epochs),
+            }
+        return self._horizon
 
     def steps_per_epoch(self) -> int:
-        return max(
-            1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs)
-        )
+        return self.schedule_horizon()["steps_per_epoch"]
 
     def lr_at(self, step: int) -> float:
         """Linear warmup then cosine decay (or constant) over the whole run."""
         opt = self.cfg.optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.schedule_horizon()["total_steps"]
         warmup = int(float(opt.warmup_epochs) * self.steps_per_epoch())
         return warmup_cosine(step, total, warmup, self.base_lr, str(opt.scheduler))
 
     def configure_optimizers(self):
         opt = self.cfg.optimizer
+        base = self.base_lr
         groups = []
         for group in self.learnable_params:
             g = {k: v for k, v in group.items() if k != "name"}
             g["params"] = [p for p in g["params"] if p.requires_grad]
+            g["lr_scale"] = float(g.get("lr", base)) / base if base > 0 else 1.0
             groups.append(g)
         wd = float(opt.weight_decay)
         if opt.name == "sgd":
-            optimizer = torch.optim.SGD(
-                groups, lr=self.base_lr, momentum=float(opt.momentum), weight_decay=wd
-            )
-        elif opt.name == "lars":
+            return torch.optim.SGD(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
+        if opt.name == "lars":
             from lightly.utils.lars import LARS
 
-            optimizer = LARS(groups, lr=self.base_lr, momentum=float(opt.momentum), weight_decay=wd)
-        else:
-            raise ConfigError(f"optimizer.name '{opt.name}' is unknown; use sgd or lars.")
-        base = self.base_lr
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: self.lr_at(step) / base if base > 0 else 0.0
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            return LARS(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
+        raise ConfigError(f"optimizer.name '{opt.name}' is unknown; use sgd or lars.")
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """Set this step's lr (a function of the step), step, then :meth:`after_optimizer_step`.
+
+        Runs once per optimizer step, so with gradient accumulation the momentum encoders move
+        once per update, not once per micro-batch.
+        """
+        lr = self.lr_at(self.global_step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.after_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
+        """Hook for updates that follow the optimizer (momentum encoders)."""
+
+    # ----- checkpoints --------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        saved, self._horizon = self._horizon, None
+        now = self.schedule_horizon()
+        if saved is not None and saved != now:
+            rank_zero_warn(
+                f"the schedule horizon changed on resume: the checkpoint planned "
+                f"{saved['total_steps']} optimizer steps ({saved['steps_per_epoch']} per epoch), "
+                f"this config plans {now['total_steps']} ({now['steps_per_epoch']} per epoch); "
+                "lr and momentum follow the new horizon from here on."
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["schedule_horizon"] = dict(self.schedule_horizon())
+        names = {id(m): n for n, m in self.named_modules()}
+        checkpoint["encoders"] = {
+            name: {
+                "prefix": f"{names[id(enc)]}.model.",
+                "backbone": enc.name,
+                "in_chans": enc.in_chans,
+            }
+            for name, enc in self.export_encoders().items()
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._horizon = checkpoint.get("schedule_horizon")
 
     # ----- data ---------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -164,23 +267,27 @@ class BaseMethod(pl.LightningModule):
             batch = {**batch, "views": views}
         return batch
 
-    def should_log(self) -> bool:
-        """True on the steps Lightning's logger writes (every ``log_every_n_steps``).
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        every = max(1, int(self.trainer.log_every_n_steps))
+        self._log_now = (self.global_step + 1) % every == 0
 
-        Diagnostics are computed (and read to the host) on those steps only. The test mirrors
-        Lightning's own: the batch counter is the same in every hook of one batch.
+    def should_log(self) -> bool:
+        """True on the steps whose metrics are written (every ``log_every_n_steps`` steps).
+
+        Diagnostics are computed (and read to the host) on those steps only.
         """
-        trainer = self._trainer
-        if trainer is None:
-            return False
-        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", self.global_step)
-        return (step + 1) % max(1, trainer.log_every_n_steps) == 0
+        return self._log_now
 
     def log_scalars(self, values: Mapping[str, torch.Tensor | float], prog_bar=()) -> None:
+        """Add values to this step's metrics row (written by the engine's MetricsWriter)."""
         for name, value in values.items():
-            self.log(
-                name, value, prog_bar=name in prog_bar, on_step=True, on_epoch=False, batch_size=1
-            )
+            self._log_row[name] = value
+            if name in prog_bar:
+                self.log(name, value, prog_bar=True, logger=False, on_step=True, batch_size=1)
+
+    def pop_log_row(self) -> dict[str, Any]:
+        row, self._log_row = self._log_row, {}
+        return row
 
 
 class BaseMomentumMethod(BaseMethod):
@@ -194,11 +301,11 @@ class BaseMomentumMethod(BaseMethod):
         m = self.kwargs["momentum"]
         if m["schedule"] == "constant":
             return float(m["base_tau"])
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer else 1
+        total = self.schedule_horizon()["total_steps"]
         return cosine_tau(self.global_step, total, float(m["base_tau"]), float(m["final_tau"]))
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """After the optimiser step: theta_k <- tau theta_k + (1 - tau) theta_q per pair."""
+    def after_optimizer_step(self) -> None:
+        """theta_k <- tau theta_k + (1 - tau) theta_q per pair, once per optimizer step."""
         pairs = self.momentum_pairs
         if not pairs:
             return

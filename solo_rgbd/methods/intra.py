@@ -22,9 +22,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import intra_loss
-from solo_rgbd.methods.base import BaseMomentumMethod, warmup_cosine
+from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum, warmup_cosine
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.heads import mocov2_projector
@@ -70,17 +71,17 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
         req(int(kw["queue_size"]) >= 1, "queue_size", kw["queue_size"], "must be >= 1")
         for key in ("stage1_epochs", "stage2_epochs", "one_stage_epochs"):
             req(int(kw[key]) >= 0, key, kw[key], "must be >= 0")
-        m = kw["momentum"]
-        req(0 <= float(m["base_tau"]) <= 1, "momentum.base_tau", m["base_tau"], "must be in [0, 1]")
-        req(
-            m["schedule"] in ("cosine", "constant"),
-            "momentum.schedule",
-            m["schedule"],
-            "use cosine or constant",
-        )
+        check_momentum(kw, req)
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
+        if self.cfg.optimizer.get("lr") is not None:
+            raise ConfigError(
+                f"optimizer.lr={self.cfg.optimizer.lr} is not used by method '{self.method_name}', "
+                "whose lr follows its schedule: set method_kwargs.stage1_lr and "
+                "method_kwargs.stage2_lr (two_stage, intra_only) or method_kwargs.one_stage_lr "
+                "(one_stage) instead, and drop optimizer.lr."
+            )
         hidden, out = int(self.kwargs["proj_hidden_dim"]), int(self.kwargs["proj_output_dim"])
         # query side: theta_q and phi_q per modality (Eq. 1)
         self.rgb_encoder = self.make_encoder(3)
@@ -97,6 +98,10 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
         self.queue_depth = KeyQueue(int(self.kwargs["queue_size"]), out)
 
     # ----- declarations -------------------------------------------------------------------
+    @property
+    def has_unused_parameters(self) -> bool:  # the inter-modal modules idle outside stage 2
+        return bool(self.inter_modules()) and self.schedule != "one_stage"
+
     def inter_modules(self) -> list[tuple[nn.Module, nn.Module | None]]:
         """(online, momentum-or-None) modules of the inter-modal term (stage 2 only)."""
         return []
@@ -166,7 +171,7 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
     def lr_at(self, step: int) -> float:
         """Each stage: its own lr with its own cosine decay (warmup from optimizer config)."""
         kw, per_epoch = self.kwargs, self.steps_per_epoch()
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.schedule_horizon()["total_steps"]
         warmup = int(float(self.cfg.optimizer.warmup_epochs) * per_epoch)
         kind = str(self.cfg.optimizer.scheduler)
         if self.schedule != "two_stage":

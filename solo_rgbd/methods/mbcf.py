@@ -106,6 +106,10 @@ class MBCF(TwoStreamIntraCLM):
                 fused_q, fused_k, self.queue_fused.negatives(), tau=float(kw["tau_inter"])
             )
         loss = total_loss(l_intra, l_inter, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
+        self.loss_terms = {
+            "loss_intra": l_intra.detach(),
+            **({"loss_inter": l_inter.detach()} if l_inter is not None else {}),
+        }
 
         # after the loss, explicitly: this step's keys (from every rank) enter the queues
         self.enqueue_intra(k)

@@ -12,13 +12,18 @@ from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamMethod
 
 @register_method("simclr")
 class SimCLR(ProjectorCriterionMethod):
-    defaults = {**StreamMethod.stream_defaults, "proj_hidden_dim": 2048, "proj_output_dim": 128,
-                "temperature": 0.2}
+    defaults = {
+        **StreamMethod.stream_defaults,
+        "proj_hidden_dim": 2048,
+        "proj_output_dim": 128,
+        "temperature": 0.2,
+    }
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self.criterion = NTXentLoss(temperature=float(self.kwargs["temperature"]),
-                                    gather_distributed=True)
+        self.criterion = NTXentLoss(
+            temperature=float(self.kwargs["temperature"]), gather_distributed=True
+        )
 
     def make_projector(self, in_dim: int) -> nn.Module:
         kw = self.kwargs

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from solo_rgbd.methods.base import BaseMomentumMethod
+from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import momentum_copy
 
@@ -33,6 +33,8 @@ class StreamMethod(BaseMomentumMethod):
         cls.require(
             kw["rgbd_mode"] in RGBD_MODES, "rgbd_mode", kw["rgbd_mode"], f"use one of {RGBD_MODES}"
         )
+        if "momentum" in kw:
+            check_momentum(kw, cls.require)
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -106,6 +108,7 @@ class StreamMethod(BaseMomentumMethod):
             loss = loss + l_stream
             logs[f"loss_{stream}"] = l_stream.detach()
             logs.update({f"{k}_{stream}": v for k, v in extra.items()})
+        self.loss_terms = {k: v for k, v in logs.items() if k.startswith("loss_")}
         if self.should_log():
             self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
         return loss

@@ -36,7 +36,7 @@ def _run_dir(cfg: DictConfig, kind: str) -> Path:
 def sod_train(cfg: DictConfig) -> Path:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from solo_rgbd.pretrain import build_trainer
+    from solo_rgbd.engine.trainer import build_trainer
     from solo_rgbd.sod.encoders import load_encoders
     from solo_rgbd.sod.module import SODModule
 

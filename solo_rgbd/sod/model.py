@@ -100,7 +100,10 @@ class SODNet(nn.Module):
     """
 
     def __init__(
-        self, rgb_encoder: Encoder, depth_encoder: Encoder | None, dim: int = 64,
+        self,
+        rgb_encoder: Encoder,
+        depth_encoder: Encoder | None,
+        dim: int = 64,
         freeze: bool = True,
     ) -> None:
         super().__init__()

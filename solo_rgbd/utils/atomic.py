@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader never sees a half-written checkpoint, export or dataset."""
+"""Atomic, durable file writes: a reader never sees a half-written checkpoint, export or dataset.
+
+Every writer builds the new content under a temporary name in the same folder, flushes it to
+disk (``fsync``), renames it into place (``os.replace``, atomic on POSIX) and syncs the folder
+so the rename itself survives a crash. On an exception the temporary is removed.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,28 @@ from pathlib import Path
 from typing import Any
 
 
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or creation inside ``path`` durable (no-op where folders can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
+    """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto it.
 
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
@@ -24,18 +48,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` that writes to a temporary file and renames it into place."""
+def torch_save_bytes(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` through a file object: the archive's inner name is always 'archive', so
+    the bytes depend on ``obj`` alone, not on the (temporary) file name."""
     import torch
 
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` that writes to a temporary file and renames it into place."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        torch_save_bytes(obj, tmp)
 
 
 def atomic_write_text(text: str, path: str | os.PathLike[str]) -> None:
@@ -57,6 +90,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         if path.exists():
             path.rmdir()  # only succeeds when empty: never clobbers a user's data
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

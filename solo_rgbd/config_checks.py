@@ -1,0 +1,113 @@
+"""Range and type checks of the composed pretraining config, before anything runs or is written.
+
+Each rule names a dotted key, what it must be, and an example; a violation is a
+:class:`~solo_rgbd.errors.ConfigError` that says all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from solo_rgbd.errors import ConfigError
+
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64")
+
+
+def _int(lo: int, hi: int | None = None, null: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        if v is None:
+            return null
+        return (
+            isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+        )
+
+    text = f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+    return ok, text + (" (or null)" if null else "")
+
+
+def _num(lo: float, hi: float, hi_open: bool = False, null: bool = False):
+    def ok(v: Any) -> bool:
+        if v is None:
+            return null
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return lo <= v and (v < hi if hi_open else v <= hi)
+
+    text = f"a number in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return ok, text + (" (or null)" if null else "")
+
+
+def _choice(*options: Any):
+    return (lambda v: v in options), "one of " + ", ".join(str(o) for o in options)
+
+
+PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": _int(0),
+    "log_every_n_steps": _int(1),
+    "data.batch_size": _int(1),
+    "data.image_size": _int(16),
+    "data.num_workers": _int(1),
+    "data.val_fraction": _num(0.0, 1.0, hi_open=True),
+    "data.cache_device": _choice("cpu", "cuda"),
+    "augmentations.crop_size": _int(8),
+    "augmentations.min_scale": _num(0.0, 1.0),
+    "augmentations.max_scale": _num(0.0, 1.0),
+    "augmentations.hflip_prob": _num(0.0, 1.0),
+    "trainer.max_epochs": _int(1, null=True),
+    "trainer.precision": _choice(*PRECISIONS),
+    "trainer.accumulate_grad_batches": _int(1),
+    "trainer.num_nodes": _int(1),
+    "trainer.limit_train_batches": (
+        lambda v: (
+            v is None
+            or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+            or (isinstance(v, float) and 0 < v <= 1)
+        ),
+        "null, an integer >= 1 (batches) or a fraction in (0, 1]",
+    ),
+    "optimizer.name": _choice("sgd", "lars"),
+    "optimizer.lr": (
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
+        "a number > 0 (or null where the method sets its own lr)",
+    ),
+    "optimizer.momentum": _num(0.0, 1.0, hi_open=True),
+    "optimizer.weight_decay": _num(0.0, 1.0),
+    "optimizer.warmup_epochs": _num(0.0, 1e6),
+    "optimizer.scheduler": _choice("cosine", "constant"),
+    "checkpoint.every_n_steps": _int(0),
+    "nan_guard.policy": _choice("stop", "skip"),
+    "nan_guard.max_skips": _int(0),
+    "nan_guard.every_n_steps": _int(1),
+}
+
+
+def check_rules(cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+    for key, (ok, text) in rules.items():
+        value = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
+        if value == "__absent__":
+            continue
+        if not ok(value):
+            raise ConfigError(
+                f"config key '{key}' = {value!r} is invalid: it must be {text}. Fix it on the "
+                f"command line, e.g. {key}=..., or in your preset."
+            )
+
+
+def check_pretrain_config(cfg: DictConfig) -> None:
+    """Every numeric and choice setting of ``solo-rgbd pretrain`` in range."""
+    check_rules(cfg, PRETRAIN_RULES)
+    crop, size = cfg.augmentations.get("crop_size"), cfg.data.get("image_size")
+    if isinstance(crop, int) and isinstance(size, int) and crop > size:
+        raise ConfigError(
+            f"augmentations.crop_size={crop} is larger than data.image_size={size} (the cached "
+            "pairs); lower the crop or raise data.image_size."
+        )
+    aug = cfg.augmentations
+    if aug.get("min_scale", 0) > aug.get("max_scale", 1):
+        raise ConfigError(
+            f"augmentations.min_scale={aug.min_scale} is above augmentations.max_scale="
+            f"{aug.max_scale}; the crop scale range must be min <= max."
+        )

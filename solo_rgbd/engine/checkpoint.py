@@ -1,0 +1,217 @@
+"""Checkpoints that hold everything deciding a run's future, written atomically.
+
+:class:`RunCheckpoint` writes ``checkpoints/last.ckpt`` at the end of every epoch, every
+``every_n_steps`` optimizer steps if set, and when a preemption signal arrived (then it raises
+:class:`~solo_rgbd.errors.Preempted`). Besides what Lightning saves (weights, momentum encoders,
+queues as buffers, optimizer, loop progress, the data position of
+:class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG states of torch (CPU and
+CUDA), numpy and python, restored at ``on_train_start`` of the resumed run, so augmentation
+draws continue exactly where they stopped.
+
+Checkpoints are saved at ``on_train_batch_end``, after the method's optimizer step and
+momentum update (``BaseMethod.optimizer_step``), and after the metrics of the step are on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
+
+from solo_rgbd.engine.signals import SignalWatch
+from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
+from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary file, fsynced and renamed into place."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch_save_bytes(checkpoint, tmp)
+
+
+# ----- RNG ----------------------------------------------------------------------------------
+def capture_rng() -> dict[str, Any]:
+    """Every RNG that augmentation or initialisation may draw from, as weights_only-safe data."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["gauss"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def params_finite(module: torch.nn.Module) -> bool:
+    """True when every parameter and floating buffer is finite (one host sync)."""
+    flags = [torch.isfinite(t).all() for t in module.parameters()]
+    flags += [torch.isfinite(b).all() for b in module.buffers() if b.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+class RunCheckpoint(Checkpoint):
+    """``last.ckpt`` every epoch, every ``every_n_steps`` steps, and on preemption signals."""
+
+    def __init__(
+        self, dirpath: str | os.PathLike[str], every_n_steps: int = 0, resume_hint: str = ""
+    ) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = int(every_n_steps or 0)
+        self.resume_hint = resume_hint
+        self.signals = SignalWatch()
+        self.last_path: Path | None = None
+        self.saved_step: int | None = None
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "RunCheckpoint"
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    # ----- state in the checkpoint ----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        rng = capture_rng()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            per_rank: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, rng)
+            return {"rng_per_rank": per_rank}
+        return {"rng_per_rank": [rng]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        per_rank = state_dict.get("rng_per_rank") or []
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        self._rng_to_restore = per_rank[rank] if rank < len(per_rank) else None
+
+    # ----- hooks ------------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._rng_to_restore is not None:
+            restore_rng(self._rng_to_restore)
+            self._rng_to_restore = None
+        self.signals.install()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.signals.restore()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.signals.restore()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stop = self.signals.signum is not None
+        if trainer.world_size > 1:  # every rank stops at the same step
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        step = trainer.global_step
+        periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
+        if stop or periodic:
+            self.save(trainer, pl_module)
+        if stop:
+            signum = self.signals.signum or 15
+            raise Preempted(
+                f"stopped by signal {signum} after step {step} (epoch {trainer.current_epoch}); "
+                f"the checkpoint is '{self.path}'. Resume exactly where it stopped with: "
+                f"{self.resume_hint or 'solo-rgbd pretrain <same overrides> resume=' + str(self.path)}",
+                signum,
+            )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, pl_module)
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not params_finite(pl_module):
+            raise NonFiniteError(
+                f"the weights are not finite at step {trainer.global_step}; the checkpoint "
+                f"'{self.path}' from step {self.saved_step} is kept. Lower the lr or set "
+                "nan_guard.every_n_steps=1 to stop at the first bad step."
+            )
+        for logger in trainer.loggers:  # metrics up to this step are on disk before the ckpt
+            logger.save()
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self.last_path, self.saved_step = self.path, trainer.global_step
+
+
+# ----- checking a checkpoint a user hands in --------------------------------------------------
+def load_user_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-paragraph errors for corrupt or foreign files."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, pickled code...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{what} '{path}' cannot be read as a safe PyTorch checkpoint ({first[:200]}). It "
+            "is truncated, corrupt, or holds arbitrary Python objects (only weights are loaded, "
+            "never code). Use an intact checkpoint, e.g. the run's checkpoints/last.ckpt."
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{what} '{path}' holds a {type(ckpt).__name__}, not a checkpoint.")
+    return ckpt
+
+
+def check_resume_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
+    """The checkpoint was written by this method with this backbone (same keys and shapes)."""
+    cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}
+    method = getattr(model, "method_name", "?")
+    if "state_dict" not in ckpt or not cfg:
+        raise CheckpointError(
+            f"resume checkpoint '{path}' is not a solo-rgbd pretraining checkpoint (no "
+            "state_dict or method config); resume from a run's checkpoints/last.ckpt."
+        )
+    if cfg.get("method") != method:
+        raise CheckpointError(
+            f"resume checkpoint '{path}' was written by method '{cfg.get('method')}', not "
+            f"'{method}'; resume with method={cfg.get('method')} or pick another checkpoint."
+        )
+    own = model.state_dict()
+    saved = ckpt["state_dict"]
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if missing or unexpected or shapes:
+        was = (cfg.get("backbone") or {}).get("name", "?")
+        now = getattr(getattr(model, "cfg", None), "backbone", {}).get("name", "?")
+        detail = ", ".join(
+            f"{len(x)} {label} (e.g. {x[0]})"
+            for x, label in ((missing, "missing"), (unexpected, "unexpected"), (shapes, "resized"))
+            if x
+        )
+        raise CheckpointError(
+            f"resume checkpoint '{path}' does not fit this model: {detail}. It was trained with "
+            f"backbone '{was}' and this run builds '{now}'; resume with the run's own config "
+            "(backbone, method_kwargs) or start a new run."
+        )

@@ -1,0 +1,73 @@
+"""Stop (or skip) at the first non-finite loss or gradient norm, before the optimizer applies it.
+
+The check runs in ``on_before_optimizer_step`` (after backward, before the update): one host
+sync on a single boolean every ``every_n_steps`` optimizer steps. With ``policy=stop`` the run
+ends with :class:`~solo_rgbd.errors.NonFiniteError` naming the step, every loss term and the
+lr; the last checkpoint and export on disk are from before the bad step, and nothing after it is
+written. With ``policy=skip`` the bad step's gradients are dropped (the optimizer leaves every
+parameter untouched) up to ``max_skips`` times in a row before stopping as above.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from solo_rgbd.engine.metrics import to_floats
+from solo_rgbd.errors import NonFiniteError
+
+POLICIES = ("stop", "skip")
+
+
+def total_grad_norm(parameters) -> torch.Tensor:
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class NonFiniteGuard(pl.Callback):
+    def __init__(self, policy: str = "stop", max_skips: int = 10, every_n_steps: int = 1) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"nan_guard.policy must be one of {POLICIES}, not {policy!r}")
+        self.policy, self.max_skips, self.every = policy, int(max_skips), max(1, int(every_n_steps))
+        self.loss: torch.Tensor | None = None
+        self.skipped_in_a_row = 0
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        self.loss = loss.detach()
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step % self.every:
+            return
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        norm = total_grad_norm(params)
+        loss = self.loss if self.loss is not None else torch.zeros((), device=norm.device)
+        if bool(torch.isfinite(loss) & torch.isfinite(norm.to(loss.device))):
+            self.skipped_in_a_row = 0
+            return
+        terms = to_floats(getattr(pl_module, "loss_terms", {}) or {"loss": loss})
+        lrs = sorted({float(g["lr"]) for g in optimizer.param_groups})
+        if self.policy == "skip" and self.skipped_in_a_row < self.max_skips:
+            self.skipped_in_a_row += 1
+            optimizer.zero_grad(set_to_none=True)  # the optimizer now skips every parameter
+            rank_zero_warn(
+                f"non-finite loss or gradient at step {trainer.global_step} ({_fmt(terms)}); "
+                f"step skipped ({self.skipped_in_a_row}/{self.max_skips} in a row)."
+            )
+            return
+        raise NonFiniteError(
+            f"training stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): "
+            f"non-finite loss or gradient norm ({_fmt(terms)}, grad norm {float(norm):.4g}, "
+            f"lr {', '.join(f'{v:.4g}' for v in lrs)}). Nothing from this step was saved; the "
+            "last checkpoint and encoders/ are from before it. Try a lower lr (for mbcf "
+            "method_kwargs.stage1_lr / stage2_lr / one_stage_lr), optimizer.warmup_epochs, "
+            "trainer.precision=32-true, or nan_guard.policy=skip to skip isolated bad steps."
+        )
+
+
+def _fmt(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in values.items())

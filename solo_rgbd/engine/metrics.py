@@ -1,0 +1,105 @@
+"""``logs/metrics.csv`` that survives kills and resumes.
+
+Methods and probes put their scalars into ``pl_module.log_scalars`` (a row of device tensors,
+no host sync); :class:`MetricsWriter` turns the row into floats once (one sync, on logging
+steps only) and appends it to the CSV at ``on_train_batch_end`` / ``on_train_epoch_end``, i.e.
+*before* :class:`~solo_rgbd.engine.checkpoint.RunCheckpoint` writes the checkpoint of that
+step. Other Lightning loggers (TensorBoard) receive the same rows.
+
+A resumed run never deletes the file: it drops only the rows logged after the checkpoint it
+resumes from (the resumed run logs those steps again, with the same values) and appends.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from solo_rgbd.utils.atomic import atomic_path
+
+FIXED = ("epoch", "step")
+
+
+class CSVRows:
+    """An append-only CSV whose header grows (sorted) when a new key appears."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.keys: list[str] = self._read_header()
+
+    def _read_header(self) -> list[str]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return next(csv.reader(f), [])
+
+    def rows(self) -> list[dict[str, str]]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.keys = keys
+
+    def append(self, row: dict[str, Any]) -> None:
+        new = set(row) - set(self.keys)
+        if new or not self.path.is_file():
+            rest = sorted((set(self.keys) | set(row)) - set(FIXED))
+            self._rewrite(self.rows(), [*FIXED, *rest])
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.keys).writerow(row)
+
+    def drop_from_step(self, step: int) -> int:
+        """Remove rows with ``step >= step``; returns how many were dropped."""
+        rows = self.rows()
+        keep = [r for r in rows if r.get("step", "") == "" or int(float(r["step"])) < step]
+        if len(keep) != len(rows):
+            self._rewrite(keep, self.keys)
+        return len(rows) - len(keep)
+
+
+def to_floats(values: dict[str, Any]) -> dict[str, float]:
+    """Tensors and numbers -> floats, with a single device-to-host copy for all tensors."""
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    out = {k: float(v) for k, v in values.items() if k not in tensors}
+    if tensors:
+        stacked = torch.stack([v.detach().float().reshape(()) for v in tensors.values()])
+        out.update(zip(tensors, stacked.cpu().tolist(), strict=True))
+    return out
+
+
+class MetricsWriter(pl.Callback):
+    """Writes the rows of :meth:`BaseMethod.log_scalars` to ``metrics.csv`` (rank 0)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.csv = CSVRows(path)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and trainer.global_step > 0:  # resumed: forget the future
+            self.csv.drop_from_step(trainer.global_step)
+
+    def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
+        row = pl_module.pop_log_row()
+        if not row or not trainer.is_global_zero:
+            return
+        values = to_floats(row)
+        self.csv.append({"epoch": trainer.current_epoch, "step": step, **values})
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # the step just finished: global_step counts it already
+        self._flush(trainer, pl_module, max(0, trainer.global_step - 1))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer, pl_module, max(0, trainer.global_step - 1))

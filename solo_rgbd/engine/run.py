@@ -1,0 +1,126 @@
+"""Run folders and what ``resume=`` points at.
+
+A run lives in ``${output_dir}/${method}/<run_name>`` (``run_name`` defaults to the SLURM job id
+under SLURM, else a timestamp). Only rank 0 names and creates it: it hands the folder to the
+processes Lightning launches for DDP through ``SOLO_RGBD_RUN_DIR``.
+
+``resume=`` takes
+
+- ``last``: the run named by ``run_name``; without one, the only run of the method under
+  ``output_dir`` that has a checkpoint (an error when there are several);
+- ``auto``: like ``last`` when ``run_name``'s checkpoint exists, otherwise a fresh run of that
+  name (for jobs that are requeued with the same command line);
+- a checkpoint path inside a run folder (``<run>/checkpoints/*.ckpt`` next to
+  ``<run>/config.yaml``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from solo_rgbd.errors import ConfigError
+
+RUN_DIR_ENV = "SOLO_RGBD_RUN_DIR"
+
+
+def env_rank() -> int:
+    """The global rank this process will have, from the launcher's environment (0 if none)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_dir: Path
+    ckpt: Path | None  # the checkpoint to resume from, if any
+    rank_zero: bool
+
+
+def _method_dir(cfg: DictConfig) -> Path:
+    return Path(str(cfg.output_dir)).expanduser() / str(cfg.method)
+
+
+def default_run_name(cfg: DictConfig) -> str:
+    if cfg.get("run_name"):
+        return str(cfg.run_name)
+    if os.environ.get("SLURM_JOB_ID"):
+        array = os.environ.get("SLURM_ARRAY_TASK_ID")
+        return f"slurm-{os.environ['SLURM_JOB_ID']}" + (f"-{array}" if array else "")
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _last_of(cfg: DictConfig, allow_fresh: bool) -> RunPlan:
+    if cfg.get("run_name"):
+        run_dir = _method_dir(cfg) / str(cfg.run_name)
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if ckpt.is_file():
+            return RunPlan(run_dir, ckpt, env_rank() == 0)
+        if allow_fresh:
+            return RunPlan(run_dir, None, env_rank() == 0)
+        raise ConfigError(
+            f"resume=last: run '{run_dir}' has no checkpoints/last.ckpt; check run_name and "
+            "output_dir, or use resume=auto to start the run when it has no checkpoint yet."
+        )
+    if allow_fresh:
+        raise ConfigError("resume=auto needs run_name=NAME (the run to continue or to start).")
+    found = sorted(_method_dir(cfg).glob("*/checkpoints/last.ckpt"))
+    if not found:
+        raise ConfigError(
+            f"resume=last found no run with checkpoints/last.ckpt under '{_method_dir(cfg)}'; "
+            "pass run_name=NAME or resume=/path/to/run/checkpoints/last.ckpt."
+        )
+    if len(found) > 1:
+        names = ", ".join(p.parent.parent.name for p in found[:10])
+        raise ConfigError(
+            f"resume=last is ambiguous: {len(found)} runs under '{_method_dir(cfg)}' have a "
+            f"checkpoint ({names}). Say which with run_name=NAME."
+        )
+    return RunPlan(found[0].parent.parent, found[0], env_rank() == 0)
+
+
+def plan_run(cfg: DictConfig) -> RunPlan:
+    """Where this run writes and what it resumes from; creates nothing."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and env_rank() != 0:  # a DDP process launched by rank 0
+        run_dir = Path(inherited)
+        ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
+        if cfg.get("resume") and str(cfg.resume) not in ("last", "auto"):
+            ckpt = Path(str(cfg.resume)).expanduser()
+        return RunPlan(run_dir, ckpt if ckpt is not None and ckpt.is_file() else None, False)
+    resume = cfg.get("resume")
+    if resume in ("last", "auto"):
+        return _last_of(cfg, allow_fresh=resume == "auto")
+    if resume:
+        path = Path(str(resume)).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"resume checkpoint '{path}' does not exist; fix the resume= path.")
+        run_dir = path.parent.parent
+        if path.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+            raise ConfigError(
+                f"resume checkpoint '{path}' is not inside a run folder "
+                "(<run>/checkpoints/*.ckpt next to <run>/config.yaml), so there is no run to "
+                "continue. Copy the whole run folder and resume from its checkpoints/last.ckpt, "
+                "or start a new run."
+            )
+        return RunPlan(run_dir, path, env_rank() == 0)
+    run_dir = _method_dir(cfg) / default_run_name(cfg)
+    if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+        raise ConfigError(
+            f"run folder '{run_dir}' already holds checkpoints; choose another run_name or "
+            f"resume it with resume=last run_name={run_dir.name}."
+        )
+    return RunPlan(run_dir, None, env_rank() == 0)
+
+
+def resume_command(argv: list[str], ckpt: Path) -> str:
+    """The command line that resumes this run: the same overrides, ``resume=<ckpt>``."""
+    kept = [a for a in argv if not a.startswith(("resume=", "+resume="))]
+    return " ".join(shlex.quote(a) for a in ["solo-rgbd", "pretrain", *kept, f"resume={ckpt}"])

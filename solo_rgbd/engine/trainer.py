@@ -1,0 +1,97 @@
+"""The Lightning Trainer every command builds, from the ``trainer`` config group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig
+
+from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
+from solo_rgbd.errors import ConfigError
+
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64")
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> str:
+    setting = str(trainer_cfg.precision)
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def world_size(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.devices
+    if isinstance(devices, int):
+        n = devices
+    elif isinstance(devices, str) and devices.isdigit():
+        n = int(devices)
+    elif isinstance(devices, str) and devices == "auto":
+        n = max(1, torch.cuda.device_count()) if str(trainer_cfg.accelerator) != "cpu" else 1
+    else:
+        n = len(list(devices))
+    return n * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool) -> Any:
+    """``ddp`` (or ``auto`` on several devices) for a method whose stages leave parameters
+    without gradients becomes DDP with ``find_unused_parameters=True``."""
+    name = str(trainer_cfg.strategy)
+    several = world_size(trainer_cfg) > 1
+    if unused_parameters and (name == "ddp" or (name == "auto" and several)):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=True)
+    return name
+
+
+def build_trainer(
+    trainer_cfg: DictConfig,
+    run_dir: Path,
+    max_epochs: int,
+    callbacks: list[pl.Callback],
+    log_every_n_steps: int = 10,
+    loggers: list | bool | None = None,
+    strategy: Any = None,
+    **kwargs: Any,
+) -> pl.Trainer:
+    """A Lightning Trainer logging to ``loggers`` (default: Lightning's CSV in run_dir/logs)."""
+    t = trainer_cfg
+    if loggers is None:
+        from lightning.pytorch.loggers import CSVLogger
+
+        loggers = [CSVLogger(str(run_dir), name="logs", version="")]
+    if t.get("num_threads"):
+        torch.set_num_threads(int(t.num_threads))
+    try:
+        return pl.Trainer(
+            max_epochs=max_epochs,
+            accelerator=str(t.accelerator),
+            devices=t.devices,
+            num_nodes=int(t.get("num_nodes", 1) or 1),
+            strategy=strategy if strategy is not None else str(t.strategy),
+            precision=resolve_precision(t),
+            limit_train_batches=t.limit_train_batches,
+            accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1) or 1),
+            enable_progress_bar=bool(t.enable_progress_bar),
+            deterministic=bool(t.deterministic),
+            log_every_n_steps=log_every_n_steps,
+            logger=loggers,
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=str(run_dir),
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            **kwargs,
+        )
+    except (ValueError, RuntimeError, TypeError) as exc:  # Lightning's own argument checks
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"the trainer settings are not accepted ({first}). Check trainer.accelerator, "
+            "trainer.devices, trainer.strategy and trainer.precision "
+            f"(precision: one of {', '.join(PRECISIONS)})."
+        ) from None
