@@ -11,8 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, default_cache_root
-from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
+from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.locks import cache_lock
 

@@ -142,10 +142,11 @@ class RunCheckpoint(Checkpoint):
             self.save(trainer, pl_module)
         if stop:
             signum = self.signals.signum or 15
+            hint = self.resume_hint or f"solo-rgbd pretrain <same overrides> resume={self.path}"
             raise Preempted(
                 f"stopped by signal {signum} after step {step} (epoch {trainer.current_epoch}); "
                 f"the checkpoint is '{self.path}'. Resume exactly where it stopped with: "
-                f"{self.resume_hint or 'solo-rgbd pretrain <same overrides> resume=' + str(self.path)}",
+                f"{hint}",
                 signum,
             )
 

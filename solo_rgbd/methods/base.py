@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_warn
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
