@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[command](rest)
     except SoloRGBDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{'stopped' if exc.exit_code > 128 else 'error'}: {exc}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `solo-rgbd ... | head`: the reader left, nothing is wrong
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -283,7 +283,7 @@ class BaseMethod(pl.LightningModule):
         for name, value in values.items():
             self._log_row[name] = value
             if name in prog_bar:
-                self.log(name, value, prog_bar=True, logger=False, on_step=True, batch_size=1)
+                self.log(name, value, prog_bar=True, logger=False, batch_size=1)
 
     def pop_log_row(self) -> dict[str, Any]:
         row, self._log_row = self._log_row, {}

@@ -17,6 +17,7 @@ from PIL import Image
 from solo_rgbd.config import check_missing, compose
 from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, decode_depth
 from solo_rgbd.data.datamodule import build_from_config, index_loader, resolve_roots
+from solo_rgbd.engine.checkpoint import load_user_checkpoint
 from solo_rgbd.errors import ConfigError, SoloRGBDError
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
 
@@ -97,7 +98,18 @@ def _load_module(cfg: DictConfig):
         path = path / "checkpoints" / "best.ckpt"
     if not path.is_file():
         raise ConfigError(f"SOD checkpoint '{path}' does not exist; fix ckpt=.")
-    return SODModule.load_from_checkpoint(path, map_location="cpu").to(_device()).eval(), path
+    ckpt = load_user_checkpoint(path, "SOD checkpoint")
+    cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}
+    if "method" in cfg or "decoder_dim" not in cfg:
+        what = f"a '{cfg['method']}' pretraining checkpoint" if "method" in cfg else "not one"
+        raise ConfigError(
+            f"ckpt='{path}' is {what}, not an SOD checkpoint written by 'solo-rgbd sod train'. "
+            f"Train the decoder first: solo-rgbd sod train encoders={path}, then pass its "
+            "run folder (outputs/sod/train/<run>) as ckpt=."
+        )
+    del ckpt
+    module = SODModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return module.to(_device()).eval(), path
 
 
 @torch.no_grad()
@@ -225,6 +237,11 @@ def sod_score(cfg: DictConfig) -> Path:
 
     if not cfg.get("pred"):
         raise ConfigError("sod score needs pred=DIR, a folder of saliency maps named by stem.")
+    if not Path(str(cfg.pred)).expanduser().is_dir():
+        raise ConfigError(
+            f"pred='{cfg.pred}' is not a folder; pass the folder of saliency maps (PNG named by "
+            "stem) written by 'solo-rgbd sod predict' or 'sod eval'."
+        )
     results = {}
     for name, spec in _test_sets(cfg):
         pairs = discover_pairs(spec.path, strict=bool(cfg.data.strict_pairs))

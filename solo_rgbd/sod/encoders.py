@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from solo_rgbd.errors import ConfigError
+from solo_rgbd.engine.checkpoint import load_user_checkpoint
+from solo_rgbd.engine.export import MANIFEST, resolve_export_dir, verify_export
+from solo_rgbd.errors import CheckpointError, ConfigError
 from solo_rgbd.nn.backbone import Encoder
 
 
@@ -43,41 +44,58 @@ def _load_state(encoder: Encoder, state: dict, source: str, name: str) -> None:
 CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
 
 
-def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
-    manifest = json.loads((folder / "encoders.json").read_text())
-    entries = manifest.get("encoders", {})
+def _check_finite(state: dict, source: str, name: str) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"the {name} encoder in '{source}' has non-finite weights ({len(bad)} tensors, e.g. "
+            f"{bad[0]}): the pretraining diverged. Use an earlier export or rerun with a lower lr."
+        )
+
+
+def _build(name: str, backbone: str, state: dict, source: str) -> Encoder:
+    _check_finite(state, source, name)
+    encoder = Encoder(backbone, CHANNELS[name])
+    _load_state(encoder, state, source, name)
+    return encoder
+
+
+def _pick(entries: dict, source: str) -> list[str]:
     names = ["rgbd"] if set(entries) == {"rgbd"} else ["rgb", "depth"]
     if not set(names) <= set(entries):
         raise ConfigError(
-            f"'{folder / 'encoders.json'}' lists encoders {sorted(entries)}; the SOD network "
-            "needs 'rgb' and 'depth' (two streams) or 'rgbd' (early fusion)."
+            f"'{source}' lists encoders {sorted(entries)}; the SOD network needs 'rgb' and "
+            "'depth' (two streams) or 'rgbd' (early fusion)."
         )
-    out: list[Encoder | None] = []
-    for name in names:
-        entry = entries[name]
-        encoder = Encoder(entry["backbone"], CHANNELS[name])
-        state = torch.load(folder / entry["file"], map_location="cpu", weights_only=True)
-        _load_state(encoder, state, str(folder / entry["file"]), name)
-        out.append(encoder)
+    return names
+
+
+def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
+    manifest = verify_export(folder)  # every file's sha256 is checked
+    entries = manifest.get("encoders", {})
+    out: list[Encoder] = []
+    for name in _pick(entries, str(folder / MANIFEST)):
+        path = folder / entries[name]["file"]
+        state = load_user_checkpoint(path, f"{name} encoder file")
+        out.append(_build(name, entries[name]["backbone"], state, str(path)))
     return out[0], (out[1] if len(out) > 1 else None)
 
 
 def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:
-    from solo_rgbd.methods.registry import METHODS
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
-    if not cfg or "method" not in cfg:
+    """The encoders out of a method checkpoint's state_dict, without building the method."""
+    ckpt = load_user_checkpoint(path, "encoders checkpoint")
+    entries = ckpt.get("encoders")
+    if not isinstance(entries, dict) or "state_dict" not in ckpt:
         raise ConfigError(
-            f"'{path}' is not a solo-rgbd pretraining checkpoint (no method config in its "
-            "hyper-parameters); pass a run folder, an encoders/ folder, or random/imagenet."
+            f"'{path}' is not a solo-rgbd pretraining checkpoint (it lists no encoders); pass "
+            "a run folder, an encoders/ folder, a pretraining .ckpt, or random/imagenet."
         )
-    model = METHODS[cfg["method"]](cfg)
-    model.load_state_dict(ckpt["state_dict"])
-    encoders = model.export_encoders()
-    if "rgbd" in encoders:
-        return encoders["rgbd"], None
-    return encoders["rgb"], encoders["depth"]
+    out: list[Encoder] = []
+    for name in _pick(entries, str(path)):
+        prefix = entries[name]["prefix"]
+        state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        out.append(_build(name, entries[name]["backbone"], state, f"{path} ({prefix}*)"))
+    return out[0], (out[1] if len(out) > 1 else None)
 
 
 def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | None]:
@@ -94,9 +112,9 @@ def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | N
         args = (bool(backbone.get("pretrained")), backbone.get("weights"))
         return Encoder(str(backbone.name), 3, *args), Encoder(str(backbone.name), 1, *args)
     path = Path(spec).expanduser()
-    if path.is_dir() and (path / "encoders" / "encoders.json").exists():
-        path = path / "encoders"
-    if path.is_dir() and (path / "encoders.json").exists():
+    if path.is_dir() and (path / "encoders").is_dir():
+        path = resolve_export_dir(path / "encoders")
+    if path.is_dir() and (path / MANIFEST).exists():
         return _from_manifest(path)
     if path.is_file():
         return _from_checkpoint(path)

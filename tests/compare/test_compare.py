@@ -44,8 +44,10 @@ def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys)
 
 def test_a_failed_cell_is_reported_and_does_not_stop_the_others(tmp_path, capsys):
     out = tmp_path / "cmp"
-    rows = ('rows=[{name: Random, init: random}, {name: Broken, method: mbcf, '
-            'overrides: ["method_kwargs.bogus=1"]}, {name: MBCF, method: mbcf}]')
+    rows = (
+        "rows=[{name: Random, init: random}, {name: Broken, method: mbcf, "
+        'overrides: ["method_kwargs.bogus=1"]}, {name: MBCF, method: mbcf}]'
+    )
     seeds = "seeds=[0,1]"
     assert main(["compare", "experiment=quick", f"out={out}", rows, seeds, *TINY]) == 1
     captured = capsys.readouterr()

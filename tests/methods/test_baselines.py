@@ -15,8 +15,11 @@ from solo_rgbd.sod.model import SODNet
 from tests.conftest import tiny_overrides
 
 STREAM_METHODS = ["mocov2plus", "simclr", "byol", "barlow_twins", "vicreg"]
-SMALL = {"method_kwargs.proj_hidden_dim": "32", "trainer.limit_train_batches": "2",
-         "trainer.max_epochs": "1"}
+SMALL = {
+    "method_kwargs.proj_hidden_dim": "32",
+    "trainer.limit_train_batches": "2",
+    "trainer.max_epochs": "1",
+}
 
 
 def _cases():
@@ -68,8 +71,9 @@ def test_alignment_loss_equals_a_direct_computation():
 def test_alignment_needs_two_streams_and_rgbd_mode_is_validated(tmp_path):
     from solo_rgbd.errors import ConfigError
 
-    cfg = compose("pretrain", ["method=simclr", "method_kwargs.rgbd_mode=late",
-                               *tiny_overrides(tmp_path)])
+    cfg = compose(
+        "pretrain", ["method=simclr", "method_kwargs.rgbd_mode=late", *tiny_overrides(tmp_path)]
+    )
     with pytest.raises(ConfigError, match="method_kwargs.rgbd_mode"):
         METHODS["simclr"](cfg)
 
@@ -78,14 +82,35 @@ def test_early_fusion_encoders_go_through_sod_train_and_eval(tmp_path):
     from solo_rgbd.cli import main
 
     extra = {**SMALL, "method_kwargs.rgbd_mode": "early_fusion"}
-    run_dir = run_pretrain(compose("pretrain", ["method=simclr",
-                                                *tiny_overrides(tmp_path, **extra)]))
-    sod = ["backbone=tiny", "data.synthetic.n=32", "data.synthetic.n_test=8",
-           "data.synthetic.size=40", "image_size=32", "batch_size=8", "trainer.max_epochs=1",
-           "trainer.enable_progress_bar=false", "decoder_dim=8", f"output_dir={tmp_path / 's'}",
-           "run_name=ef"]
+    run_dir = run_pretrain(
+        compose("pretrain", ["method=simclr", *tiny_overrides(tmp_path, **extra)])
+    )
+    sod = [
+        "backbone=tiny",
+        "data.synthetic.n=32",
+        "data.synthetic.n_test=8",
+        "data.synthetic.size=40",
+        "image_size=32",
+        "batch_size=8",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "decoder_dim=8",
+        f"output_dir={tmp_path / 's'}",
+        "run_name=ef",
+    ]
     assert main(["sod", "train", f"encoders={run_dir}", *sod]) == 0
     ckpt = tmp_path / "s" / "train" / "ef"
-    assert main(["sod", "eval", f"ckpt={ckpt}", "data.synthetic.n=32", "data.synthetic.n_test=8",
-                 "data.synthetic.size=40"]) == 0
+    assert (
+        main(
+            [
+                "sod",
+                "eval",
+                f"ckpt={ckpt}",
+                "data.synthetic.n=32",
+                "data.synthetic.n_test=8",
+                "data.synthetic.size=40",
+            ]
+        )
+        == 0
+    )
     assert (ckpt / "eval" / "results.json").is_file()

@@ -9,7 +9,8 @@ from PIL import Image
 
 from solo_rgbd.cli import main
 from solo_rgbd.config import compose
-from solo_rgbd.errors import ConfigError
+from solo_rgbd.engine.export import sha256_of
+from solo_rgbd.errors import CheckpointError, ConfigError
 from solo_rgbd.pretrain import run_pretrain
 from solo_rgbd.sod.encoders import load_encoders
 from tests.conftest import tiny_overrides
@@ -55,17 +56,28 @@ def test_encoders_load_from_a_run_folder_and_from_its_checkpoint(pretrained_run)
     assert all(torch.equal(v, depth2.model.state_dict()[k]) for k, v in saved.items())
 
 
+def _resign(folder):
+    manifest = json.loads((folder / "encoders.json").read_text())
+    for entry in manifest["encoders"].values():
+        entry["sha256"] = sha256_of(folder / entry["file"])
+    (folder / "encoders.json").write_text(json.dumps(manifest))
+
+
 def test_encoder_files_that_do_not_fit_fail_naming_the_mismatch(pretrained_run, tmp_path):
     backbone = compose("sod", ["backbone=tiny"]).backbone
     bad = tmp_path / "encoders"
     shutil.copytree(pretrained_run / "encoders", bad)
     shutil.copy(bad / "rgb.pt", bad / "depth.pt")  # an RGB encoder where depth belongs
+    with pytest.raises(CheckpointError, match="depth.pt' does not match the sha256"):
+        load_encoders(str(bad), backbone)  # the manifest no longer vouches for depth.pt
+    _resign(bad)  # a manifest that lists the wrong file consistently
     with pytest.raises(ConfigError, match="in_chans=3.*needs in_chans=1"):
         load_encoders(str(bad), backbone)
     manifest = json.loads((bad / "encoders.json").read_text())
     manifest["encoders"]["depth"]["backbone"] = "resnet18"
     (bad / "encoders.json").write_text(json.dumps(manifest))
     shutil.copy(pretrained_run / "encoders" / "depth.pt", bad / "depth.pt")
+    _resign(bad)
     with pytest.raises(ConfigError, match="does not fit backbone 'resnet18'.*missing key"):
         load_encoders(str(bad), backbone)
     with pytest.raises(ConfigError, match="backbone.weights"):
