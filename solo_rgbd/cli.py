@@ -175,6 +175,7 @@ def _os_error(exc: OSError) -> str:
         "EROFS": "the file system is read-only; point output_dir / SOLO_RGBD_CACHE elsewhere",
         "ENOSPC": "the disk is full; free space or write elsewhere",
         "ENOTDIR": "a part of the path is a file, not a folder; choose another path",
+        "EEXIST": "a file stands where a folder is needed; choose another path",
         "ENOENT": "it does not exist; check the path",
     }.get(errno.errorcode.get(exc.errno or 0, ""), "check the path and its permissions")
     return f"cannot access{where}: {what}. Likely cause: {hint}."

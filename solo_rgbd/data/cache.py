@@ -169,6 +169,14 @@ def build_cache(
     for spec in roots:
         pairs = discover_pairs(spec.path, strict=strict_pairs)
         name = spec.name or Path(spec.path).name
+        if pairs.depth_without_rgb:
+            log.warning(
+                "%s: skipped %d depth file(s) without an RGB partner: %s",
+                name,
+                len(pairs.depth_without_rgb),
+                ", ".join(pairs.depth_without_rgb[:10])
+                + (" ..." if len(pairs.depth_without_rgb) > 10 else ""),
+            )
         if pairs.rgb_without_depth:
             log.warning(
                 "%s: skipped %d RGB file(s) without depth", name, len(pairs.rgb_without_depth)

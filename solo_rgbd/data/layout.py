@@ -56,8 +56,29 @@ class PairList:
 def _files_by_stem(folder: Path, exts: tuple[str, ...]) -> tuple[dict[str, Path], list[str]]:
     files: dict[str, Path] = {}
     duplicates: list[str] = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not entry.is_file() or entry.name.startswith("."):
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(
+            f"cannot list the dataset folder '{folder}' ({exc.strerror}); check that it exists "
+            "and is readable."
+        ) from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_file = entry.is_file()  # follows links
+        except OSError as exc:
+            raise DataError(
+                f"cannot read '{entry.path}' ({exc.strerror}): a broken or looping symbolic "
+                "link? Fix or remove it."
+            ) from None
+        if not is_file:
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                raise DataError(
+                    f"'{entry.path}' is a symbolic link that leads nowhere (broken, or a loop); "
+                    "fix or remove it."
+                )
             continue
         path = Path(entry.path)
         if path.suffix.lower() not in exts:
@@ -136,6 +157,12 @@ def discover_pairs(root: str | os.PathLike[str], strict: bool = True) -> PairLis
             f"'{folders['rgb'].name}' and {len(depth)} depth file(s) in '{folders['depth'].name}' "
             "share no file stem. RGB 'x.jpg' pairs with depth 'x.png'; rename the files so "
             "their stems match."
+        )
+    if pairs.duplicates:
+        raise DataError(
+            f"{len(pairs.duplicates)} file stem(s) under '{root}' appear twice in one folder, so "
+            f"the pairing is ambiguous: {_names(pairs.duplicates, 6)}. Keep one file per stem "
+            "(delete or move the other format)."
         )
     if strict and pairs.rgb_without_depth:
         n = len(pairs.rgb_without_depth)

@@ -4,7 +4,8 @@ Depth is the modality datasets get wrong most often, so its reader is explicit:
 
 - 8-bit PNG/JPEG/BMP -> uint8; 16-bit PNG/TIFF -> uint16 (read as is: never through
   ``Image.convert('L')``, which clips 16-bit values at 255); float TIFF and ``.npy`` -> float32;
-- a 3-channel depth image (some datasets store depth as RGB JPEG) -> its first channel;
+- grey depth stored as a 3-channel image -> its first channel; a colour-mapped depth (channels
+  that differ) is an error; ``.npy`` of shape (1, H, W) or (H, W, 1) is squeezed;
 - 0 (or a non-finite value) is a hole: kept as missing, it stays 0 after normalisation;
 - :func:`normalize_depth` min-max scales the valid pixels of each image to [0, 1] with the
   library's one convention, **near = 1**; ``invert=True`` flips datasets that store far = white.
@@ -84,8 +85,18 @@ def read_depth_raw(path: str | os.PathLike[str]) -> np.ndarray:
         if img.mode in ("P", "1", "CMYK", "YCbCr"):
             img = img.convert("L")
         arr = np.asarray(img)
-    if arr.ndim == 3:
-        arr = arr[..., 0]  # RGB-stored depth: channels are equal in every dataset we know
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr[0] if arr.shape[0] == 1 else arr[..., 0]  # (1, H, W) or (H, W, 1)
+    elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        colour = arr[..., :3]
+        if not (np.array_equal(colour[..., 0], colour[..., 1])
+                and np.array_equal(colour[..., 0], colour[..., 2])):
+            raise DataError(
+                f"depth file '{path}' has 3 different colour channels: it looks like a "
+                "colour-mapped visualisation, not a depth map. Use the dataset's raw depth "
+                "(one channel, e.g. 16-bit PNG); grey depth saved as RGB is fine (equal channels)."
+            )
+        arr = colour[..., 0]  # grey depth stored as RGB: the channels are equal
     if arr.ndim != 2:
         raise DataError(
             f"depth file '{path}' has shape {arr.shape}; expected a single-channel (H, W) map."

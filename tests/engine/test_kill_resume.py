@@ -1,0 +1,127 @@
+"""A run killed at any step and resumed ends bit-identical to the uninterrupted run (CPU,
+``trainer.deterministic=true``); preemption signals checkpoint and exit 128 + N."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "backbone=tiny",
+    "data.synthetic.n=40",
+    "data.synthetic.n_test=8",
+    "data.synthetic.size=40",
+    "data.image_size=40",
+    "data.batch_size=8",
+    "augmentations.crop_size=32",
+    "trainer.enable_progress_bar=false",
+    "log_every_n_steps=1",
+    "method_kwargs.stage1_epochs=2",
+    "method_kwargs.stage2_epochs=2",  # 4 epochs x 5 steps, the stage switch at step 10
+    "method_kwargs.queue_size=20",
+    "trainer.deterministic=true",
+]
+
+
+def _start(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "SOLO_RGBD_CACHE": str(out / "cache")}
+    cmd = [sys.executable, "-m", "solo_rgbd.cli", "pretrain", *TINY, f"output_dir={out}", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def _steps_logged(run: Path) -> int:
+    path = run / "logs" / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for r in csv.DictReader(f) if r.get("loss"))
+
+
+def _wait_for_step(proc: subprocess.Popen, run: Path, step: int) -> None:
+    deadline = time.time() + 600
+    while _steps_logged(run) < step:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.005)
+
+
+def _state(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "logs" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref")
+    rc, err = _finish(_start(out, "run_name=ref"))
+    assert rc == 0, err[-3000:]
+    return out / "mbcf" / "ref"
+
+
+def _assert_identical(run: Path, reference: Path) -> float:
+    a, b = _state(reference), _state(run)
+    assert a.keys() == b.keys()
+    diff = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+    assert diff == 0.0  # weights, momentum encoders, queues and their pointers
+    assert _rows(run) == _rows(reference)  # every metric of every step, no row lost or doubled
+    for name in ("rgb.pt", "depth.pt", "encoders.json"):  # the same bytes
+        assert (run / "encoders" / name).read_bytes() == (reference / "encoders" / name).read_bytes()
+    return diff
+
+
+@pytest.mark.parametrize("every_n_steps", [1, 0])
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
+    tmp_path, reference, every_n_steps
+):
+    # any step of the 20, either stage (after epoch 0 when only epochs are checkpointed)
+    kill_at = random.Random().randint(2 if every_n_steps else 6, 19)
+    out = tmp_path / "out"
+    run = out / "mbcf" / "k"
+    extra = ["run_name=k", f"checkpoint.every_n_steps={every_n_steps}"]
+    proc = _start(out, *extra)
+    _wait_for_step(proc, run, kill_at)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]  # no temp files
+    rc, err = _finish(_start(out, *extra, "resume=last"))
+    assert rc == 0, f"killed at step {kill_at}: {err[-3000:]}"
+    _assert_identical(run, reference)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+def test_preemption_signal_checkpoints_the_step_and_exits_128_plus_n(tmp_path, reference, sig):
+    out = tmp_path / "out"
+    run = out / "mbcf" / "p"
+    proc = _start(out, "run_name=p")
+    _wait_for_step(proc, run, 7)
+    proc.send_signal(sig)
+    rc, err = _finish(proc)
+    assert rc == 128 + sig
+    assert "Traceback" not in err
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 7 <= step < 20  # the step that was running when the signal came
+    assert f"stopped: stopped by signal {int(sig)} after step {step}" in err
+    resume = err.split("Resume exactly where it stopped with: ")[1].strip().split(" ")
+    assert resume[:2] == ["solo-rgbd", "pretrain"] and resume[-1].startswith("resume=")
+    rc, err = _finish(_start(out, "run_name=p", resume[-1]))
+    assert rc == 0, err[-3000:]
+    _assert_identical(run, reference)
