@@ -89,8 +89,10 @@ def read_depth_raw(path: str | os.PathLike[str]) -> np.ndarray:
         arr = arr[0] if arr.shape[0] == 1 else arr[..., 0]  # (1, H, W) or (H, W, 1)
     elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
         colour = arr[..., :3]
-        if not (np.array_equal(colour[..., 0], colour[..., 1])
-                and np.array_equal(colour[..., 0], colour[..., 2])):
+        if not (
+            np.array_equal(colour[..., 0], colour[..., 1])
+            and np.array_equal(colour[..., 0], colour[..., 2])
+        ):
             raise DataError(
                 f"depth file '{path}' has 3 different colour channels: it looks like a "
                 "colour-mapped visualisation, not a depth map. Use the dataset's raw depth "

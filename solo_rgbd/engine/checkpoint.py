@@ -25,6 +25,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
+from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
 from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
@@ -156,9 +157,7 @@ class RunCheckpoint(Checkpoint):
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not params_finite(pl_module):
             raise NonFiniteError(
-                f"the weights are not finite at step {trainer.global_step}; the checkpoint "
-                f"'{self.path}' from step {self.saved_step} is kept. Lower the lr or set "
-                "nan_guard.every_n_steps=1 to stop at the first bad step."
+                non_finite_message(trainer, pl_module, "the update made the weights non-finite")
             )
         for logger in trainer.loggers:  # metrics up to this step are on disk before the ckpt
             logger.save()

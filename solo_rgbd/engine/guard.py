@@ -10,8 +10,6 @@ parameter untouched) up to ``max_skips`` times in a row before stopping as above
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -49,25 +47,34 @@ class NonFiniteGuard(pl.Callback):
         if bool(torch.isfinite(loss) & torch.isfinite(norm.to(loss.device))):
             self.skipped_in_a_row = 0
             return
-        terms = to_floats(getattr(pl_module, "loss_terms", {}) or {"loss": loss})
-        lrs = sorted({float(g["lr"]) for g in optimizer.param_groups})
         if self.policy == "skip" and self.skipped_in_a_row < self.max_skips:
             self.skipped_in_a_row += 1
             optimizer.zero_grad(set_to_none=True)  # the optimizer now skips every parameter
             rank_zero_warn(
-                f"non-finite loss or gradient at step {trainer.global_step} ({_fmt(terms)}); "
-                f"step skipped ({self.skipped_in_a_row}/{self.max_skips} in a row)."
+                f"non-finite loss or gradient at step {trainer.global_step}; step skipped "
+                f"({self.skipped_in_a_row}/{self.max_skips} in a row)."
             )
             return
         raise NonFiniteError(
-            f"training stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): "
-            f"non-finite loss or gradient norm ({_fmt(terms)}, grad norm {float(norm):.4g}, "
-            f"lr {', '.join(f'{v:.4g}' for v in lrs)}). Nothing from this step was saved; the "
-            "last checkpoint and encoders/ are from before it. Try a lower lr (for mbcf "
-            "method_kwargs.stage1_lr / stage2_lr / one_stage_lr), optimizer.warmup_epochs, "
-            "trainer.precision=32-true, or nan_guard.policy=skip to skip isolated bad steps."
+            non_finite_message(
+                trainer,
+                pl_module,
+                f"non-finite loss or gradient norm (grad norm {float(norm):.4g})",
+            )
         )
 
 
-def _fmt(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+def non_finite_message(trainer, pl_module, what: str) -> str:
+    """One paragraph: the step, every loss term and the lr, and what to try."""
+    terms = to_floats(getattr(pl_module, "loss_terms", {}) or {})
+    lrs = sorted({float(g["lr"]) for opt in trainer.optimizers for g in opt.param_groups})
+    detail = ", ".join(
+        [f"{k} {v:.4g}" for k, v in terms.items()] + ["lr " + ", ".join(f"{v:.4g}" for v in lrs)]
+    )
+    return (
+        f"training stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): {what}; "
+        f"{detail}. Nothing from this step was saved; the last checkpoint and encoders/ are "
+        "from before it. Try a lower lr (for mbcf method_kwargs.stage1_lr / stage2_lr / "
+        "one_stage_lr), optimizer.warmup_epochs, trainer.precision=32-true, or "
+        "nan_guard.policy=skip to skip isolated bad steps."
+    )

@@ -83,14 +83,13 @@ def _assert_identical(run: Path, reference: Path) -> float:
     assert diff == 0.0  # weights, momentum encoders, queues and their pointers
     assert _rows(run) == _rows(reference)  # every metric of every step, no row lost or doubled
     for name in ("rgb.pt", "depth.pt", "encoders.json"):  # the same bytes
-        assert (run / "encoders" / name).read_bytes() == (reference / "encoders" / name).read_bytes()
+        mine, theirs = run / "encoders" / name, reference / "encoders" / name
+        assert mine.read_bytes() == theirs.read_bytes()
     return diff
 
 
 @pytest.mark.parametrize("every_n_steps", [1, 0])
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
-    tmp_path, reference, every_n_steps
-):
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, reference, every_n_steps):
     # any step of the 20, either stage (after epoch 0 when only epochs are checkpointed)
     kill_at = random.Random().randint(2 if every_n_steps else 6, 19)
     out = tmp_path / "out"

@@ -1,0 +1,129 @@
+"""In-process runs: the non-finite guard, resume that never destroys, per-epoch checkpoints."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from solo_rgbd.cli import main
+from solo_rgbd.config import compose
+from solo_rgbd.engine.export import verify_export
+from solo_rgbd.errors import CheckpointError, NonFiniteError
+from solo_rgbd.pretrain import run_pretrain
+from tests.conftest import tiny_overrides
+
+SHORT = {
+    "method_kwargs.stage1_epochs": "1",
+    "method_kwargs.stage2_epochs": "1",
+    "method_kwargs.queue_size": "16",
+    "trainer.limit_train_batches": "3",
+}
+
+
+def _rows(run_dir):
+    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_checkpoint_and_an_export_after_every_epoch(tmp_path):
+    seen = []
+
+    class AfterEpoch(__import__("lightning.pytorch").pytorch.Callback):
+        def on_train_epoch_start(self, trainer, m):
+            ckpt = tmp_path / "outputs" / "mbcf" / "e" / "checkpoints" / "last.ckpt"
+            if ckpt.exists():
+                seen.append(torch.load(ckpt, weights_only=True)["global_step"])
+
+    cfg = compose("pretrain", tiny_overrides(tmp_path, **SHORT, run_name="e"))
+    run_pretrain(cfg, [AfterEpoch()])
+    assert seen == [3]  # written at the end of epoch 0, before epoch 1 started
+    ckpt = torch.load(tmp_path / "outputs/mbcf/e/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 6 and ckpt["schedule_horizon"]["total_steps"] == 6
+    assert ckpt["encoders"]["rgb"]["prefix"] == "rgb_encoder.model."
+    assert verify_export(tmp_path / "outputs/mbcf/e/encoders")["global_step"] == 6
+
+
+def test_a_diverging_run_stops_at_the_bad_step_and_keeps_the_good_files(tmp_path, capsys):
+    over = tiny_overrides(
+        tmp_path,
+        **SHORT,
+        run_name="nan",
+        **{"method_kwargs.stage1_lr": "1e6", "checkpoint.every_n_steps": "1"},
+    )
+    assert main(["pretrain", *over]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "error: training stopped at step" in err and "loss_intra " in err and "; lr " not in err
+    assert ", lr " in err
+    assert "non-finite" in err and "Try a lower lr" in err
+    run = tmp_path / "outputs" / "mbcf" / "nan"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    bad_step = int(err.split("training stopped at step ")[1].split(" ")[0])
+    assert ckpt["global_step"] == bad_step - 1  # the last good step is the one on disk
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+    assert all(math.isfinite(float(r["loss"])) for r in _rows(run) if r.get("loss"))
+
+
+def test_skip_policy_drops_bad_steps_then_stops():
+    from types import SimpleNamespace
+
+    from solo_rgbd.engine.guard import NonFiniteGuard
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=0.5, weight_decay=0.1)
+    trainer = SimpleNamespace(global_step=7, current_epoch=1, optimizers=[opt])
+    module = SimpleNamespace(loss_terms={"loss_intra": torch.tensor(float("nan"))})
+    guard = NonFiniteGuard(policy="skip", max_skips=2)
+    for _ in range(2):
+        w.grad = torch.full((3,), float("nan"))
+        guard.on_before_backward(trainer, module, torch.tensor(float("nan")))
+        guard.on_before_optimizer_step(trainer, module, opt)
+        opt.step()
+        assert torch.equal(w.detach(), torch.ones(3))  # no update, no weight decay
+    w.grad = torch.ones(3)
+    guard.on_before_backward(trainer, module, torch.tensor(1.0))
+    guard.on_before_optimizer_step(trainer, module, opt)  # a good step resets the count
+    assert guard.skipped_in_a_row == 0 and w.grad is not None
+    for _ in range(2):
+        guard.on_before_backward(trainer, module, torch.tensor(float("inf")))
+        guard.on_before_optimizer_step(trainer, module, opt)
+    with pytest.raises(NonFiniteError, match="step 7 .*loss_intra nan, lr 0.5"):
+        guard.on_before_backward(trainer, module, torch.tensor(float("inf")))
+        guard.on_before_optimizer_step(trainer, module, opt)
+
+
+def test_a_bad_resume_checkpoint_changes_nothing_in_the_run(tmp_path):
+    over = tiny_overrides(tmp_path, **SHORT, run_name="r", **{"trainer.max_epochs": "1"})
+    run = run_pretrain(compose("pretrain", over))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    bad = run / "checkpoints" / "bad.ckpt"
+    bad.write_bytes((run / "checkpoints" / "last.ckpt").read_bytes()[:3000])
+    before[bad] = bad.read_bytes()
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        run_pretrain(compose("pretrain", over + [f"resume={bad}"]))
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # config.yaml, metrics.csv, checkpoints and encoders untouched
+
+
+def test_resume_appends_to_the_metrics_and_keeps_the_old_config(tmp_path):
+    over = tiny_overrides(tmp_path, **SHORT, run_name="r")
+    run = run_pretrain(compose("pretrain", over + ["trainer.max_epochs=1"]))
+    first = _rows(run)
+    assert len(first) == 3
+    run_pretrain(compose("pretrain", over + ["resume=last"]))
+    rows = _rows(run)
+    assert [{k: r[k] for k in first[0]} for r in rows[:3]] == first  # earlier rows kept
+    assert [r["step"] for r in rows if r.get("loss")] == list(map(str, range(6)))
+    assert "max_epochs: 1" in (run / "config.before-resume-0.yaml").read_text()
+
+
+def test_optimizer_lr_is_refused_for_staged_methods(tmp_path):
+    from solo_rgbd.errors import ConfigError
+
+    cfg = compose("pretrain", tiny_overrides(tmp_path) + ["optimizer.lr=0.1"])
+    with pytest.raises(ConfigError, match="stage1_lr.*stage2_lr"):
+        run_pretrain(cfg)
+    assert not (tmp_path / "outputs").exists()
