@@ -194,7 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        return COMMANDS[command](rest)
+        rc = COMMANDS[command](rest)
+        sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
+        return rc
     except SoloRGBDError as exc:
         print(f"{'stopped' if exc.exit_code > 128 else 'error'}: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from solo_rgbd.cli import main
 
 
@@ -38,3 +40,45 @@ def test_console_script_entry_point_runs():
     )
     assert proc.returncode == 0, proc.stderr
     assert "name: test_resnet" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.batch_size=0", "data.batch_size"),
+        ("trainer.max_epochs=-1", "trainer.max_epochs"),
+        ("data.image_size=0", "data.image_size"),
+        ("augmentations.crop_size=0", "augmentations.crop_size"),
+        ("trainer.precision=bogus", "trainer.precision"),
+        ("method_kwargs.queue_size=abc", "method_kwargs.queue_size"),
+        ("method_kwargs.momentum.final_tau=5", "method_kwargs.momentum.final_tau"),
+        ("log_every_n_steps=0", "log_every_n_steps"),
+        ("nan_guard.policy=ignore", "nan_guard.policy"),
+        ("optimizer.lr=0.1", "optimizer.lr"),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_key_and_write_nothing(override, key, tmp_path, capsys):
+    rc = main(["pretrain", "backbone=tiny", f"output_dir={tmp_path / 'out'}", override])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.startswith("error: ") and key in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_os_errors_are_one_paragraph(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["data", "synth", str(tmp_path / "afile" / "sub"), "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot access" in err and "afile" in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    # `true` exits without reading: the pipe is closed before anything is printed
+    proc = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m solo_rgbd.cli pretrain --cfg | true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 141  # 128 + SIGPIPE, like any well-behaved Unix filter
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

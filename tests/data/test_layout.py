@@ -67,3 +67,50 @@ def test_no_shared_stem_is_an_error(tmp_path):
     _img(tmp_path / "depth" / "b.png", 1)
     with pytest.raises(DataError, match="share no file stem"):
         discover_pairs(tmp_path)
+
+
+def test_duplicate_stems_are_an_error_listing_them(tmp_path):
+    for sub, ext in (("RGB", "jpg"), ("RGB", "png"), ("depth", "png")):
+        _img(tmp_path / sub / f"a.{ext}", 1 if sub == "depth" else 3)
+    with pytest.raises(DataError, match=r"appear twice.*RGB/a \(a.jpg, a.png\)"):
+        discover_pairs(tmp_path)
+
+
+def test_a_looping_symlink_is_named(tmp_path):
+    _img(tmp_path / "RGB" / "a.jpg")
+    _img(tmp_path / "depth" / "a.png", 1)
+    (tmp_path / "depth" / "loop.png").symlink_to(tmp_path / "depth" / "loop.png")
+    with pytest.raises(DataError, match="loop.png"):
+        discover_pairs(tmp_path)
+
+
+def test_an_unreadable_folder_is_an_error_naming_it(tmp_path, monkeypatch):
+    import os
+
+    _img(tmp_path / "RGB" / "a.jpg")
+    _img(tmp_path / "depth" / "a.png", 1)
+    real = os.scandir
+
+    def denied(path):
+        if str(path).endswith("depth"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(DataError, match="cannot list the dataset folder.*depth.*Permission"):
+        discover_pairs(tmp_path)
+
+
+def test_depth_without_rgb_is_reported_with_a_warning(tmp_path, caplog):
+    from solo_rgbd.data.cache import RootSpec, build_cache
+
+    for stem in ("a", "b"):
+        _img(tmp_path / "RGB" / f"{stem}.jpg", value=50)
+        arr = np.arange(64, dtype=np.uint8).reshape(8, 8) + 1
+        (tmp_path / "depth").mkdir(exist_ok=True)
+        Image.fromarray(arr).save(tmp_path / "depth" / f"{stem}.png")
+    Image.fromarray(arr).save(tmp_path / "depth" / "orphan.png")
+    with caplog.at_level("WARNING"):
+        cache = build_cache([RootSpec(str(tmp_path))], size=8)
+    assert len(cache) == 2
+    assert "1 depth file(s) without an RGB partner: orphan" in caplog.text

@@ -89,3 +89,24 @@ def test_binary_01_masks_are_rescaled(tmp_path):
     Image.fromarray(m).save(tmp_path / "m.png")
     out = read_mask(tmp_path / "m.png")
     assert out.max() == 255 and (out > 0).sum() == 4
+
+
+def test_channel_first_and_last_npy_depth_are_squeezed(tmp_path):
+    depth = np.arange(1, 13, dtype=np.float32).reshape(3, 4)
+    for name, arr in (("first.npy", depth[None]), ("last.npy", depth[..., None])):
+        np.save(tmp_path / name, arr)
+        assert np.array_equal(read_depth_raw(tmp_path / name), depth)  # (3, 4), not a strip
+    np.save(tmp_path / "stack.npy", np.ones((2, 5, 6), np.float32))
+    with pytest.raises(DataError, match="stack.npy' has shape"):
+        read_depth_raw(tmp_path / "stack.npy")
+
+
+def test_colour_mapped_depth_is_refused_grey_rgb_depth_is_read(tmp_path):
+    grey = np.tile(np.arange(16, dtype=np.uint8)[:, None, None] * 10 + 5, (1, 8, 3))
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    assert np.array_equal(read_depth_raw(tmp_path / "grey.png"), grey[..., 0])
+    cmap = grey.copy()
+    cmap[..., 1] = 255 - cmap[..., 0]  # a jet-like colour map: the channels differ
+    Image.fromarray(cmap).save(tmp_path / "cmap.png")
+    with pytest.raises(DataError, match="cmap.png' has 3 different colour channels.*raw depth"):
+        read_depth_raw(tmp_path / "cmap.png")
