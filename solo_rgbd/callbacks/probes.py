@@ -64,6 +64,16 @@ class OnlineSODProbe(pl.Callback):
         self.size, self.lr, self.dim, self.every = size, lr, dim, max(1, every_n_steps)
         self.transform = EvalTransform(size)
         self.head: SODDecoder | None = None
+        self._restored: dict | None = None
+
+    # the head and its optimizer are part of the run: saved in and restored from checkpoints
+    def state_dict(self) -> dict:
+        if self.head is None:
+            return {}
+        return {"head": self.head.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = state_dict or None
 
     def _build(self, encoders: dict, device) -> None:
         first = encoders.get("rgb", encoders.get("rgbd"))  # "rgbd": early fusion
@@ -71,6 +81,10 @@ class OnlineSODProbe(pl.Callback):
         self.head = SODDecoder(first.stage_channels, depth, self.dim).to(device)
         self.opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
         self.transform = self.transform.to(device)
+        if self._restored is not None:
+            self.head.load_state_dict(self._restored["head"])
+            self.opt.load_state_dict(self._restored["opt"])
+            self._restored = None
 
     def _inputs(self, batch: dict):
         rgb, depth = self.transform(batch["rgb"], batch["depth"])

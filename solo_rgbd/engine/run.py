@@ -58,8 +58,11 @@ def default_run_name(cfg: DictConfig) -> str:
 
 
 def _last_of(cfg: DictConfig, allow_fresh: bool) -> RunPlan:
-    if cfg.get("run_name"):
-        run_dir = _method_dir(cfg) / str(cfg.run_name)
+    name = cfg.get("run_name") or (
+        default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None
+    )
+    if name:
+        run_dir = _method_dir(cfg) / str(name)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         if ckpt.is_file():
             return RunPlan(run_dir, ckpt, env_rank() == 0)
@@ -70,7 +73,10 @@ def _last_of(cfg: DictConfig, allow_fresh: bool) -> RunPlan:
             "output_dir, or use resume=auto to start the run when it has no checkpoint yet."
         )
     if allow_fresh:
-        raise ConfigError("resume=auto needs run_name=NAME (the run to continue or to start).")
+        raise ConfigError(
+            "resume=auto needs run_name=NAME (the run to continue or to start); under SLURM it "
+            "defaults to slurm-<job id>."
+        )
     found = sorted(_method_dir(cfg).glob("*/checkpoints/last.ckpt"))
     if not found:
         raise ConfigError(

@@ -7,13 +7,15 @@ handler only records the signal; :class:`solo_rgbd.engine.checkpoint.RunCheckpoi
 it at the end of the current optimizer step. A second Ctrl-C aborts at once without a
 checkpoint.
 
-On SLURM, ask for a warning signal before the time limit and requeue on exit code 138::
+On SLURM, ask for a warning signal before the time limit and requeue on exit code 138
+(``run_name`` defaults to ``slurm-<job id>``, which a requeued job keeps)::
 
-    #SBATCH --signal=B:USR1@120       # SIGUSR1 to the batch shell 120 s before the limit
-    srun solo-rgbd pretrain ... run_name=$SLURM_JOB_ID resume=auto &
-    wait $!; [ $? -eq 138 ] && scontrol requeue $SLURM_JOB_ID
+    #SBATCH --signal=USR1@120 --requeue
+    srun solo-rgbd pretrain experiment=paper resume=auto
+    [ $? -eq 138 ] && scontrol requeue $SLURM_JOB_ID
 
-(``--signal=USR1@120`` without ``B:`` sends it to every task directly.)
+(``--signal`` without ``B:`` signals the tasks started by ``srun``; with ``B:`` only the batch
+shell gets it, which must then forward it.)
 """
 
 from __future__ import annotations

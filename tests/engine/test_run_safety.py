@@ -2,6 +2,8 @@
 
 import csv
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from solo_rgbd.cli import main
 from solo_rgbd.config import compose
 from solo_rgbd.engine.export import verify_export
-from solo_rgbd.errors import CheckpointError, NonFiniteError
+from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
 from solo_rgbd.pretrain import run_pretrain
 from tests.conftest import tiny_overrides
 
@@ -127,3 +129,36 @@ def test_optimizer_lr_is_refused_for_staged_methods(tmp_path):
     with pytest.raises(ConfigError, match="stage1_lr.*stage2_lr"):
         run_pretrain(cfg)
     assert not (tmp_path / "outputs").exists()
+
+
+class _SignalAt(__import__("lightning.pytorch").pytorch.Callback):
+    """Sends this process a signal during step ``step`` (as a scheduler would)."""
+
+    def __init__(self, step: int, sig=signal.SIGTERM) -> None:
+        self.step, self.sig = step, sig
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+def test_preempted_then_resumed_run_with_an_online_probe_is_identical(tmp_path):
+    over = tiny_overrides(
+        tmp_path,
+        **SHORT,
+        **{
+            "trainer.deterministic": "true",
+            "data.val_fraction": "0.25",
+            "probes.online.enabled": "true",
+        },
+    )
+    ref = run_pretrain(compose("pretrain", over + ["run_name=ref"]))
+    with pytest.raises(Preempted) as stop:
+        run_pretrain(compose("pretrain", over + ["run_name=cut"]), [_SignalAt(4)])
+    assert stop.value.exit_code == 143 and "after step 5" in str(stop.value)
+    cut = run_pretrain(compose("pretrain", over + ["run_name=cut", "resume=last"]))
+    assert _rows(cut) == _rows(ref)  # probe/loss and probe/maxF included
+    a = torch.load(ref / "checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(cut / "checkpoints/last.ckpt", weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert any(k.startswith("probe") for k in _rows(ref)[0])
