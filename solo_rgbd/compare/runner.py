@@ -69,6 +69,34 @@ def _rows(cfg: DictConfig) -> list[dict]:
     return rows
 
 
+def pretrain_overrides(cfg: DictConfig, row: dict, seed: int, cell: Path) -> list[str]:
+    """The pretraining overrides of a cell. ``budget_epochs`` sets ``trainer.max_epochs`` only
+    for methods without a schedule of their own: a staged method's epochs are its stages (set
+    in ``method_overrides`` or the row), so a row keeps the budget the paper ran it with."""
+    from solo_rgbd.methods.registry import METHODS
+
+    per_method = (cfg.get("method_overrides") or {}).get(row["method"]) or []
+    budget = (
+        []
+        if METHODS[row["method"]].has_own_schedule
+        else [f"trainer.max_epochs={int(cfg.budget_epochs)}"]
+    )
+    return [
+        f"method={row['method']}",
+        *cfg.pretrain,
+        *budget,
+        *per_method,
+        *row["overrides"],
+        f"seed={seed}",
+        f"output_dir={cell / 'pretrain'}",
+        "run_name=run",
+    ]
+
+
+def pretrain_config(cfg: DictConfig, row: dict, seed: int, cell: Path) -> DictConfig:
+    return compose("pretrain", pretrain_overrides(cfg, row, seed, cell))
+
+
 def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
     """pretrain (if any) -> SOD train -> SOD eval; returns {dataset: {subset: scores}}."""
     from solo_rgbd.pretrain import run_pretrain
@@ -76,21 +104,7 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
 
     sod_common = [*cfg.sod, f"seed={seed}"]
     if row["init"] == "pretrain":
-        per_method = (cfg.get("method_overrides") or {}).get(row["method"]) or []
-        pre = compose(
-            "pretrain",
-            [
-                f"method={row['method']}",
-                *cfg.pretrain,
-                *per_method,
-                *row["overrides"],
-                f"trainer.max_epochs={int(cfg.budget_epochs)}",
-                f"seed={seed}",
-                f"output_dir={cell / 'pretrain'}",
-                "run_name=run",
-            ],
-        )
-        encoders = str(run_pretrain(pre))
+        encoders = str(run_pretrain(pretrain_config(cfg, row, seed, cell)))
     elif row["init"] == "imagenet":
         encoders = "imagenet"
         sod_common.append(f"backbone.weights={cfg.imagenet_weights}")

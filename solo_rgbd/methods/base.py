@@ -93,6 +93,8 @@ class BaseMethod(pl.LightningModule):
     defaults: ClassVar[dict[str, Any]] = {}
     #: some parameters get no gradient in some steps (DDP then needs find_unused_parameters)
     has_unused_parameters: bool = False
+    #: the method's kwargs fix its epochs (stages); trainer.max_epochs may only cut them short
+    has_own_schedule: ClassVar[bool] = False
 
     def __init__(self, cfg: DictConfig | dict) -> None:
         super().__init__()
@@ -128,6 +130,10 @@ class BaseMethod(pl.LightningModule):
     def require(ok: bool, key: str, value: Any, what: str) -> None:
         if not ok:
             raise ConfigError(f"method_kwargs.{key} = {value!r} is invalid: {what}.")
+
+    def schedule_epochs(self) -> int:
+        """The epochs the lr and momentum schedules span (a staged method: its stages)."""
+        return self.planned_epochs()
 
     def planned_epochs(self) -> int:
         """Epochs of the run: trainer.max_epochs, or the method's own schedule."""
@@ -176,7 +182,7 @@ class BaseMethod(pl.LightningModule):
             )
             self._horizon = {
                 "steps_per_epoch": per_epoch,
-                "total_steps": per_epoch * int(self.trainer.max_epochs),
+                "total_steps": per_epoch * self.schedule_epochs(),
             }
         return self._horizon
 

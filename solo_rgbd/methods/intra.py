@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from solo_rgbd.errors import ConfigError
@@ -43,6 +43,7 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
 
 
 class TwoStreamIntraCLM(BaseMomentumMethod):
+    has_own_schedule = True
     defaults = {
         "proj_hidden_dim": 2048,
         "proj_output_dim": 128,
@@ -143,13 +144,47 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
     def schedule(self) -> str:
         return str(self.kwargs["schedule"])
 
-    def planned_epochs(self) -> int:
-        if self.cfg.trainer.get("max_epochs") is not None:
-            return int(self.cfg.trainer.max_epochs)
+    def schedule_epochs(self) -> int:
+        """The epochs the stage schedule spans: one_stage_epochs, or stage1 + stage2."""
         kw = self.kwargs
         if self.schedule == "one_stage":
             return int(kw["one_stage_epochs"])
         return int(kw["stage1_epochs"]) + int(kw["stage2_epochs"])
+
+    def planned_epochs(self) -> int:
+        """The schedule's epochs; ``trainer.max_epochs`` may only stop the run earlier.
+
+        The lr and momentum schedules always span the stages, so a shortened run is the first
+        epochs of the full one (and can be resumed into it).
+        """
+        total, cap = self.schedule_epochs(), self.cfg.trainer.get("max_epochs")
+        if total < 1:
+            raise ConfigError(
+                f"method '{self.method_name}' has a {self.schedule} schedule of 0 epochs; set "
+                "method_kwargs.stage1_epochs / stage2_epochs (or one_stage_epochs)."
+            )
+        if cap is None or int(cap) == total:
+            return total
+        kw = self.kwargs
+        stages = (
+            f"one_stage_epochs={kw['one_stage_epochs']}"
+            if self.schedule == "one_stage"
+            else f"stage1_epochs={kw['stage1_epochs']} + stage2_epochs={kw['stage2_epochs']}"
+        )
+        if int(cap) > total:
+            raise ConfigError(
+                f"trainer.max_epochs={cap} is longer than method '{self.method_name}''s "
+                f"{self.schedule} schedule ({stages} = {total} epochs); set the stage epochs in "
+                "method_kwargs instead (trainer.max_epochs only stops a staged run early)."
+            )
+        only_intra = self.schedule == "two_stage" and int(cap) <= int(kw["stage1_epochs"])
+        rank_zero_warn(
+            f"trainer.max_epochs={cap} stops method '{self.method_name}' after {cap} of its "
+            f"{total} scheduled epochs ({stages})"
+            + ("; stage 2 (InterCLM) is never reached" if only_intra else "")
+            + ". lr and momentum follow the full schedule."
+        )
+        return int(cap)
 
     def stage_at(self, epoch: int) -> int:
         """1: IntraCLM only; 2: IntraCLM + the inter-modal term."""

@@ -11,8 +11,9 @@ TINY = [
     '"data.synthetic.size=40","image_size=32","batch_size=8","trainer.max_epochs=1",'
     '"decoder_dim=8","trainer.enable_progress_bar=false","qualitative=0"]',
     "budget_epochs=2",
-    'method_overrides={mbcf: ["method_kwargs.stage1_epochs=1"], '
-    'alignment: ["method_kwargs.stage1_epochs=1"]}',
+    'method_overrides={mbcf: ["method_kwargs.stage1_epochs=1", "method_kwargs.stage2_epochs=1", '
+    '"method_kwargs.one_stage_epochs=2"], alignment: ["method_kwargs.stage1_epochs=1", '
+    '"method_kwargs.stage2_epochs=1", "method_kwargs.one_stage_epochs=2"]}',
 ]
 
 
