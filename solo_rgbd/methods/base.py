@@ -23,6 +23,7 @@ from solo_rgbd.config import did_you_mean
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import cosine_tau, momentum_update
+from solo_rgbd.nn.shuffle_bn import shuffled_forward
 
 
 def _type_ok(default: Any, value: Any) -> bool:
@@ -296,8 +297,25 @@ class BaseMethod(pl.LightningModule):
         return row
 
 
+def check_shuffle_bn(kw: Mapping[str, Any], require) -> None:
+    require(
+        int(kw["shuffle_bn_groups"]) >= 1,
+        "shuffle_bn_groups",
+        kw["shuffle_bn_groups"],
+        "must be >= 1 (the BN groups of the key batch on one device)",
+    )
+
+
 class BaseMomentumMethod(BaseMethod):
-    """Adds momentum (key) encoders: ``momentum_pairs`` and the tau schedule."""
+    """Adds momentum (key) encoders: ``momentum_pairs``, the tau schedule and shuffle-BN."""
+
+    @torch.no_grad()
+    def key_forward(self, fn, *inputs: torch.Tensor):
+        """``fn(*inputs)`` on the key side: with shuffle-BN when ``method_kwargs.shuffle_bn``
+        (across ranks under DDP, else in ``shuffle_bn_groups`` groups on this device)."""
+        if self.kwargs.get("shuffle_bn"):
+            return shuffled_forward(fn, *inputs, groups=int(self.kwargs["shuffle_bn_groups"]))
+        return fn(*inputs)
 
     @property
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:

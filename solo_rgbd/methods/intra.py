@@ -25,7 +25,12 @@ from torch import nn
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import intra_loss
-from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum, warmup_cosine
+from solo_rgbd.methods.base import (
+    BaseMomentumMethod,
+    check_momentum,
+    check_shuffle_bn,
+    warmup_cosine,
+)
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.heads import mocov2_projector
@@ -52,6 +57,8 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
         "lambda_intra": 0.5,
         "lambda_inter": 0.5,
         "momentum": {"base_tau": 0.99, "final_tau": 1.0, "schedule": "cosine"},
+        "shuffle_bn": False,
+        "shuffle_bn_groups": 2,
         "schedule": "two_stage",
         "stage1_epochs": 200,
         "stage2_epochs": 100,
@@ -73,6 +80,7 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
         for key in ("stage1_epochs", "stage2_epochs", "one_stage_epochs"):
             req(int(kw[key]) >= 0, key, kw[key], "must be >= 0")
         check_momentum(kw, req)
+        check_shuffle_bn(kw, req)
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -238,7 +246,10 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
 
     @torch.no_grad()
     def momentum_forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Key side (Eq. 2) with the momentum encoders."""
+        """Key side (Eq. 2) with the momentum encoders (shuffle-BN if ``shuffle_bn``)."""
+        return self.key_forward(self._momentum_forward, rgb, depth)
+
+    def _momentum_forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
         fmap_rgb, fmap_depth = self.rgb_encoder_k(rgb), self.depth_encoder_k(depth)
         return {
             "fmap_rgb": fmap_rgb,

@@ -98,10 +98,12 @@ class MBCF(TwoStreamIntraCLM):
         if self.stage == 2:
             # InterCLM: Eq. 5 and 9 (query), Eq. 6 (key), Eq. 7 (loss)
             fused_q, att = self.fusion(q["fmap_rgb"], q["fmap_depth"])
-            with torch.no_grad():
-                fused_k, _ = self.fusion_k(
-                    k["fmap_rgb"], k["fmap_depth"], apply_mask=bool(kw["fusion"]["mask_keys"])
-                )
+            mask_keys = bool(kw["fusion"]["mask_keys"])
+            fused_k, _ = self.key_forward(
+                lambda r, d: self.fusion_k(r, d, apply_mask=mask_keys),
+                k["fmap_rgb"],
+                k["fmap_depth"],
+            )
             l_inter, logits_f = inter_loss(
                 fused_q, fused_k, self.queue_fused.negatives(), tau=float(kw["tau_inter"])
             )

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from solo_rgbd.losses.infonce import infonce, top1_accuracy
+from solo_rgbd.methods.base import check_shuffle_bn
 from solo_rgbd.methods.registry import register_method
 from solo_rgbd.methods.stream import StreamMethod
 from solo_rgbd.nn.distributed import gather_keys
@@ -31,6 +32,8 @@ class MoCoV2Plus(StreamMethod):
         "queue_size": 16384,
         "temperature": 0.1,
         "symmetric": False,
+        "shuffle_bn": False,
+        "shuffle_bn_groups": 2,
     }
 
     @classmethod
@@ -38,6 +41,7 @@ class MoCoV2Plus(StreamMethod):
         super().check_kwargs(kw)
         cls.require(float(kw["temperature"]) > 0, "temperature", kw["temperature"], "must be > 0")
         cls.require(int(kw["queue_size"]) >= 1, "queue_size", kw["queue_size"], "must be >= 1")
+        check_shuffle_bn(kw, cls.require)
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -58,12 +62,12 @@ class MoCoV2Plus(StreamMethod):
         tau, queue = float(self.kwargs["temperature"]), self.queues[stream]
         negatives = queue.negatives()
         q1 = self.heads[stream]["projector"](self.embed(stream, x1))
-        k2 = self.embed_momentum(stream, x2)
+        k2 = self.key_forward(lambda x: self.embed_momentum(stream, x), x2)
         loss, logits = infonce(q1, k2, negatives, tau)
         keys = [k2]
         if self.kwargs["symmetric"]:
             q2 = self.heads[stream]["projector"](self.embed(stream, x2))
-            k1 = self.embed_momentum(stream, x1)
+            k1 = self.key_forward(lambda x: self.embed_momentum(stream, x), x1)
             loss = (loss + infonce(q2, k1, negatives, tau)[0]) / 2
             keys.append(k1)
         for k in keys:  # after the loss, explicitly
