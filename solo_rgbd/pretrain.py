@@ -74,14 +74,20 @@ def run_pretrain(
     model = method_cls(cfg)  # validates method_kwargs
     if plan.ckpt is not None:  # a corrupt or foreign checkpoint fails here, before any write
         check_resume_fits(load_user_checkpoint(plan.ckpt, "resume checkpoint"), model, plan.ckpt)
-    datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed))
-    datamodule.setup("fit")  # reads and validates the data
     devices = world_size(cfg.trainer)
-    n_train = len(datamodule.train_cache) if datamodule.train_cache is not None else 0
-    if n_train < int(cfg.data.batch_size) * devices:
+    batch = int(cfg.data.batch_size)  # global: split across devices, as in the paper
+    if batch % devices:
         raise ConfigError(
-            f"data.batch_size={cfg.data.batch_size} x {devices} device(s) is larger than the "
-            f"{n_train} training pairs; lower data.batch_size or add data."
+            f"data.batch_size={batch} is the global batch and must split evenly over the "
+            f"{devices} devices (trainer.devices x trainer.num_nodes); use a multiple of {devices}."
+        )
+    datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed), batch_size=batch // devices)
+    datamodule.setup("fit")  # reads and validates the data
+    n_train = len(datamodule.train_cache) if datamodule.train_cache is not None else 0
+    if n_train < batch:
+        raise ConfigError(
+            f"data.batch_size={batch} is larger than the {n_train} training pairs; lower "
+            "data.batch_size or add data."
         )
 
     run_dir = plan.run_dir

@@ -109,10 +109,13 @@ def index_loader(
 
 
 class RGBDDataModule(pl.LightningDataModule):
-    def __init__(self, data: DictConfig, seed: int = 0) -> None:
+    """Pretraining data; ``batch_size`` is per device (default: ``data.batch_size``)."""
+
+    def __init__(self, data: DictConfig, seed: int = 0, batch_size: int | None = None) -> None:
         super().__init__()
         self.data = data
         self.seed = seed
+        self.batch_size = int(batch_size or data.batch_size)
         self.train_cache: RGBDCache | None = None
         self.val_cache: RGBDCache | None = None
 
@@ -136,7 +139,7 @@ class RGBDDataModule(pl.LightningDataModule):
         assert self.train_cache is not None, "call setup() first"
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return train_loader(self.train_cache, int(self.data.batch_size), self.seed, rank, world)
+        return train_loader(self.train_cache, self.batch_size, self.seed, rank, world)
 
 
 def train_loader(

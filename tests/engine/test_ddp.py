@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) at batch 8 each against one process at batch 16."""
+"""Two CPU processes (gloo) against one process, at the same global batch of 16
+(data.batch_size is global: 8 per process)."""
 
 import csv
 import os
@@ -51,7 +52,7 @@ def test_two_processes_equal_one_at_the_same_global_batch(tmp_path):
     # plain strategy=ddp works for mbcf: the runner turns on find_unused_parameters
     two = _run(
         tmp_path / "two",
-        "data.batch_size=8",
+        "data.batch_size=16",
         "trainer.devices=2",
         "trainer.strategy=ddp",
         "run_name=r",
