@@ -144,7 +144,21 @@ def cmd_compare(args: Sequence[str]) -> int:
         return 0
     from solo_rgbd.compare.runner import compose_experiment, run_compare
 
-    out, failed = run_compare(compose_experiment(args))
+    if "--plan" in args:
+        from omegaconf import OmegaConf
+
+        from solo_rgbd.compare.plan import format_plan, plan_rows
+
+        cfg = compose_experiment([a for a in args if a != "--plan"])
+        if "data_base" in cfg.keys() and OmegaConf.is_missing(cfg, "data_base"):  # noqa: SIM118
+            cfg.data_base = "DATA_BASE"  # a placeholder is fine for a plan
+        print(format_plan(cfg, plan_rows(cfg)))
+        return 0
+    from solo_rgbd.config import check_missing
+
+    cfg = compose_experiment(args)
+    check_missing(cfg)
+    out, failed = run_compare(cfg)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")
     if failed:

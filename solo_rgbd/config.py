@@ -168,7 +168,16 @@ def to_plain(node: Any) -> Any:
 
 def check_missing(cfg: DictConfig) -> None:
     """Fail on mandatory values ('???') left unset, naming each key."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+
+    def walk(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, dict):
+            return [k for key, v in node.items() for k in walk(v, f"{prefix}{key}.")]
+        if isinstance(node, list):
+            return [k for i, v in enumerate(node) for k in walk(v, f"{prefix}{i}.")]
+        return [prefix[:-1]] if node == "???" else []
+
+    # unresolved, so that an interpolation pointing at a missing value does not raise
+    missing = sorted(walk(OmegaConf.to_container(cfg, resolve=False), ""))
     if missing:
         raise ConfigError(
             f"config key(s) {', '.join(missing)} must be set (they are '???' in the preset), "

@@ -77,6 +77,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.weight_decay": _num(0.0, 1.0),
     "optimizer.warmup_epochs": _num(0.0, 1e6),
     "optimizer.scheduler": _choice("cosine", "constant"),
+    "optimizer.exclude_bias_and_norm": _choice(True, False),
     "checkpoint.every_n_steps": _int(0),
     "nan_guard.policy": _choice("stop", "skip"),
     "nan_guard.max_skips": _int(0),

@@ -200,13 +200,21 @@ class BaseMethod(pl.LightningModule):
     def configure_optimizers(self):
         opt = self.cfg.optimizer
         base = self.base_lr
+        wd = float(opt.weight_decay)
+        exclude = bool(opt.get("exclude_bias_and_norm", False))
         groups = []
         for group in self.learnable_params:
             g = {k: v for k, v in group.items() if k != "name"}
-            g["params"] = [p for p in g["params"] if p.requires_grad]
+            params = [p for p in g["params"] if p.requires_grad]
             g["lr_scale"] = float(g.get("lr", base)) / base if base > 0 else 1.0
-            groups.append(g)
-        wd = float(opt.weight_decay)
+            if exclude:  # biases and norm scales/shifts (1-d) get no weight decay
+                groups.append({**g, "params": [p for p in params if p.ndim > 1]})
+                groups.append(
+                    {**g, "params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}
+                )
+            else:
+                groups.append({**g, "params": params})
+        groups = [g for g in groups if g["params"]]
         if opt.name == "sgd":
             return torch.optim.SGD(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
         if opt.name == "lars":

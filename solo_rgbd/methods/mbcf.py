@@ -15,11 +15,11 @@ then both for ``stage2_epochs`` at ``stage2_lr``; before the switch the fusion e
 fused queue are untouched. ``one_stage`` trains both from the start; ``intra_only`` never
 switches (the "Intra-modal" ablation).
 
-The MoCo loss is asymmetric (view 1 queries, view 2 keys) as in MoCo and the paper. BatchNorm
-is not shuffled across GPUs. With several GPUs use
-``trainer.strategy=ddp_find_unused_parameters_true``: the fusion encoder gets no gradient in
-stage 1. See ``solo_rgbd/nn/fusion.py`` for the fusion
-encoder's choices where the paper is open.
+The MoCo loss is asymmetric (view 1 queries, view 2 keys) as in MoCo and the paper. The key
+side can use MoCo's shuffle-BN (``shuffle_bn``, on in ``experiment=paper``). Under DDP the
+runner turns on ``find_unused_parameters`` because the fusion encoder gets no gradient in
+stage 1. See ``solo_rgbd/nn/fusion.py`` for the fusion encoder's choices where the paper is
+open, and ``docs/paper.md`` for every setting of the paper preset.
 """
 
 from __future__ import annotations

@@ -51,20 +51,28 @@ def sod_train(cfg: DictConfig) -> Path:
     module = SODModule(cfg)
     module.set_encoders(rgb, depth)
     cache = build_from_config(cfg.data, "train", require_gt=True, size=int(cfg.image_size))
-    n_val = max(1, int(round(float(cfg.val_fraction) * len(cache))))
+    frac = float(cfg.val_fraction)
+    if not 0 <= frac < 1:
+        raise ConfigError(f"val_fraction={frac} must be in [0, 1); 0 trains on every pair.")
+    n_val = int(round(frac * len(cache))) if frac > 0 else 0
+    if frac > 0:
+        n_val = min(max(1, n_val), len(cache) - 1)
     perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(int(cfg.seed)))
     val, train = cache.subset(perm[:n_val].tolist()), cache.subset(perm[n_val:].tolist())
     run_dir = _run_dir(cfg, "train")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
+    # with a validation split: the best epoch by select_by; without (the paper trains on all
+    # pairs): the last epoch, saved under the same name
     monitor, mode = ("val/mae", "min") if cfg.select_by == "mae" else ("val/maxF", "max")
     best = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="best",
-        monitor=monitor,
+        monitor=monitor if n_val else None,
         mode=mode,
         save_top_k=1,
         save_last=True,
+        enable_version_counter=False,
     )
     trainer = build_trainer(
         cfg.trainer, run_dir, int(cfg.trainer.max_epochs or 100), [best], log_every_n_steps=5
@@ -73,7 +81,7 @@ def sod_train(cfg: DictConfig) -> Path:
     trainer.fit(
         module,
         index_loader(train, bs, True, len(train) >= bs, int(cfg.seed)),
-        index_loader(val, bs, False, False),
+        index_loader(val, bs, False, False) if n_val else None,
     )
     summary = {
         "best_checkpoint": best.best_model_path,
@@ -144,9 +152,14 @@ def _test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
             if not isinstance(entry, dict) or "path" not in entry:
                 raise ConfigError(f"test_sets[{i}] needs a path: {{name: X, path: /dir}}.")
             name = entry.get("name") or Path(entry["path"]).name
+            if entry.get("optional") and not Path(entry["path"]).expanduser().exists():
+                print(f"note: test set {name} skipped: '{entry['path']}' is absent (optional).")
+                continue
             out.append(
                 (name, RootSpec(entry["path"], bool(entry.get("invert_depth", False)), name))
             )
+        if not out:
+            raise ConfigError("every test set in test_sets is absent; nothing to evaluate.")
         return out
     check_missing(cfg)
     return [(str(cfg.data.name), spec) for spec in resolve_roots(cfg.data, "test")]

@@ -203,3 +203,12 @@ def test_sod_score_names_missing_predictions(tmp_path, synth_root, capsys):
         == 0
     )
     assert "| s | maxF ↑ | 1.000 |" in capsys.readouterr().out
+
+
+def test_sod_can_train_on_every_pair_without_a_validation_split(tmp_path, capsys):
+    over = [*SOD_TINY, "trainer.max_epochs=1", "val_fraction=0", f"output_dir={tmp_path}"]
+    assert main(["sod", "train", "encoders=random", "run_name=all", *over]) == 0
+    summary = json.loads((tmp_path / "train" / "all" / "summary.json").read_text())
+    assert summary["val_pairs"] == 0 and summary["train_pairs"] == 40  # every training pair
+    assert (tmp_path / "train" / "all" / "checkpoints" / "best.ckpt").is_file()  # the last epoch
+    assert compose("sod", ["recipe=paper"]).val_fraction == 0.0
