@@ -34,6 +34,9 @@ COMMON = [
     "method_kwargs.stage1_epochs=1",
     "method_kwargs.stage2_epochs=1",
     "method_kwargs.queue_size=100",
+    # shuffle-BN on: across the two ranks (gather, permute, run, gather, un-permute) and in 2
+    # groups on one process; without batch statistics it must not change a single key
+    "method_kwargs.shuffle_bn=true",
 ]
 TOLERANCE = 1e-4  # max |delta| over every weight, momentum weight and queue entry
 

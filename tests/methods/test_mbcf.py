@@ -185,3 +185,17 @@ def test_quick_preset_cli_run_learns_and_writes_its_files(tmp_path, capsys):
         plain = timm.create_model("resnet18", in_chans=in_chans, num_classes=0)
         plain.load_state_dict(torch.load(run_dir / "encoders" / entry["file"]))  # strict
     assert "run folder:" in capsys.readouterr().out
+
+
+def test_max_epochs_only_cuts_a_staged_run_short(tmp_path):
+    from solo_rgbd.methods import METHODS
+
+    over = tiny_overrides(
+        tmp_path, **{"method_kwargs.stage1_epochs": "2", "method_kwargs.stage2_epochs": "1"}
+    )
+    with pytest.raises(ConfigError, match="longer than.*stage1_epochs=2 \\+ stage2_epochs=1"):
+        METHODS["mbcf"](compose("pretrain", over + ["trainer.max_epochs=4"])).planned_epochs()
+    model = METHODS["mbcf"](compose("pretrain", over + ["trainer.max_epochs=2"]))
+    with pytest.warns(UserWarning, match="stage 2 \\(InterCLM\\) is never reached"):
+        assert model.planned_epochs() == 2
+    assert model.schedule_epochs() == 3  # lr and momentum still span both stages
