@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from solo_rgbd.cli import main
 
 TINY = [
@@ -17,6 +19,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "experiment=quick", f"out={out}", *TINY]) == 0
@@ -43,6 +46,7 @@ def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys)
     assert (out / "cells" / "random" / "seed0" / "done.json").stat().st_mtime == stamp
 
 
+@pytest.mark.slow
 def test_a_failed_cell_is_reported_and_does_not_stop_the_others(tmp_path, capsys):
     out = tmp_path / "cmp"
     rows = (

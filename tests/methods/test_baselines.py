@@ -78,6 +78,7 @@ def test_alignment_needs_two_streams_and_rgbd_mode_is_validated(tmp_path):
         METHODS["simclr"](cfg)
 
 
+@pytest.mark.slow
 def test_early_fusion_encoders_go_through_sod_train_and_eval(tmp_path):
     from solo_rgbd.cli import main
 

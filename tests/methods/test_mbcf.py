@@ -149,6 +149,7 @@ def test_invalid_method_kwargs_name_the_key(tmp_path):
     assert not (tmp_path / "outputs").exists()  # nothing written for a bad config
 
 
+@pytest.mark.slow
 def test_quick_preset_cli_run_learns_and_writes_its_files(tmp_path, capsys):
     """`solo-rgbd pretrain method=mbcf` at the quick scale, for a few dozen steps."""
     from solo_rgbd.cli import main

@@ -108,6 +108,7 @@ def _non_square_test_set(src, dst, size=(56, 40)):
     shutil.copy(src / "meta.csv", dst / "meta.csv")
 
 
+@pytest.mark.slow
 def test_train_eval_predict_end_to_end(pretrained_run, tmp_path, synth_root, capsys):
     out = tmp_path / "sod"
     assert (
