@@ -208,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
+        if command in ("pretrain", "sod", "compare") and not {"-h", "--help", "--cfg"} & set(rest):
+            from solo_rgbd.utils.quiet import set_verbosity
+
+            set_verbosity("verbose=true" in rest)
         rc = COMMANDS[command](rest)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
         return rc

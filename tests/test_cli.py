@@ -82,3 +82,38 @@ def test_a_closed_pipe_is_not_a_traceback():
     )
     assert proc.returncode == 141  # 128 + SIGPIPE, like any well-behaved Unix filter
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_plain_run_is_quiet_and_verbose_true_is_not(tmp_path):
+    import os
+
+    env = {**os.environ, "SOLO_RGBD_CACHE": str(tmp_path / "cache")}
+    args = [
+        sys.executable,
+        "-m",
+        "solo_rgbd.cli",
+        "pretrain",
+        "backbone=tiny",
+        "data.synthetic.n=24",
+        "data.synthetic.size=40",
+        "data.image_size=40",
+        "data.batch_size=8",
+        "augmentations.crop_size=32",
+        "method_kwargs.stage1_epochs=1",
+        "method_kwargs.stage2_epochs=1",
+        "method_kwargs.queue_size=16",
+        "trainer.enable_progress_bar=false",
+        f"output_dir={tmp_path / 'out'}",
+    ]
+    quiet = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    text = quiet.stdout + quiet.stderr
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0] == "mbcf: stage 2 (IntraCLM + InterCLM) starts at epoch 1, step 3"
+    assert lines[1].startswith("run folder: ") and lines[2].startswith("encoders:")
+    assert len(lines) == 3, text
+    loud = subprocess.run(
+        args + ["verbose=true"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert loud.returncode == 0 and "GPU available" in loud.stdout + loud.stderr

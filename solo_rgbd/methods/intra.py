@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from solo_rgbd.errors import ConfigError
@@ -228,10 +228,12 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
 
     def on_train_epoch_start(self) -> None:
         if self.schedule == "two_stage" and self.current_epoch == int(self.kwargs["stage1_epochs"]):
-            rank_zero_info(
-                f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
-                f"{self.current_epoch}, step {self.global_step}"
-            )
+            if self.trainer.is_global_zero:
+                print(
+                    f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
+                    f"{self.current_epoch}, step {self.global_step}",
+                    flush=True,
+                )
 
     # ----- forward passes -----------------------------------------------------------------
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
