@@ -227,13 +227,17 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
         )
 
     def on_train_epoch_start(self) -> None:
-        if self.schedule == "two_stage" and self.current_epoch == int(self.kwargs["stage1_epochs"]):
-            if self.trainer.is_global_zero:
-                print(
-                    f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
-                    f"{self.current_epoch}, step {self.global_step}",
-                    flush=True,
-                )
+        switch = int(self.kwargs["stage1_epochs"])
+        if (
+            self.schedule == "two_stage"
+            and self.current_epoch == switch
+            and self.trainer.is_global_zero
+        ):
+            print(
+                f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
+                f"{self.current_epoch}, step {self.global_step}",
+                flush=True,
+            )
 
     # ----- forward passes -----------------------------------------------------------------
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
