@@ -7,7 +7,6 @@ closest valid one, instead of a silently ignored typo.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.plugins import config_search_dirs, method_entry_points
 
 CONFIG_GROUPS = (
     "method",
@@ -32,25 +32,29 @@ SOD_GROUPS = ("backbone", "data", "trainer", "recipe")
 
 
 def config_dir() -> Path:
-    """The ``configs/`` folder: $SOLO_RGBD_CONFIGS, the source tree, or the installed copy."""
-    candidates = []
-    if os.environ.get("SOLO_RGBD_CONFIGS"):
-        candidates.append(Path(os.environ["SOLO_RGBD_CONFIGS"]))
-    candidates.append(Path(__file__).resolve().parent.parent / "configs")
-    candidates.append(Path(sys.prefix) / "share" / "solo-rgbd" / "configs")
+    """solo-rgbd's own ``configs/``: the source tree's, or the installed copy."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "configs",
+        Path(sys.prefix) / "share" / "solo-rgbd" / "configs",
+    ]
     for path in candidates:
         if (path / "pretrain.yaml").exists():
             return path
     raise ConfigError(
         "cannot find solo-rgbd's configs/ folder (looked in "
         + ", ".join(str(p) for p in candidates)
-        + "). Reinstall with 'pip install -e .' from the repository, or set SOLO_RGBD_CONFIGS."
+        + "). Reinstall with 'pip install -e .' from the repository."
     )
 
 
+def search_dirs() -> list[Path]:
+    """Every config root, solo-rgbd's first: plug-ins and ``SOLO_RGBD_CONFIGS`` add theirs."""
+    own = config_dir()
+    return [own, *config_search_dirs(own)]
+
+
 def group_options(group: str) -> list[str]:
-    folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return sorted({p.stem for root in search_dirs() for p in (root / group).glob("*.yaml")})
 
 
 def all_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -92,10 +96,12 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.errors import ConfigCompositionException, MissingConfigException
 
     overrides = list(overrides)
+    extra = [f"file://{d}" for d in search_dirs()[1:]]
+    hydra_overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+            cfg = hydra_compose(config_name=config_name, overrides=hydra_overrides + overrides)
         except MissingConfigException as exc:
             raise _missing_option_error(str(exc)) from None
         except ConfigCompositionException as exc:
@@ -117,12 +123,11 @@ def _missing_option_error(message: str) -> ConfigError:
         return ConfigError(message.split("\n")[0])
     group, option = match.groups()
     if group == "method":
-        from solo_rgbd.methods.registry import registered_methods
-
+        names = sorted(set(method_entry_points()) | set(group_options("method")))
         return ConfigError(
-            f"method '{option}' is not registered; registered: {', '.join(registered_methods())}. "
+            f"method '{option}' is not registered; registered: {', '.join(names)}. "
             "Pick one of them with method=NAME (a plug-in method also needs "
-            f"configs/method/{option}.yaml)."
+            f"configs/method/{option}.yaml next to its module)."
         )
     options = group_options(group)
     hint = did_you_mean(option, options)

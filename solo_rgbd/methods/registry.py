@@ -1,7 +1,8 @@
 """The method registry: ``METHODS[name]`` gives the class behind ``method=name``.
 
-Built-in methods are imported lazily on first lookup (no import-everything ``__init__``);
-plug-ins register themselves with :func:`register_method`::
+Methods come from the entry-point group ``solo_rgbd.methods`` (built-ins are declared in
+solo-rgbd's ``setup.cfg`` like any plug-in's, see :mod:`solo_rgbd.utils.plugins`) and are
+imported on first lookup; the class registers itself with :func:`register_method`::
 
     from solo_rgbd.methods import register_method
     from solo_rgbd.methods.base import BaseMethod
@@ -13,22 +14,12 @@ plug-ins register themselves with :func:`register_method`::
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.plugins import method_entry_points
 
-# name -> module that registers it when imported
-_BUILTIN: dict[str, str] = {
-    "mbcf": "solo_rgbd.methods.mbcf",
-    "alignment": "solo_rgbd.methods.alignment",
-    "mocov2plus": "solo_rgbd.methods.mocov2plus",
-    "simclr": "solo_rgbd.methods.simclr",
-    "byol": "solo_rgbd.methods.byol",
-    "barlow_twins": "solo_rgbd.methods.barlow_twins",
-    "vicreg": "solo_rgbd.methods.barlow_twins",
-}
 _REGISTRY: dict[str, type] = {}
 
 
@@ -50,13 +41,16 @@ def register_method(name: str) -> Callable[[type], type]:
 
 
 def registered_methods() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    return sorted(set(method_entry_points()) | set(_REGISTRY))
 
 
 class _Methods(Mapping[str, type]):
     def __getitem__(self, name: str) -> type:
-        if name not in _REGISTRY and name in _BUILTIN:
-            importlib.import_module(_BUILTIN[name])
+        eps = method_entry_points()
+        if name not in _REGISTRY and name in eps:
+            loaded = eps[name].load()
+            if name not in _REGISTRY and isinstance(loaded, type):
+                register_method(name)(loaded)  # an entry point to an undecorated class
         if name not in _REGISTRY:
             raise ConfigError(
                 f"method '{name}' is not registered; registered: "
@@ -71,7 +65,7 @@ class _Methods(Mapping[str, type]):
         return len(registered_methods())
 
     def __contains__(self, name: Any) -> bool:
-        return name in _REGISTRY or name in _BUILTIN
+        return name in _REGISTRY or name in method_entry_points()
 
 
 METHODS = _Methods()

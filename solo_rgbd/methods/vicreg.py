@@ -1,0 +1,32 @@
+"""``method=vicreg``: variance-invariance-covariance regularisation per stream on a 3-layer MLP
+expander (lightly's VICRegLoss), the expander shared with Barlow Twins."""
+
+from __future__ import annotations
+
+from lightly.loss import VICRegLoss
+
+from solo_rgbd.methods.barlow_twins import ExpanderMethod
+from solo_rgbd.methods.registry import register_method
+from solo_rgbd.methods.stream import StreamMethod
+
+
+@register_method("vicreg")
+class VICReg(ExpanderMethod):
+    defaults = {
+        **StreamMethod.stream_defaults,
+        "proj_hidden_dim": 2048,
+        "proj_output_dim": 2048,
+        "sim_weight": 25.0,
+        "var_weight": 25.0,
+        "cov_weight": 1.0,
+    }
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        kw = self.kwargs
+        self.criterion = VICRegLoss(
+            lambda_param=float(kw["sim_weight"]),
+            mu_param=float(kw["var_weight"]),
+            nu_param=float(kw["cov_weight"]),
+            gather_distributed=True,
+        )
