@@ -7,13 +7,12 @@ closest valid one, instead of a silently ignored typo.
 from __future__ import annotations
 
 import difflib
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.plugins import config_search_dirs, method_entry_points
@@ -28,7 +27,6 @@ CONFIG_GROUPS = (
     "experiment",
     "ablation",
 )
-SOD_GROUPS = ("backbone", "data", "trainer", "recipe")
 
 
 def config_dir() -> Path:
@@ -58,15 +56,14 @@ def group_options(group: str) -> list[str]:
 
 
 def all_keys(cfg: Any, prefix: str = "") -> list[str]:
-    """Every dotted key of a config (leaves and inner nodes)."""
+    """Every dotted key of a config (leaves and inner nodes), without resolving anything."""
+    node = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg
     keys: list[str] = []
-    if isinstance(cfg, DictConfig):
-        for key in cfg:
+    if isinstance(node, dict):
+        for key, value in node.items():
             dotted = f"{prefix}{key}"
             keys.append(dotted)
-            node = cfg._get_node(key)
-            if isinstance(node, DictConfig):
-                keys.extend(all_keys(node, dotted + "."))
+            keys.extend(all_keys(value, dotted + "."))
     return keys
 
 
@@ -81,47 +78,77 @@ def did_you_mean(key: str, candidates: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
-def _override_key(override: str) -> str:
-    return re.split(r"[=~]", override.lstrip("+~"), maxsplit=1)[0]
-
-
-def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` with command-line ``overrides``.
-
-    Turns Hydra's errors into :class:`ConfigError`s that name the key and the fix.
-    """
+def _hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import ConfigCompositionException, MissingConfigException
 
-    overrides = list(overrides)
     extra = [f"file://{d}" for d in search_dirs()[1:]]
     hydra_overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        try:
-            cfg = hydra_compose(config_name=config_name, overrides=hydra_overrides + overrides)
-        except MissingConfigException as exc:
-            raise _missing_option_error(str(exc)) from None
-        except ConfigCompositionException as exc:
-            raise _composition_error(config_name, overrides, exc) from None
-        except Exception as exc:  # override grammar errors and the like
-            first = str(exc).splitlines()[0]
-            raise ConfigError(
-                f"cannot parse the overrides {overrides}: {first}. In Hydra's override grammar, "
-                "quote list items and values that hold '=', '(', spaces or brackets, e.g. "
-                '\'rows=[{name: "A (b)", overrides: ["x=1"]}]\'.'
-            ) from None
+        return hydra_compose(config_name=config_name, overrides=hydra_overrides + overrides)
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` (and plug-ins' configs) with ``overrides``.
+
+    When Hydra refuses, the overrides are checked one by one (grammar, group options, keys)
+    and the first bad one becomes a :class:`ConfigError` naming it and the closest valid name.
+    """
+    overrides = list(overrides)
+    try:
+        cfg = _hydra_compose(config_name, overrides)
+    except Exception as exc:  # Hydra's composition, missing-option and grammar errors
+        raise _diagnose(config_name, overrides, exc) from None
     OmegaConf.set_struct(cfg, True)
     return cfg
 
 
-def _missing_option_error(message: str) -> ConfigError:
-    match = re.search(r"Could not find '([^/']+)/([^']+)'", message)
-    if not match:
-        return ConfigError(message.split("\n")[0])
-    group, option = match.groups()
+def _groups() -> set[str]:
+    return {p.name for root in search_dirs() for p in root.iterdir() if p.is_dir()}
+
+
+def _diagnose(config_name: str, overrides: list[str], exc: Exception) -> ConfigError:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as parse_exc:
+        line = (str(parse_exc).strip().splitlines() or [""])[0]
+        return ConfigError(
+            f"cannot parse the overrides {overrides}: {line}. In Hydra's override grammar, "
+            "quote list items and values that hold '=', '(', spaces or brackets, e.g. "
+            '\'rows=[{name: "A (b)", overrides: ["x=1"]}]\'.'
+        )
+    groups = _groups()
+    group_overrides, key_overrides = [], []
+    for text, o in zip(overrides, parsed, strict=True):
+        (group_overrides if o.key_or_group in groups else key_overrides).append((text, o))
+    for _, o in group_overrides:
+        value = o.value()
+        if isinstance(value, str) and value not in group_options(o.key_or_group):
+            return _missing_option_error(o.key_or_group, value)
+    try:
+        base = _hydra_compose(config_name, [t for t, _ in group_overrides])
+    except Exception:
+        return ConfigError(first)
+    known = set(all_keys(base))
+    for _, o in key_overrides:
+        if o.is_add() or o.key_or_group.startswith("hydra."):
+            continue
+        if o.key_or_group not in known:
+            key = o.key_or_group
+            return ConfigError(
+                f"unknown config key '{key}'.{did_you_mean(key, sorted(known | groups))} "
+                "Configs are strict: a typo is an error. See 'solo-rgbd pretrain --help' for "
+                "the groups and the keys printed by --cfg."
+            )
+    return ConfigError(first)
+
+
+def _missing_option_error(group: str, option: str) -> ConfigError:
     if group == "method":
         names = sorted(set(method_entry_points()) | set(group_options("method")))
         return ConfigError(
@@ -135,40 +162,6 @@ def _missing_option_error(message: str) -> ConfigError:
         f"'{option}' is not an option of the config group '{group}'; options: "
         f"{', '.join(options) or '(none)'}.{hint} Use {group}=NAME with one of them."
     )
-
-
-def _composition_error(config_name: str, overrides: list[str], exc: Exception) -> ConfigError:
-    message = str(exc)
-    match = re.search(r"Could not override '([^']+)'", message) or re.search(
-        r"Could not (?:append|delete) (?:to config\. )?(?:an item|the key)? ?'?([\w.]+)", message
-    )
-    if not match:
-        return ConfigError(message.split("\n")[0])
-    key = match.group(1)
-    rest = [o for o in overrides if _override_key(o) != key]
-    try:
-        base = compose(config_name, rest)
-        candidates = all_keys(base) + list(CONFIG_GROUPS) + list(SOD_GROUPS)
-    except ConfigError:
-        candidates = list(CONFIG_GROUPS) + list(SOD_GROUPS)
-    return ConfigError(
-        f"unknown config key '{key}'.{did_you_mean(key, candidates)} Configs are strict: a "
-        "typo is an error. See 'solo-rgbd pretrain --help' for the groups and the keys "
-        "printed by --cfg."
-    )
-
-
-def require(cfg: DictConfig, key: str, ok: bool, what: str) -> None:
-    """Raise a :class:`ConfigError` about ``key`` unless ``ok``."""
-    if not ok:
-        value = OmegaConf.select(cfg, key, default=None)
-        raise ConfigError(f"config key '{key}' = {value!r} is invalid: {what}.")
-
-
-def to_plain(node: Any) -> Any:
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
 
 
 def check_missing(cfg: DictConfig) -> None:

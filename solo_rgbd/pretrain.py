@@ -8,7 +8,6 @@ signals) and ``encoders/`` (every epoch, one verified unit).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,6 @@ from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
 from solo_rgbd.utils.atomic import atomic_write_text
 
-log = logging.getLogger(__name__)
 
 
 def _write_config(cfg: DictConfig, plan: RunPlan) -> None:
