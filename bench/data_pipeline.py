@@ -17,7 +17,7 @@ import torch
 
 from solo_rgbd.augment.paired import AugmentConfig, PairedAugment
 from solo_rgbd.data.cache import RootSpec, build_cache
-from solo_rgbd.data.datamodule import index_loader
+from solo_rgbd.data.sources import index_loader
 from solo_rgbd.data.synthetic import write_synthetic
 
 

@@ -8,9 +8,7 @@ solo-rgbd sod {train,eval,predict} [key=value ...]
 
 from __future__ import annotations
 
-import argparse
 import errno
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -73,7 +71,7 @@ def cmd_pretrain(args: Sequence[str]) -> int:
     if show:
         print(OmegaConf.to_yaml(cfg))
         return 0
-    from solo_rgbd.pretrain import run_pretrain
+    from solo_rgbd.commands.pretrain import run_pretrain
 
     run_dir = run_pretrain(cfg, argv=[a for a in args if a != "--cfg"])
     print(f"run folder: {run_dir}")
@@ -81,97 +79,20 @@ def cmd_pretrain(args: Sequence[str]) -> int:
     return 0
 
 
-def _data_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="solo-rgbd data", description="Synthesise or check RGB-D datasets."
-    )
-    sub = parser.add_subparsers(dest="action", required=True)
-    synth = sub.add_parser("synth", help="write the synthetic RGB-D saliency dataset")
-    synth.add_argument("out", help="output folder (must not exist or be empty)")
-    synth.add_argument("--n", type=int, default=512, help="number of pairs (default 512)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", type=int, default=128, help="image size in pixels")
-    synth.add_argument("--camouflage-ratio", type=float, default=0.25)
-    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
-    check = sub.add_parser("check", help="report whether dataset folders are usable")
-    check.add_argument("paths", nargs="+", help="dataset roots (folders holding RGB/depth/GT)")
-    check.add_argument(
-        "--invert-depth",
-        action="store_true",
-        help="read depth as far = bright (for the polarity hint)",
-    )
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-    return parser
-
-
 def cmd_data(args: Sequence[str]) -> int:
-    ns = _data_parser().parse_args(list(args))
-    if ns.action == "synth":
-        import time
+    from solo_rgbd.commands.data import run_data_command
 
-        from solo_rgbd.data.synthetic import write_synthetic
-
-        start = time.perf_counter()
-        out = write_synthetic(ns.out, ns.n, ns.seed, ns.size, ns.camouflage_ratio, ns.overwrite)
-        print(f"wrote {ns.n} pairs to {out} in {time.perf_counter() - start:.1f} s")
-        return 0
-    from solo_rgbd.data.check import check_root, format_report, report_dict
-
-    reports = [check_root(p, ns.invert_depth) for p in ns.paths]
-    if ns.json:
-        print(json.dumps([report_dict(r) for r in reports], indent=2))
-    else:
-        print("\n".join(format_report(r) for r in reports))
-        total = sum(r.pairs for r in reports)
-        print(
-            f"total: {total} pairs in {len(reports)} root(s); "
-            f"{'all usable' if all(r.usable for r in reports) else 'NOT all usable'}"
-        )
-    return 0 if all(r.usable for r in reports) else 1
+    return run_data_command(args)
 
 
 def cmd_compare(args: Sequence[str]) -> int:
-    if "-h" in args or "--help" in args:
-        from solo_rgbd.compare.runner import experiment_options
+    from solo_rgbd.commands.compare import run_compare_command
 
-        print(
-            "usage: solo-rgbd compare experiment=NAME [key=value ...]\n\n"
-            "Pretrain every row of configs/compare/NAME.yaml, train the SOD decoder on its\n"
-            "frozen encoders, evaluate, and write tables shaped like the paper's Tables 1-4\n"
-            f"plus bar charts. experiments: {', '.join(experiment_options())}.\n"
-            "Finished cells are reused; seeds=[0,1,2] reports mean ± std."
-        )
-        return 0
-    from solo_rgbd.compare.runner import compose_experiment, run_compare
-
-    if "--plan" in args:
-        from omegaconf import OmegaConf
-
-        from solo_rgbd.compare.plan import format_plan, plan_rows
-
-        cfg = compose_experiment([a for a in args if a != "--plan"])
-        if "data_base" in cfg.keys() and OmegaConf.is_missing(cfg, "data_base"):  # noqa: SIM118
-            cfg.data_base = "DATA_BASE"  # a placeholder is fine for a plan
-        print(format_plan(cfg, plan_rows(cfg)))
-        return 0
-    from solo_rgbd.config import check_missing
-
-    cfg = compose_experiment(args)
-    check_missing(cfg)
-    out, failed = run_compare(cfg)
-    print((out / "tables.md").read_text())
-    print(f"tables, CSVs and charts: {out}")
-    if failed:
-        print(
-            "failed cells (rerun the command to retry them):\n  " + "\n  ".join(failed),
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return run_compare_command(args)
 
 
 def cmd_sod(args: Sequence[str]) -> int:
-    from solo_rgbd.sod.commands import run_sod_command
+    from solo_rgbd.commands.sod import run_sod_command
 
     return run_sod_command(args)
 
@@ -209,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if command in ("pretrain", "sod", "compare") and not {"-h", "--help", "--cfg"} & set(rest):
-            from solo_rgbd.utils.quiet import set_verbosity
+            from solo_rgbd.engine.quiet import set_verbosity
 
             set_verbosity("verbose=true" in rest)
         rc = COMMANDS[command](rest)

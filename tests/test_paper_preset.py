@@ -81,7 +81,7 @@ def test_weight_decay_exclusion_follows_each_methods_paper(tmp_path):
 
 def test_momentum_encoders_move_once_per_optimizer_step(tmp_path, monkeypatch):
     import solo_rgbd.methods.base as base
-    from solo_rgbd.pretrain import run_pretrain
+    from solo_rgbd.commands.pretrain import run_pretrain
     from tests.conftest import tiny_overrides
 
     updates = []

@@ -1,6 +1,8 @@
 """``solo-rgbd compare experiment=NAME``: pretrain -> SOD decoder -> evaluation, for a grid.
 
-Every row of ``configs/compare/NAME.yaml`` is a pretraining method (with overrides) or an
+The grid logic only; what a cell runs (pretrain -> task) is passed in by
+:mod:`solo_rgbd.commands.compare`. Every row of ``configs/compare/NAME.yaml`` is a pretraining
+method (with overrides) or an
 initialisation (``random``, ``imagenet``); every (row, seed) is a *cell*, run with one
 pretraining budget (``budget_epochs``) and one SOD recipe for all rows. A finished cell writes
 ``done.json`` and is reused when the command runs again; a failed cell writes ``failed.json``,
@@ -14,7 +16,7 @@ import json
 import re
 import shutil
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from solo_rgbd.errors import ConfigError
 from solo_rgbd.evaluation.report import TABLE_METRICS, paper_table, write_tables
 from solo_rgbd.utils.atomic import atomic_write_text
 
+CellRunner = Callable[[DictConfig, dict, int, Path], dict]
 ROW_KEYS = {"name", "method", "init", "overrides"}
 
 
@@ -97,30 +100,6 @@ def pretrain_config(cfg: DictConfig, row: dict, seed: int, cell: Path) -> DictCo
     return compose("pretrain", pretrain_overrides(cfg, row, seed, cell))
 
 
-def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
-    """pretrain (if any) -> SOD train -> SOD eval; returns {dataset: {subset: scores}}."""
-    from solo_rgbd.pretrain import run_pretrain
-    from solo_rgbd.sod.commands import sod_eval, sod_train
-
-    sod_common = [*cfg.sod, f"seed={seed}"]
-    if row["init"] == "pretrain":
-        encoders = str(run_pretrain(pretrain_config(cfg, row, seed, cell)))
-    elif row["init"] == "imagenet":
-        encoders = "imagenet"
-        sod_common.append(f"backbone.weights={cfg.imagenet_weights}")
-    else:
-        encoders = "random"
-    train_dir = sod_train(
-        compose(
-            "sod",
-            [*sod_common, f"encoders={encoders}", f"output_dir={cell / 'sod'}", "run_name=run"],
-        )
-    )
-    eval_dir = sod_eval(compose("sod", [*sod_common, f"ckpt={train_dir}", f"out={cell / 'eval'}"]))
-    results = json.loads((eval_dir / "results.json").read_text())
-    return next(iter(results.values()))
-
-
 def aggregate(per_seed: list[dict]) -> dict:
     """Mean and std over seeds per dataset / subset / metric (std 0 for one seed)."""
     out: dict = {}
@@ -137,7 +116,9 @@ def aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
-def run_compare(cfg: DictConfig) -> tuple[Path, list[str]]:
+def run_compare(cfg: DictConfig, run_cell: CellRunner) -> tuple[Path, list[str]]:
+    """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
+    {dataset: {subset: scores}}), reuse finished ones, and write the tables."""
     out = Path(str(cfg.out))
     rows = _rows(cfg)
     results: dict[str, dict] = {}

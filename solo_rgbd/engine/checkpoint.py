@@ -165,24 +165,7 @@ class RunCheckpoint(Checkpoint):
         self.last_path, self.saved_step = self.path, trainer.global_step
 
 
-# ----- checking a checkpoint a user hands in --------------------------------------------------
-def load_user_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with one-paragraph errors for corrupt or foreign files."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, pickled code...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{what} '{path}' cannot be read as a safe PyTorch checkpoint ({first[:200]}). It "
-            "is truncated, corrupt, or holds arbitrary Python objects (only weights are loaded, "
-            "never code). Use an intact checkpoint, e.g. the run's checkpoints/last.ckpt."
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{what} '{path}' holds a {type(ckpt).__name__}, not a checkpoint.")
-    return ckpt
-
-
+# ----- checking a resume checkpoint against the model ----------------------------------------
 def check_resume_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
     """The checkpoint was written by this method with this backbone (same keys and shapes)."""
     cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from solo_rgbd.data.sampler import EpochSampler
 from solo_rgbd.engine.checkpoint import capture_rng, restore_rng
-from solo_rgbd.engine.export import export_encoders, resolve_export_dir, verify_export
+from solo_rgbd.nn.encoder_io import export_encoders, resolve_export_dir, verify_export
 from solo_rgbd.engine.metrics import CSVRows
 from solo_rgbd.engine.run import RUN_DIR_ENV, plan_run
 from solo_rgbd.engine.trainer import resolve_strategy
@@ -163,7 +163,7 @@ def test_ddp_gets_find_unused_parameters_when_the_method_needs_it():
 # ----- several processes on a fresh cache -----------------------------------------------------
 def _generate(cache: str, q) -> None:
     os.environ["SOLO_RGBD_CACHE"] = cache
-    from solo_rgbd.data.datamodule import synthetic_root
+    from solo_rgbd.data.sources import synthetic_root
 
     root = synthetic_root({"n": 6, "n_test": 2, "seed": 0, "size": 32})
     q.put(json.loads((root / "info.json").read_text()) if (root / "info.json").exists() else 1)

@@ -9,9 +9,9 @@ from solo_rgbd.config import compose
 from solo_rgbd.losses.infonce import infonce
 from solo_rgbd.methods import METHODS, registered_methods
 from solo_rgbd.methods.alignment import alignment_loss
-from solo_rgbd.pretrain import run_pretrain
-from solo_rgbd.sod.encoders import load_encoders
-from solo_rgbd.sod.model import SODNet
+from solo_rgbd.commands.pretrain import run_pretrain
+from solo_rgbd.nn.encoder_io import load_encoders
+from solo_rgbd.tasks.sod.model import SODNet
 from tests.conftest import tiny_overrides
 
 STREAM_METHODS = ["mocov2plus", "simclr", "byol", "barlow_twins", "vicreg"]

@@ -1,11 +1,11 @@
 import torch
 
 from solo_rgbd.data.cache import RootSpec, build_cache
-from solo_rgbd.data.datamodule import index_loader
+from solo_rgbd.data.sources import index_loader
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.sod.model import SODNet
-from solo_rgbd.sod.module import fit_decoder, score_loader
+from solo_rgbd.tasks.sod.model import SODNet
+from solo_rgbd.tasks.sod.module import fit_decoder, score_loader
 
 
 def _net(freeze=True):

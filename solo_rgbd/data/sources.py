@@ -1,11 +1,12 @@
-"""The LightningDataModule for pretraining: resolve roots, decode once, serve cached batches."""
+"""Where data comes from: dataset roots (or the generated synthetic set), the decoded cache,
+and the loaders that gather batches from it. No Lightning here: the pretraining DataModule
+is :class:`solo_rgbd.engine.datamodule.RGBDDataModule`."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -106,40 +107,6 @@ def index_loader(
         generator=gen if shuffle else None,
         pin_memory=cache.device.type == "cpu" and torch.cuda.is_available(),
     )
-
-
-class RGBDDataModule(pl.LightningDataModule):
-    """Pretraining data; ``batch_size`` is per device (default: ``data.batch_size``)."""
-
-    def __init__(self, data: DictConfig, seed: int = 0, batch_size: int | None = None) -> None:
-        super().__init__()
-        self.data = data
-        self.seed = seed
-        self.batch_size = int(batch_size or data.batch_size)
-        self.train_cache: RGBDCache | None = None
-        self.val_cache: RGBDCache | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_cache is not None:
-            return
-        cache = build_from_config(self.data, "train")
-        frac = float(self.data.val_fraction)
-        if frac > 0:
-            n_val = max(1, int(round(frac * len(cache))))
-            perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(self.seed))
-            self.val_cache = cache.subset(perm[:n_val].tolist())
-            cache = cache.subset(perm[n_val:].tolist())
-        device = str(self.data.cache_device)
-        if device == "cuda" and torch.cuda.is_available():
-            cache = cache.to("cuda")
-        self.train_cache = cache
-
-    def train_dataloader(self) -> DataLoader:
-        """Resumable: the order of epoch e is a function of (seed, e), its position is saved."""
-        assert self.train_cache is not None, "call setup() first"
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return train_loader(self.train_cache, self.batch_size, self.seed, rank, world)
 
 
 def train_loader(

@@ -16,10 +16,10 @@ from PIL import Image
 
 from solo_rgbd.config import check_missing, compose
 from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, decode_depth
-from solo_rgbd.data.datamodule import build_from_config, index_loader, resolve_roots
-from solo_rgbd.engine.checkpoint import load_user_checkpoint
+from solo_rgbd.data.sources import build_from_config, index_loader, resolve_roots
 from solo_rgbd.errors import ConfigError, SoloRGBDError
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
+from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 ACTIONS = ("train", "eval", "predict", "score")
 
@@ -38,8 +38,8 @@ def sod_train(cfg: DictConfig) -> Path:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from solo_rgbd.engine.trainer import build_trainer
-    from solo_rgbd.sod.encoders import load_encoders
-    from solo_rgbd.sod.module import SODModule
+    from solo_rgbd.nn.encoder_io import load_encoders
+    from solo_rgbd.tasks.sod.module import SODModule
 
     check_missing(cfg)
     if cfg.select_by not in ("mae", "maxF"):
@@ -97,7 +97,7 @@ def sod_train(cfg: DictConfig) -> Path:
 
 # ----- predictions ------------------------------------------------------------------------
 def _load_module(cfg: DictConfig):
-    from solo_rgbd.sod.module import SODModule
+    from solo_rgbd.tasks.sod.module import SODModule
 
     if not cfg.get("ckpt"):
         raise ConfigError("ckpt= is required: the SOD checkpoint written by 'solo-rgbd sod train'.")

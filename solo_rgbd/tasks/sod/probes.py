@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from solo_rgbd.augment.paired import EvalTransform
-from solo_rgbd.data.datamodule import index_loader
+from solo_rgbd.data.sources import index_loader
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
-from solo_rgbd.sod.model import SODDecoder, SODNet
-from solo_rgbd.sod.module import fit_decoder, score_loader
+from solo_rgbd.tasks.sod.model import SODDecoder, SODNet
+from solo_rgbd.tasks.sod.module import fit_decoder, score_loader
 
 
 def _require_labels(trainer: pl.Trainer, who: str) -> tuple:

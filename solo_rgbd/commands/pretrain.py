@@ -15,11 +15,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from solo_rgbd.callbacks.probes import probes_from_config
 from solo_rgbd.config import check_missing
 from solo_rgbd.config_checks import check_pretrain_config
-from solo_rgbd.data.datamodule import RGBDDataModule
-from solo_rgbd.engine.checkpoint import RunCheckpoint, check_resume_fits, load_user_checkpoint
+from solo_rgbd.engine.checkpoint import RunCheckpoint, check_resume_fits
+from solo_rgbd.engine.datamodule import RGBDDataModule
 from solo_rgbd.engine.export import EncoderExport
 from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
@@ -27,8 +26,9 @@ from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan, plan_run, resume_command
 from solo_rgbd.engine.trainer import build_trainer, resolve_strategy, world_size
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
+from solo_rgbd.tasks.sod.probes import probes_from_config
 from solo_rgbd.utils.atomic import atomic_write_text
-
+from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 
 def _write_config(cfg: DictConfig, plan: RunPlan) -> None:

@@ -14,7 +14,7 @@ from solo_rgbd.augment.paired import Normalize, to_unit_float
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.sod.model import SODNet
+from solo_rgbd.tasks.sod.model import SODNet
 
 
 class SODInputs(nn.Module):

@@ -1,0 +1,240 @@
+"""Encoders on disk: exports written as one verified unit, and loading encoders for a task.
+
+Exports: ``<dir>/{rgb,depth}.pt`` + ``encoders.json``.
+An export is built in a temporary sibling folder (state dicts first, the manifest with their
+sha256 last, every file fsynced), then swapped in by two renames: the old folder aside, the new
+one into place. :func:`resolve_export_dir` completes a swap that a kill interrupted, so a reader
+always finds one complete export of one epoch. The state dicts are saved through a file object,
+so identical weights give identical bytes (and sha256). NaN weights are never exported.
+:func:`verify_export` checks every hash on load.
+
+Loading (``encoders=`` of a task): ``random``, ``imagenet`` (``backbone.weights=FILE`` or
+``backbone.pretrained=true``), a pretraining run folder, its ``encoders/`` folder, or a
+pretraining checkpoint of any method (read from its state_dict, without building the method).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
+from solo_rgbd.nn.backbone import Encoder, export_state_dict
+from solo_rgbd.utils.atomic import fsync_dir, fsync_file, torch_save_bytes
+from solo_rgbd.utils.safe_load import load_user_checkpoint
+
+MANIFEST = "encoders.json"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _siblings(out_dir: Path, kind: str) -> list[Path]:
+    return sorted(out_dir.parent.glob(f".{out_dir.name}.*.{kind}"))
+
+
+def resolve_export_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Finish an interrupted swap and clean leftovers; returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    complete = [p for p in _siblings(out_dir, "partial") if (p / MANIFEST).is_file()]
+    if not (out_dir / MANIFEST).is_file():
+        backups = [p for p in _siblings(out_dir, "old") if (p / MANIFEST).is_file()]
+        newest = (complete or backups or [None])[-1]
+        if newest is not None:
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(newest, out_dir)
+            fsync_dir(out_dir.parent)
+    for leftover in _siblings(out_dir, "partial") + _siblings(out_dir, "old"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return out_dir
+
+
+def export_encoders(
+    encoders: dict[str, Any], out_dir: str | os.PathLike[str], info: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``encoders`` ({name: Encoder}) as timm-loadable state dicts plus the manifest.
+
+    Each ``<name>.pt`` loads with ``timm.create_model(backbone, in_chans=..., num_classes=0)``.
+    """
+    out_dir = Path(out_dir)
+    states = {name: export_state_dict(enc) for name, enc in encoders.items()}
+    if not all(
+        torch.isfinite(v).all()
+        for s in states.values()
+        for v in s.values()
+        if v.is_floating_point()
+    ):
+        raise NonFiniteError(
+            f"refusing to export non-finite encoder weights to '{out_dir}' (step "
+            f"{info.get('global_step')}); the previous export is kept."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    resolve_export_dir(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        manifest: dict[str, Any] = {**info, "encoders": {}}
+        for name, encoder in encoders.items():
+            path = tmp / f"{name}.pt"
+            torch_save_bytes(states[name], path)
+            fsync_file(path)
+            manifest["encoders"][name] = {
+                "file": path.name,
+                "backbone": encoder.name,
+                "in_chans": encoder.in_chans,
+                "sha256": sha256_of(path),
+            }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        fsync_file(tmp / MANIFEST)
+        fsync_dir(tmp)
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.{os.getpid()}.old"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        fsync_dir(out_dir.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def verify_export(folder: Path) -> dict[str, Any]:
+    """The manifest of ``folder`` after checking that every listed file has its sha256."""
+    folder = resolve_export_dir(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"'{folder / MANIFEST}' cannot be read ({exc}); export the encoders again."
+        ) from None
+    for name, entry in (manifest.get("encoders") or {}).items():
+        path = folder / str(entry.get("file", ""))
+        if not path.is_file():
+            raise CheckpointError(f"'{path}' listed for encoder '{name}' in {MANIFEST} is missing.")
+        if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+            raise CheckpointError(
+                f"'{path}' does not match the sha256 in '{folder / MANIFEST}': the file was "
+                "changed or comes from another export (e.g. another epoch). Re-export the "
+                "encoders (or copy the whole encoders/ folder of one run)."
+            )
+    return manifest
+
+
+def _load_state(encoder: Encoder, state: dict, source: str, name: str) -> None:
+    first = next((k for k, v in state.items() if getattr(v, "ndim", 0) == 4), None)
+    own = encoder.model.state_dict()
+    if first is not None and first in own and state[first].shape[1] != own[first].shape[1]:
+        raise ConfigError(
+            f"the {name} encoder in '{source}' takes in_chans={state[first].shape[1]} "
+            f"({first}), but the {name} encoder needs in_chans={own[first].shape[1]}. Export "
+            "encoders with the right modality order (rgb: 3 channels, depth: 1, rgbd: 4)."
+        )
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ConfigError(
+            f"the {name} encoder in '{source}' does not fit backbone '{encoder.name}': "
+            f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:4]) or '-'}), "
+            f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:4]) or '-'}). Set "
+            "backbone.name to the architecture the encoders were trained with."
+        )
+    encoder.model.load_state_dict(state)
+
+
+CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
+
+
+def _check_finite(state: dict, source: str, name: str) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"the {name} encoder in '{source}' has non-finite weights ({len(bad)} tensors, e.g. "
+            f"{bad[0]}): the pretraining diverged. Use an earlier export or rerun with a lower lr."
+        )
+
+
+def _build(name: str, backbone: str, state: dict, source: str) -> Encoder:
+    _check_finite(state, source, name)
+    encoder = Encoder(backbone, CHANNELS[name])
+    _load_state(encoder, state, source, name)
+    return encoder
+
+
+def _pick(entries: dict, source: str) -> list[str]:
+    names = ["rgbd"] if set(entries) == {"rgbd"} else ["rgb", "depth"]
+    if not set(names) <= set(entries):
+        raise ConfigError(
+            f"'{source}' lists encoders {sorted(entries)}; the SOD network needs 'rgb' and "
+            "'depth' (two streams) or 'rgbd' (early fusion)."
+        )
+    return names
+
+
+def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
+    manifest = verify_export(folder)  # every file's sha256 is checked
+    entries = manifest.get("encoders", {})
+    out: list[Encoder] = []
+    for name in _pick(entries, str(folder / MANIFEST)):
+        path = folder / entries[name]["file"]
+        state = load_user_checkpoint(path, f"{name} encoder file")
+        out.append(_build(name, entries[name]["backbone"], state, str(path)))
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:
+    """The encoders out of a method checkpoint's state_dict, without building the method."""
+    ckpt = load_user_checkpoint(path, "encoders checkpoint")
+    entries = ckpt.get("encoders")
+    if not isinstance(entries, dict) or "state_dict" not in ckpt:
+        raise ConfigError(
+            f"'{path}' is not a solo-rgbd pretraining checkpoint (it lists no encoders); pass "
+            "a run folder, an encoders/ folder, a pretraining .ckpt, or random/imagenet."
+        )
+    out: list[Encoder] = []
+    for name in _pick(entries, str(path)):
+        prefix = entries[name]["prefix"]
+        state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        out.append(_build(name, entries[name]["backbone"], state, f"{path} ({prefix}*)"))
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | None]:
+    """The (rgb, depth) encoders named by ``spec`` (depth None: one early-fusion encoder)."""
+    if spec == "random":
+        return Encoder(str(backbone.name), 3), Encoder(str(backbone.name), 1)
+    if spec == "imagenet":
+        if not backbone.get("weights") and not backbone.get("pretrained"):
+            raise ConfigError(
+                "encoders=imagenet needs backbone.weights=/path/to/imagenet_weights.pth (a "
+                "timm or torchvision state dict) or backbone.pretrained=true (downloads "
+                "through timm's hub, needs internet)."
+            )
+        args = (bool(backbone.get("pretrained")), backbone.get("weights"))
+        return Encoder(str(backbone.name), 3, *args), Encoder(str(backbone.name), 1, *args)
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "encoders").is_dir():
+        path = resolve_export_dir(path / "encoders")
+    if path.is_dir() and (path / MANIFEST).exists():
+        return _from_manifest(path)
+    if path.is_file():
+        return _from_checkpoint(path)
+    raise ConfigError(
+        f"encoders='{spec}' is neither random, imagenet, a pretraining run folder, an "
+        "encoders/ folder with encoders.json, nor a checkpoint file. Fix the path."
+    )

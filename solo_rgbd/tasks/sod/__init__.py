@@ -1,0 +1,1 @@
+"""RGB-D salient object detection: the DCF-like decoder, its LightningModule and the probes."""

@@ -1,0 +1,126 @@
+"""The package's shape (docs/architecture.md): imports only point down, blocks do not know
+Lightning, and no private API of Lightning, OmegaConf or Hydra is used."""
+
+import ast
+import re
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "solo_rgbd"
+
+# layer of each top-level part; a module may import its own layer or lower ones
+LAYERS = {
+    "errors": 0,
+    "utils": 0,
+    "config": 1,
+    "config_checks": 1,
+    "data": 2,
+    "augment": 3,
+    "evaluation": 3,
+    "nn": 3,
+    "losses": 3,
+    "methods": 4,
+    "tasks": 4,
+    "compare": 4,
+    "engine": 5,
+    "commands": 6,
+    "cli": 7,
+}
+# siblings on one layer that must not know each other
+FORBIDDEN = {
+    ("methods", "tasks"),
+    ("methods", "compare"),
+    ("tasks", "methods"),
+    ("tasks", "compare"),
+    ("compare", "tasks"),
+}
+BLOCKS = {
+    "errors",
+    "utils",
+    "config",
+    "config_checks",
+    "data",
+    "augment",
+    "evaluation",
+    "nn",
+    "losses",
+}
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+    return out
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        yield ".".join(rel.parts), path
+
+
+def test_imports_only_point_down():
+    bad = []
+    for module, path in _modules():
+        if module == "solo_rgbd.__init__" or module.count(".") == 0:
+            continue
+        mine = _part(module)
+        for imported in _imports(path):
+            if not imported.startswith("solo_rgbd."):
+                continue
+            theirs = _part(imported)
+            if LAYERS[theirs] > LAYERS[mine] or (mine, theirs) in FORBIDDEN:
+                bad.append(f"{module} -> {imported}")
+    assert not bad, "imports that climb:\n" + "\n".join(bad)
+
+
+def test_blocks_do_not_import_lightning_or_higher_layers():
+    bad = []
+    for module, path in _modules():
+        if module.count(".") and _part(module) in BLOCKS:
+            bad += [f"{module} -> {i}" for i in _imports(path) if i.startswith("lightning")]
+    assert not bad, bad
+
+
+PRIVATE = [
+    r"\._trainer\b",
+    r"fit_loop",
+    r"epoch_loop",
+    r"_batches_that_stepped",
+    r"_logger_connector",
+    r"_checkpoint_connector",
+    r"_signal_connector",
+    r"_accelerator_connector",
+    r"\._results\b",
+    r"_get_node",
+    r"_set_flag",
+    r"_get_flag",
+    r"omegaconf\._",
+    r"hydra\._internal",
+    r"from lightning[\w.]*\._",
+    r"lightning[\w.]*\._\w+\(",
+]
+
+
+def test_no_private_apis_of_lightning_omegaconf_or_hydra():
+    hits = []
+    for module, path in _modules():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if any(re.search(p, line) for p in PRIVATE):
+                hits.append(f"{path.relative_to(PKG.parent)}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_no_module_is_over_400_lines_and_no_init_imports_everything():
+    for module, path in _modules():
+        assert len(path.read_text().splitlines()) <= 400, module
+        if path.name == "__init__.py":
+            assert sum(1 for i in _imports(path) if i.startswith("solo_rgbd")) <= 1, module
