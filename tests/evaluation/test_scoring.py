@@ -122,3 +122,15 @@ def test_table_is_laid_out_like_the_papers_table_1():
     assert lines[0] == "| Dataset | Metrics | Random | Self-supervised |"
     assert lines[2].startswith("| NJUD | maxF ↑ | 0.900 | **0.910** |")
     assert lines[3].startswith("|  | E^max ↑ |") and lines[4].startswith("|  | MAE ↓ |")
+
+
+def test_fast_scores_reduce_across_ranks_like_one_process():
+    """What DDP's sync does (sum the states of every rank) gives the whole set's scores."""
+    torch.manual_seed(0)
+    pred, gt = torch.rand(6, 1, 16, 16), (torch.rand(6, 1, 16, 16) > 0.6).float()
+    whole, rank0, rank1 = FastSODScores(), FastSODScores(), FastSODScores()
+    whole.update(pred, gt)
+    rank0.update(pred[:2], gt[:2])  # uneven shares, as the last batch often is
+    rank1.update(pred[2:], gt[2:])
+    rank0.merge_state(rank1)
+    assert rank0.compute() == pytest.approx(whole.compute(), abs=1e-9)

@@ -83,7 +83,7 @@ class SODModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_scores.compute()
-        self.val_scores = FastSODScores()
+        self.val_scores.reset()
         self.log("val/maxF", scores["maxF"], prog_bar=True)
         self.log("val/mae", scores["mae"], prog_bar=True)
 
@@ -123,7 +123,7 @@ def fit_decoder(
 def score_loader(net: SODNet, loader, device, size: int) -> dict[str, float]:
     inputs = SODInputs(size).to(device)
     net.eval()
-    scores = FastSODScores()
+    scores = FastSODScores().to(device)
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         rgb, depth, gt = inputs(batch, train=False)

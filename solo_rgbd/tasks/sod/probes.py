@@ -109,7 +109,7 @@ class OnlineSODProbe(pl.Callback):
 
     @torch.no_grad()
     def evaluate(self, encoders: dict, loader, device) -> dict[str, float]:
-        scores = FastSODScores()
+        scores = FastSODScores().to(device)
         self.head.eval()
         view = _EncodersFrozenView(encoders)
         for batch in loader:
