@@ -11,29 +11,42 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from solo_rgbd.config import compose
+from solo_rgbd.errors import ConfigError
+
+
+def _task_commands(name: str):
+    """(train, eval) of a task's command module; ``task=`` of the grid picks one."""
+    if name == "sod":
+        from solo_rgbd.commands.sod import sod_eval, sod_train
+        from solo_rgbd.tasks.sod.spec import SOD
+
+        return SOD, sod_train, sod_eval
+    raise ConfigError(f"compare task '{name}' is unknown; tasks: sod.")
 
 
 def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
-    """pretrain (if any) -> SOD train -> SOD eval; returns {dataset: {subset: scores}}."""
+    """pretrain (if any) -> task train -> task eval; returns {dataset: {subset: scores}}."""
     from solo_rgbd.commands.pretrain import run_pretrain
-    from solo_rgbd.commands.sod import sod_eval, sod_train
     from solo_rgbd.compare.runner import pretrain_config
 
-    sod_common = [*cfg.sod, f"seed={seed}"]
+    spec, train, evaluate = _task_commands(str(cfg.get("task", "sod")))
+    common = [*cfg.sod, f"seed={seed}"]
     if row["init"] == "pretrain":
         encoders = str(run_pretrain(pretrain_config(cfg, row, seed, cell)))
     elif row["init"] == "imagenet":
         encoders = "imagenet"
-        sod_common.append(f"backbone.weights={cfg.imagenet_weights}")
+        common.append(f"backbone.weights={cfg.imagenet_weights}")
     else:
         encoders = "random"
-    train_dir = sod_train(
+    train_dir = train(
         compose(
-            "sod",
-            [*sod_common, f"encoders={encoders}", f"output_dir={cell / 'sod'}", "run_name=run"],
+            spec.config_name,
+            [*common, f"encoders={encoders}", f"output_dir={cell / spec.name}", "run_name=run"],
         )
     )
-    eval_dir = sod_eval(compose("sod", [*sod_common, f"ckpt={train_dir}", f"out={cell / 'eval'}"]))
+    eval_dir = evaluate(
+        compose(spec.config_name, [*common, f"ckpt={train_dir}", f"out={cell / 'eval'}"])
+    )
     results = json.loads((eval_dir / "results.json").read_text())
     return next(iter(results.values()))
 

@@ -18,6 +18,7 @@ from solo_rgbd.config import check_missing, compose
 from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, decode_depth
 from solo_rgbd.data.sources import build_from_config, index_loader, resolve_roots
 from solo_rgbd.errors import ConfigError, SoloRGBDError
+from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -50,7 +51,9 @@ def sod_train(cfg: DictConfig) -> Path:
     cfg.encoder_layout = "early_fusion" if depth is None else "two_stream"
     module = SODModule(cfg)
     module.set_encoders(rgb, depth)
-    cache = build_from_config(cfg.data, "train", require_gt=True, size=int(cfg.image_size))
+    cache = build_from_config(
+        cfg.data, "train", require_gt=True, size=int(cfg.image_size), labels=SOD.labels
+    )
     frac = float(cfg.val_fraction)
     if not 0 <= frac < 1:
         raise ConfigError(f"val_fraction={frac} must be in [0, 1); 0 trains on every pair.")
@@ -197,6 +200,7 @@ def sod_eval(cfg: DictConfig) -> Path:
             [spec],
             size=int(train_cfg.image_size),
             require_gt=True,
+            labels=SOD.labels,
             strict_pairs=bool(cfg.data.strict_pairs),
             on_constant_depth=str(cfg.data.on_constant_depth),
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,32 @@ def encode_depth(depth: torch.Tensor) -> torch.Tensor:
 def decode_depth(code: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """int16 from :func:`encode_depth` -> depth in [0, 1] (exact to 1 / 65535)."""
     return (code.to(torch.float32) + 32768.0).div_(DEPTH_SCALE).to(dtype)
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """How a task's label maps are read and brought to the cache's size.
+
+    Saliency masks (0..255 soft maps) are resized bilinearly; class-id maps (segmentation)
+    must be resized with ``nearest`` so no id is invented between two classes.
+    """
+
+    reader: Callable[[Path], np.ndarray] = read_mask
+    resize: str = "bilinear"  # bilinear | nearest
+
+    def load(self, path: Path, size: int) -> torch.Tensor:
+        """(1, size, size) uint8."""
+        label = torch.from_numpy(np.asarray(self.reader(path)))[None].float()
+        if self.resize == "nearest":
+            label = F.interpolate(label[None], size=(size, size), mode="nearest-exact")[0]
+        elif self.resize == "bilinear":
+            label = _resize(label, size)
+        else:
+            raise ValueError(f"LabelPolicy.resize must be bilinear or nearest, not {self.resize!r}")
+        return label.round().clamp(0, 255).to(torch.uint8)
+
+
+SALIENCY = LabelPolicy()
 
 
 @dataclass(frozen=True)
@@ -127,6 +153,7 @@ def load_pair(
     size: int,
     invert_depth: bool,
     on_constant_depth: str = "error",
+    labels: LabelPolicy = SALIENCY,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool, tuple[int, int]]:
     """Decode, normalise, resize one pair: rgb, depth, gt, sizes_differ, RGB (H, W)."""
     rgb = read_rgb(rgb_path)
@@ -141,10 +168,7 @@ def load_pair(
     depth_t = _resize(torch.from_numpy(depth)[None], size)
     rgb_u8 = rgb_t.round().clamp(0, 255).to(torch.uint8)
     depth_code = encode_depth(depth_t)
-    gt_u8 = None
-    if gt_path is not None:
-        gt = torch.from_numpy(read_mask(gt_path))[None].float()
-        gt_u8 = _resize(gt, size).round().clamp(0, 255).to(torch.uint8)
+    gt_u8 = labels.load(gt_path, size) if gt_path is not None else None
     return rgb_u8, depth_code, gt_u8, differ, (rgb.shape[0], rgb.shape[1])
 
 
@@ -155,6 +179,7 @@ def build_cache(
     on_constant_depth: str = "error",
     num_threads: int = 2,
     require_gt: bool = False,
+    labels: LabelPolicy = SALIENCY,
 ) -> RGBDCache:
     """Discover, decode and cache every pair of ``roots`` (concatenated in order)."""
     if on_constant_depth not in ("error", "zeros"):
@@ -205,6 +230,7 @@ def build_cache(
             size,
             spec.invert_depth,
             on_constant_depth,
+            labels,
         )
 
     with ThreadPoolExecutor(max(1, num_threads)) as pool:

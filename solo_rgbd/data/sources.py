@@ -11,7 +11,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, default_cache_root
+from solo_rgbd.data.cache import (
+    SALIENCY,
+    LabelPolicy,
+    RGBDCache,
+    RootSpec,
+    build_cache,
+    default_cache_root,
+)
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
 from solo_rgbd.errors import ConfigError
@@ -75,7 +82,11 @@ def resolve_roots(data: DictConfig, split: str = "train") -> list[RootSpec]:
 
 
 def build_from_config(
-    data: DictConfig, split: str = "train", require_gt: bool = False, size: int | None = None
+    data: DictConfig,
+    split: str = "train",
+    require_gt: bool = False,
+    size: int | None = None,
+    labels: LabelPolicy = SALIENCY,
 ) -> RGBDCache:
     return build_cache(
         resolve_roots(data, split),
@@ -84,6 +95,7 @@ def build_from_config(
         on_constant_depth=str(data.on_constant_depth),
         num_threads=int(data.num_workers),
         require_gt=require_gt,
+        labels=labels,
     )
 
 

@@ -49,3 +49,25 @@ def test_depth_of_another_size_is_resized_with_a_warning(synth_root, tmp_path, c
         cache = build_cache([RootSpec(str(root))], size=32)
     assert cache.depth.shape[-2:] == (32, 32)
     assert "different size" in caplog.text and "00002" in caplog.text
+
+
+def test_class_maps_keep_their_ids_with_the_nearest_label_policy(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RootSpec, build_cache
+
+    for sub in ("RGB", "depth", "GT"):
+        (tmp_path / sub).mkdir()
+    ids = np.zeros((30, 30), np.uint8)
+    ids[:, 10:20], ids[:, 20:] = 3, 7  # three classes: 0, 3, 7
+    Image.fromarray(np.full((30, 30, 3), 90, np.uint8)).save(tmp_path / "RGB" / "a.png")
+    Image.fromarray(np.arange(900, dtype=np.uint16).reshape(30, 30) + 1).save(
+        tmp_path / "depth" / "a.png"
+    )
+    Image.fromarray(ids).save(tmp_path / "GT" / "a.png")
+    classes = LabelPolicy(reader=lambda p: np.asarray(Image.open(p)), resize="nearest")
+    seg = build_cache([RootSpec(str(tmp_path))], size=16, labels=classes)
+    assert set(seg.gt.unique().tolist()) == {0, 3, 7}  # no id invented between classes
+    sod = build_cache([RootSpec(str(tmp_path))], size=16, labels=SALIENCY)
+    assert len(set(sod.gt.unique().tolist())) > 3  # a soft mask: bilinear is right for SOD

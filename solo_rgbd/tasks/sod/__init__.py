@@ -1,1 +1,2 @@
-"""RGB-D salient object detection: the DCF-like decoder, its LightningModule and the probes."""
+"""RGB-D salient object detection: the DCF-like decoder (``model``), its LightningModule
+(``module``), the pretraining probes (``probes``) and its task spec (``spec.SOD``)."""
