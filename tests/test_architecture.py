@@ -112,7 +112,7 @@ PRIVATE = [
 
 def test_no_private_apis_of_lightning_omegaconf_or_hydra():
     hits = []
-    for module, path in _modules():
+    for _, path in _modules():
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if any(re.search(p, line) for p in PRIVATE):
                 hits.append(f"{path.relative_to(PKG.parent)}:{n}: {line.strip()}")

@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 
 from solo_rgbd.data.sampler import EpochSampler
 from solo_rgbd.engine.checkpoint import capture_rng, restore_rng
-from solo_rgbd.nn.encoder_io import export_encoders, resolve_export_dir, verify_export
 from solo_rgbd.engine.metrics import CSVRows
 from solo_rgbd.engine.run import RUN_DIR_ENV, plan_run
 from solo_rgbd.engine.trainer import resolve_strategy
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.nn.encoder_io import export_encoders, resolve_export_dir, verify_export
 from solo_rgbd.utils.atomic import atomic_torch_save
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from solo_rgbd.cli import main
-from solo_rgbd.config import compose
-from solo_rgbd.nn.encoder_io import verify_export
-from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
 from solo_rgbd.commands.pretrain import run_pretrain
+from solo_rgbd.config import compose
+from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
+from solo_rgbd.nn.encoder_io import verify_export
 from tests.conftest import tiny_overrides
 
 SHORT = {

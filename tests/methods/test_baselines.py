@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.config import compose
 from solo_rgbd.losses.infonce import infonce
 from solo_rgbd.methods import METHODS, registered_methods
 from solo_rgbd.methods.alignment import alignment_loss
-from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.nn.encoder_io import load_encoders
 from solo_rgbd.tasks.sod.model import SODNet
 from tests.conftest import tiny_overrides

@@ -7,10 +7,10 @@ import pytest
 import timm
 import torch
 
+from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.config import compose
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods import METHODS
-from solo_rgbd.commands.pretrain import run_pretrain
 from tests.conftest import tiny_overrides
 
 

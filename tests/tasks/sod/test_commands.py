@@ -8,11 +8,10 @@ import torch
 from PIL import Image
 
 from solo_rgbd.cli import main
-from solo_rgbd.config import compose
-from solo_rgbd.nn.encoder_io import sha256_of
-from solo_rgbd.errors import CheckpointError, ConfigError
 from solo_rgbd.commands.pretrain import run_pretrain
-from solo_rgbd.nn.encoder_io import load_encoders
+from solo_rgbd.config import compose
+from solo_rgbd.errors import CheckpointError, ConfigError
+from solo_rgbd.nn.encoder_io import load_encoders, sha256_of
 from tests.conftest import tiny_overrides
 
 SOD_TINY = [
