@@ -18,10 +18,10 @@ import statistics
 import time
 
 import torch
+from lightly.models.utils import update_momentum as momentum_update
 
 from solo_rgbd.config import compose
 from solo_rgbd.methods import METHODS
-from solo_rgbd.nn.momentum import momentum_update
 
 
 def build(args, stage1_epochs: int):

@@ -85,9 +85,9 @@ def test_momentum_encoders_move_once_per_optimizer_step(tmp_path, monkeypatch):
     from tests.conftest import tiny_overrides
 
     updates = []
-    real = base.momentum_update
+    real = base.update_momentum
     monkeypatch.setattr(
-        base, "momentum_update", lambda o, t, tau: (updates.append(tau), real(o, t, tau))
+        base, "update_momentum", lambda o, t, tau: (updates.append(tau), real(o, t, tau))
     )
     over = tiny_overrides(
         tmp_path,

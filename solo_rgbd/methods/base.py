@@ -8,12 +8,12 @@ A method is: config defaults + checks (``validate_kwargs``), modules, ``learnabl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
+from lightly.models.utils import update_momentum
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -22,7 +22,7 @@ from solo_rgbd.augment.paired import PairedAugment, augment_config_from
 from solo_rgbd.config import did_you_mean
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.nn.momentum import cosine_tau, momentum_update
+from solo_rgbd.nn.momentum import cosine_tau, warmup_cosine
 from solo_rgbd.nn.shuffle_bn import shuffled_forward
 
 
@@ -343,18 +343,9 @@ class BaseMomentumMethod(BaseMethod):
             return
         tau = self.momentum_tau()
         for online, target in pairs:
-            momentum_update(online, target, tau)
+            update_momentum(online, target, tau)
         if self.should_log():
             self.log_scalars({"momentum_tau": tau})
-
-
-def warmup_cosine(step: int, total: int, warmup: int, lr: float, kind: str = "cosine") -> float:
-    if warmup > 0 and step < warmup:
-        return lr * (step + 1) / warmup
-    if kind == "constant":
-        return lr
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _want_channels_last(cfg: DictConfig, device: torch.device) -> bool:

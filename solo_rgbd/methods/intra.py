@@ -29,12 +29,11 @@ from solo_rgbd.methods.base import (
     BaseMomentumMethod,
     check_momentum,
     check_shuffle_bn,
-    warmup_cosine,
 )
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.heads import mocov2_projector
-from solo_rgbd.nn.momentum import momentum_copy
+from solo_rgbd.nn.momentum import momentum_copy, warmup_cosine
 from solo_rgbd.nn.queue import KeyQueue
 
 SCHEDULES = ("two_stage", "one_stage", "intra_only")

@@ -1,6 +1,7 @@
 import torch
+from lightly.models.utils import update_momentum as momentum_update
 
-from solo_rgbd.nn.momentum import cosine_tau, momentum_copy, momentum_update
+from solo_rgbd.nn.momentum import cosine_tau, momentum_copy, warmup_cosine
 from solo_rgbd.nn.queue import KeyQueue
 
 
@@ -51,7 +52,7 @@ def test_momentum_update_follows_the_ema_rule_and_keys_get_no_grads():
     with torch.no_grad():
         for p in online.parameters():
             p.add_(1.0)
-    momentum_update(online, target, tau=0.9)
+    momentum_update(online, target, m=0.9)
     for b, t, o in zip(before, target.parameters(), online.parameters(), strict=True):
         assert torch.allclose(t, 0.9 * b + 0.1 * o)
     out = target(torch.randn(2, 4)).sum()
@@ -62,3 +63,10 @@ def test_cosine_tau_goes_from_base_to_final():
     assert cosine_tau(0, 100, 0.99, 1.0) == 0.99
     assert abs(cosine_tau(100, 100, 0.99, 1.0) - 1.0) < 1e-12
     assert 0.99 < cosine_tau(50, 100, 0.99, 1.0) < 1.0
+
+
+def test_warmup_then_cosine_spends_no_step_at_zero():
+    assert warmup_cosine(0, 10, 2, 1.0) == 0.5 and warmup_cosine(1, 10, 2, 1.0) == 1.0
+    assert warmup_cosine(2, 10, 2, 1.0) == 1.0  # the cosine starts at the peak
+    assert 0 < warmup_cosine(9, 10, 2, 1.0) < 0.05  # the last step still learns
+    assert warmup_cosine(10, 10, 2, 1.0) == 0.0 and warmup_cosine(3, 10, 0, 1.0, "constant") == 1.0
