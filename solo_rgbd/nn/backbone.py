@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 
 def create_backbone(
@@ -46,14 +47,42 @@ def create_backbone(
     return model
 
 
+def weights_state_dict(obj: object, path: Path) -> tuple[dict, str]:
+    """The backbone weights inside a file's content, and the format they were found in.
+
+    - a timm / torchvision state dict (classifier keys are dropped later);
+    - ``{"state_dict": ...}`` or ``{"model": ...}`` wrappers, ``module.`` prefixes (DDP);
+    - a solo-learn (or any Lightning) checkpoint whose backbone sits under ``backbone.*``
+      (``momentum_backbone.*``, projector and classifier keys are ignored).
+    """
+    state = obj
+    fmt = "state dict"
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state, fmt = state[wrapper], f"'{wrapper}' wrapper"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(
+            f"backbone.weights '{path}' holds no state dict of tensors; pass a timm or "
+            "torchvision state dict, or a solo-learn checkpoint."
+        )
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        fmt = "solo-learn checkpoint (backbone.*)"
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return dict(state), fmt
+
+
 def load_local_weights(model: nn.Module, path: str | os.PathLike[str], in_chans: int) -> None:
-    """Load an ImageNet-style state dict from disk; adapt the stem conv to ``in_chans``."""
+    """Load backbone weights from disk (see :func:`weights_state_dict` for the formats).
+
+    A stem conv of another channel count is adapted to ``in_chans`` (3-channel ImageNet
+    weights for the 1-channel depth encoder); any other mismatch is an error naming the keys.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise ConfigError(f"backbone.weights file '{path}' does not exist; fix the path.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    state, fmt = weights_state_dict(load_user_checkpoint(path, "backbone.weights file"), path)
     own = model.state_dict()
     for key, value in list(state.items()):
         target = own.get(key)
@@ -68,14 +97,17 @@ def load_local_weights(model: nn.Module, path: str | os.PathLike[str], in_chans:
         )
         if stem_mismatch:  # the stem conv of 3-channel weights, for a 1-channel (depth) model
             state[key] = timm.models.adapt_input_conv(in_chans, value)
+    resized = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     state = {k: v for k, v in state.items() if k in own}  # drop the classifier
-    missing, _ = model.load_state_dict(state, strict=False)
-    if missing:
+    missing = [k for k in own if k not in state]
+    if missing or resized:
         raise ConfigError(
-            f"backbone.weights '{path}' does not fit backbone '{type(model).__name__}': "
-            f"{len(missing)} missing keys (e.g. {', '.join(missing[:5])}). Use weights made "
-            "for the same timm architecture."
+            f"backbone.weights '{path}' ({fmt}) does not fit backbone "
+            f"'{type(model).__name__}' with in_chans={in_chans}: {len(missing)} missing keys "
+            f"(e.g. {', '.join(missing[:4]) or '-'}), {len(resized)} of another shape (e.g. "
+            f"{', '.join(resized[:4]) or '-'}). Use weights made for the same timm architecture."
         )
+    model.load_state_dict(state)
 
 
 class Encoder(nn.Module):
