@@ -18,25 +18,11 @@ from typing import Any
 
 import torch
 
-from solo_rgbd.losses.infonce import infonce, top1_accuracy
+from solo_rgbd.losses.alignment import alignment_loss
+from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import total_loss
 from solo_rgbd.methods.intra import TwoStreamIntraCLM
 from solo_rgbd.methods.registry import register_method
-
-
-def alignment_loss(
-    q_rgb: torch.Tensor,
-    k_depth: torch.Tensor,
-    queue_depth: torch.Tensor,
-    q_depth: torch.Tensor,
-    k_rgb: torch.Tensor,
-    queue_rgb: torch.Tensor,
-    tau: float = 0.1,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Symmetric cross-modal InfoNCE (CMC): each modality's query against the other's keys."""
-    l_rd, logits_rd = infonce(q_rgb, k_depth, queue_depth, tau)
-    l_dr, logits_dr = infonce(q_depth, k_rgb, queue_rgb, tau)
-    return l_rd + l_dr, {"logits_rgb_to_depth": logits_rd, "logits_depth_to_rgb": logits_dr}
 
 
 @register_method("alignment")
