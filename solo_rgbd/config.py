@@ -105,6 +105,10 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     return cfg
 
 
+#: keys that were renamed: an old name is answered with the new one
+RENAMED = {"data.num_workers": "data.decode_threads"}
+
+
 def _groups() -> set[str]:
     return {p.name for root in search_dirs() for p in root.iterdir() if p.is_dir()}
 
@@ -138,6 +142,11 @@ def _diagnose(config_name: str, overrides: list[str], exc: Exception) -> ConfigE
     for _, o in key_overrides:
         if o.is_add() or o.key_or_group.startswith("hydra."):
             continue
+        if o.key_or_group in RENAMED:
+            new = RENAMED[o.key_or_group]
+            return ConfigError(
+                f"config key '{o.key_or_group}' was renamed to '{new}'; use {new}=... instead."
+            )
         if o.key_or_group not in known:
             key = o.key_or_group
             return ConfigError(

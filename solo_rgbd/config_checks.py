@@ -49,7 +49,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_every_n_steps": _int(1),
     "data.batch_size": _int(1),
     "data.image_size": _int(16),
-    "data.num_workers": _int(1),
+    "data.decode_threads": _int(1, null=True),
     "data.val_fraction": _num(0.0, 1.0, hi_open=True),
     "data.cache_device": _choice("cpu", "cuda"),
     "augmentations.crop_size": _int(8),

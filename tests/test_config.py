@@ -71,3 +71,8 @@ def test_mandatory_dataset_path_is_named():
     cfg = compose("pretrain", ["data=njud"])
     with pytest.raises(ConfigError, match="data.path"):
         check_missing(cfg)
+
+
+def test_a_renamed_key_points_to_its_new_name():
+    with pytest.raises(ConfigError, match="'data.num_workers' was renamed to 'data.decode_thr"):
+        compose("pretrain", ["data.num_workers=4"])

@@ -5,6 +5,7 @@ is :class:`solo_rgbd.engine.datamodule.RGBDDataModule`."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -93,7 +94,7 @@ def build_from_config(
         size=size or int(data.image_size),
         strict_pairs=bool(data.strict_pairs),
         on_constant_depth=str(data.on_constant_depth),
-        num_threads=int(data.num_workers),
+        num_threads=int(data.decode_threads or os.cpu_count() or 1),
         require_gt=require_gt,
         labels=labels,
     )
