@@ -20,6 +20,7 @@ def _data_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128, help="image size in pixels")
     synth.add_argument("--camouflage-ratio", type=float, default=0.25)
     synth.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     check = sub.add_parser("check", help="report whether dataset folders are usable")
     check.add_argument("paths", nargs="+", help="dataset roots (folders holding RGB/depth/GT)")
     check.add_argument(
@@ -37,7 +38,9 @@ def run_data_command(args: Sequence[str]) -> int:
         from solo_rgbd.data.synthetic import write_synthetic
 
         start = time.perf_counter()
-        out = write_synthetic(ns.out, ns.n, ns.seed, ns.size, ns.camouflage_ratio, ns.overwrite)
+        out = write_synthetic(
+            ns.out, ns.n, ns.seed, ns.size, ns.camouflage_ratio, ns.overwrite, ns.workers
+        )
         print(f"wrote {ns.n} pairs to {out} in {time.perf_counter() - start:.1f} s")
         return 0
     from solo_rgbd.data.check import check_root, format_report, report_dict

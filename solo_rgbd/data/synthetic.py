@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +190,21 @@ def _sensor_depth(rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
     return np.kron(stored, np.ones((2, 2), dtype=np.uint16))[:size, :size]
 
 
+def _write_scenes(
+    folder: str, seed: int, indices: range, size: int, camouflage_ratio: float
+) -> list[dict]:
+    """Render and save scenes ``indices`` into ``folder``; their meta rows, in order."""
+    tmp, rows = Path(folder), []
+    for i in indices:
+        rgb, depth, gt, meta = make_scene(seed, i, size, camouflage_ratio)
+        stem = meta["stem"]
+        Image.fromarray(rgb).save(tmp / "RGB" / f"{stem}.jpg", quality=95)
+        Image.fromarray(depth).save(tmp / "depth" / f"{stem}.png")
+        Image.fromarray(gt).save(tmp / "GT" / f"{stem}.png")
+        rows.append(meta)
+    return rows
+
+
 def write_synthetic(
     out: str | os.PathLike[str],
     n: int,
@@ -195,11 +212,14 @@ def write_synthetic(
     size: int = 128,
     camouflage_ratio: float = 0.25,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> Path:
     """Write ``n`` scenes to ``out`` in the standard layout (RGB/, depth/, GT/, meta.csv).
 
     The folder is built under a temporary name and renamed when complete, so an interrupted
     run leaves nothing half-written. ``out`` must not exist or be empty unless ``overwrite``.
+    Scenes are rendered by ``workers`` processes (default: every core); each scene draws from
+    its own RNG, so the files are the same for any number of workers.
     """
     out = Path(out).expanduser()
     if n < 1 or size < 16:
@@ -216,14 +236,19 @@ def write_synthetic(
     with atomic_dir(out) as tmp:
         for sub in ("RGB", "depth", "GT"):
             (tmp / sub).mkdir()
-        rows = []
-        for i in range(n):
-            rgb, depth, gt, meta = make_scene(seed, i, size, camouflage_ratio)
-            stem = meta["stem"]
-            Image.fromarray(rgb).save(tmp / "RGB" / f"{stem}.jpg", quality=95)
-            Image.fromarray(depth).save(tmp / "depth" / f"{stem}.png")
-            Image.fromarray(gt).save(tmp / "GT" / f"{stem}.png")
-            rows.append(meta)
+        workers = max(1, min(workers or os.cpu_count() or 1, n // 32))  # >= 32 scenes each
+        chunks = [range(n)[k::workers] for k in range(workers)]
+        if workers == 1:
+            parts = [_write_scenes(str(tmp), seed, chunks[0], size, camouflage_ratio)]
+        else:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded (torch) parent
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futures = [
+                    pool.submit(_write_scenes, str(tmp), seed, c, size, camouflage_ratio)
+                    for c in chunks
+                ]
+                parts = [f.result() for f in futures]
+        rows = sorted((r for part in parts for r in part), key=lambda r: r["stem"])
         with open(tmp / "meta.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=META_COLUMNS)
             writer.writeheader()
