@@ -16,6 +16,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 # MBCF step vs two MoCo steps at the paper's scale: ResNet-50, 224 px, batch 64, bf16, NHWC
 python3 bench/step.py --backbone resnet50 --size 224 --batch 64 --bf16 --channels-last \
     --paper-dims --queue 16384 --steps 20 --rounds 3 | tee "$OUT/step_r50_bf16.json"
+# two paired views of 64 pairs (256 -> 224): kornia reference vs the fast batched kernels
+python3 bench/views.py --device cuda --batch 64 --size 256 --crop 224 --reps 20 \
+    | tee "$OUT/views_cuda.json"
 # data pipeline with the decoded cache on the GPU
 python3 bench/data_pipeline.py --device cuda --n 512 --batch 64 --crop 224 --batches 30 \
     | tee "$OUT/data_pipeline_cuda.json"

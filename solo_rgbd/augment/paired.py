@@ -18,6 +18,7 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
+from solo_rgbd.augment import fast
 from solo_rgbd.data.cache import decode_depth
 
 RGB_MEAN = (0.485, 0.456, 0.406)
@@ -48,6 +49,7 @@ class DepthAugmentConfig:
 
 @dataclass
 class AugmentConfig:
+    backend: str = "fast"  # fast (batched kernels, augment/fast.py) | kornia (the reference)
     crop_size: int = 224
     min_scale: float = 0.2
     max_scale: float = 1.0
@@ -115,11 +117,32 @@ class PairedAugment(nn.Module):
     @torch.no_grad()
     def view(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One view of float inputs in [0, 1]: rgb (B, 3, H, W), depth (B, 1, H, W)."""
+        if self.cfg.backend == "fast":
+            return self._fast_view(rgb, depth)
         x = self.geometric(torch.cat([rgb, depth], dim=1))  # (B, 4, S, S): one box per pair
         rgb, depth = x[:, :3], x[:, 3:]
         rgb = self.rgb_ops(rgb).clamp_(0, 1)
         depth = self.depth_ops(depth).clamp_(0, 1)
         return self.normalize(rgb, depth)
+
+    def _fast_view(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cfg, c = self.cfg, self.cfg.rgb
+        b, _, h, w = rgb.shape
+        boxes = fast.crop_boxes(b, h, w, (cfg.min_scale, cfg.max_scale), rgb.device)
+        flip = torch.rand(b, device=rgb.device) < cfg.hflip_prob
+        x = fast.crop_flip(torch.cat([rgb, depth], dim=1), cfg.crop_size, boxes, flip)
+        rgb, depth = x[:, :3], x[:, 3:]  # (B, 3|1, S, S): one box per pair
+        if c.color_jitter_prob > 0:
+            rgb = fast.color_jitter(
+                rgb, c.brightness, c.contrast, c.saturation, c.hue, c.color_jitter_prob
+            )
+        if c.grayscale_prob > 0:
+            rgb = fast.random_grayscale(rgb, c.grayscale_prob)
+        if c.blur_prob > 0:
+            kernel = _blur_kernel(cfg.crop_size)
+            rgb = fast.random_blur(rgb, kernel, tuple(c.blur_sigma), c.blur_prob)
+        depth = self.depth_ops(depth).clamp_(0, 1)
+        return self.normalize(rgb.clamp(0, 1), depth)
 
     @torch.no_grad()
     def forward(
