@@ -52,6 +52,13 @@ def test_every_method_trains_two_steps_and_exports_loadable_encoders(tmp_path, m
 def test_alignment_needs_two_streams_and_rgbd_mode_is_validated(tmp_path):
     from solo_rgbd.errors import ConfigError
 
+    # alignment contrasts the two modalities: it has no early-fusion mode to choose
+    with pytest.raises(ConfigError, match="unknown config key 'method_kwargs.rgbd_mode'"):
+        compose("pretrain", ["method=alignment", "method_kwargs.rgbd_mode=early_fusion"])
+    cfg = compose("pretrain", ["method=alignment", *tiny_overrides(tmp_path)])
+    model = METHODS["alignment"](cfg)
+    assert set(model.export_encoders()) == {"rgb", "depth"}
+    assert model.export_encoders()["depth"].in_chans == 1
     cfg = compose(
         "pretrain", ["method=simclr", "method_kwargs.rgbd_mode=late", *tiny_overrides(tmp_path)]
     )
