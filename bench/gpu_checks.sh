@@ -22,6 +22,10 @@ python3 bench/views.py --device cuda --batch 64 --size 256 --crop 224 --reps 20 
 # data pipeline with the decoded cache on the GPU
 python3 bench/data_pipeline.py --device cuda --n 512 --batch 64 --crop 224 --batches 30 \
     | tee "$OUT/data_pipeline_cuda.json"
+# steady-state pairs/s in the real Lightning loop, GPU busy, host syncs per step, views' share
+python3 bench/e2e.py --warmup 20 --steps 50 --profile 5 experiment=paper data.synthetic.n=4096 \
+    data.cache_device=cuda method_kwargs.stage1_epochs=0 method_kwargs.stage2_epochs=1 \
+    | tail -1 | tee "$OUT/e2e_paper_stage2.json"
 # one real Lightning run end to end on the GPU (bf16-mixed, channels_last, cache on device)
 python3 -m solo_rgbd.cli pretrain method=mbcf experiment=paper data.synthetic.n=1024 \
     data.cache_device=cuda method_kwargs.queue_size=4096 method_kwargs.stage1_epochs=1 \

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,6 +206,20 @@ def _write_scenes(
     return rows
 
 
+def _run_worker(
+    tmp: Path, seed: int, size: int, ratio: float, start: int, step: int, n: int
+) -> list[dict]:
+    cmd = [sys.executable, "-m", "solo_rgbd.data.synthetic", str(tmp), str(seed), str(size)]
+    cmd += [repr(ratio), str(start), str(step), str(n)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DataError(
+            f"a synthetic-data worker failed ({proc.stderr.strip().splitlines()[-1:]}); retry "
+            "with workers=1 (solo-rgbd data synth --workers 1)."
+        )
+    return json.loads(proc.stdout)
+
+
 def write_synthetic(
     out: str | os.PathLike[str],
     n: int,
@@ -237,17 +252,16 @@ def write_synthetic(
         for sub in ("RGB", "depth", "GT"):
             (tmp / sub).mkdir()
         workers = max(1, min(workers or os.cpu_count() or 1, n // 32))  # >= 32 scenes each
-        chunks = [range(n)[k::workers] for k in range(workers)]
         if workers == 1:
-            parts = [_write_scenes(str(tmp), seed, chunks[0], size, camouflage_ratio)]
-        else:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded (torch) parent
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = [
-                    pool.submit(_write_scenes, str(tmp), seed, c, size, camouflage_ratio)
-                    for c in chunks
-                ]
-                parts = [f.result() for f in futures]
+            parts = [_write_scenes(str(tmp), seed, range(n), size, camouflage_ratio)]
+        else:  # worker processes started clean (python -m), whatever the caller's __main__
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(
+                    pool.map(
+                        lambda k: _run_worker(tmp, seed, size, camouflage_ratio, k, workers, n),
+                        range(workers),
+                    )
+                )
         rows = sorted((r for part in parts for r in part), key=lambda r: r["stem"])
         with open(tmp / "meta.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=META_COLUMNS)
@@ -273,3 +287,11 @@ def read_meta(root: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
         return {}
     with open(path, newline="") as f:
         return {row["stem"]: row for row in csv.DictReader(f)}
+
+
+if __name__ == "__main__":  # a worker of write_synthetic: folder seed size ratio start step n
+    _dir, _seed, _size, _ratio, _start, _step, _n = sys.argv[1:8]
+    _rows = _write_scenes(
+        _dir, int(_seed), range(int(_start), int(_n), int(_step)), int(_size), float(_ratio)
+    )
+    print(json.dumps(_rows))
