@@ -21,13 +21,13 @@ import torch
 from solo_rgbd.losses.alignment import alignment_loss
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import total_loss
-from solo_rgbd.methods.intra import TwoStreamIntraCLM
+from solo_rgbd.methods.intra import IntraCLM
 from solo_rgbd.methods.registry import register_method
 
 
 @register_method("alignment")
-class Alignment(TwoStreamIntraCLM):
-    defaults = {**TwoStreamIntraCLM.defaults, "tau_align": 0.1}
+class Alignment(IntraCLM):
+    defaults = {**IntraCLM.defaults, "tau_align": 0.1}
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """IntraCLM (Eq. 1-4) and the staged schedule, shared by MBCF and the alignment baseline.
 
-:class:`TwoStreamIntraCLM` holds an RGB and a depth encoder with momentum copies, MoCo v2
-projectors and a queue each, computes L_intra, and implements the schedules:
+:class:`IntraCLM` is MoCo per modality (:class:`~solo_rgbd.methods.moco.MoCoStreams`:
+an RGB and a depth encoder with momentum copies, MoCo v2 projectors and a queue each), computes
+L_intra, and implements the schedules:
 
 - ``two_stage``: stage 1 (IntraCLM alone, J = L_intra, lr ``stage1_lr``) for
   ``stage1_epochs``, then stage 2 (IntraCLM + the subclass's inter-modal term, lr
@@ -25,39 +26,20 @@ from torch import nn
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import intra_loss
-from solo_rgbd.methods.base import (
-    BaseMomentumMethod,
-    check_momentum,
-    check_shuffle_bn,
-)
+from solo_rgbd.methods.moco import MOCO_DEFAULTS, MoCoStreams
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.nn.distributed import gather_keys
-from solo_rgbd.nn.heads import mocov2_projector
-from solo_rgbd.nn.momentum import momentum_copy, warmup_cosine
-from solo_rgbd.nn.queue import KeyQueue
+from solo_rgbd.nn.momentum import warmup_cosine
 
 SCHEDULES = ("two_stage", "one_stage", "intra_only")
 
 
-def grad_norm(module: nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-class TwoStreamIntraCLM(BaseMomentumMethod):
+class IntraCLM(MoCoStreams):
     has_own_schedule = True
     defaults = {
-        "proj_hidden_dim": 2048,
-        "proj_output_dim": 128,
-        "queue_size": 16384,
+        **MOCO_DEFAULTS,
         "tau_intra": 0.1,
         "lambda_intra": 0.5,
         "lambda_inter": 0.5,
-        "momentum": {"base_tau": 0.99, "final_tau": 1.0, "schedule": "cosine"},
-        "shuffle_bn": False,
-        "shuffle_bn_groups": 2,
         "schedule": "two_stage",
         "stage1_epochs": 200,
         "stage2_epochs": 100,
@@ -69,17 +51,15 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:
+        super().check_kwargs(kw)
         req = cls.require
         req(kw["schedule"] in SCHEDULES, "schedule", kw["schedule"], f"use one of {SCHEDULES}")
         for key in ("tau_intra", "stage1_lr", "stage2_lr", "one_stage_lr"):
             req(float(kw[key]) > 0, key, kw[key], "must be > 0")
         for key in ("lambda_intra", "lambda_inter"):
             req(float(kw[key]) >= 0, key, kw[key], "must be >= 0")
-        req(int(kw["queue_size"]) >= 1, "queue_size", kw["queue_size"], "must be >= 1")
         for key in ("stage1_epochs", "stage2_epochs", "one_stage_epochs"):
             req(int(kw[key]) >= 0, key, kw[key], "must be >= 0")
-        check_momentum(kw, req)
-        check_shuffle_bn(kw, req)
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -90,20 +70,23 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
                 "method_kwargs.stage2_lr (two_stage, intra_only) or method_kwargs.one_stage_lr "
                 "(one_stage) instead, and drop optimizer.lr."
             )
-        hidden, out = int(self.kwargs["proj_hidden_dim"]), int(self.kwargs["proj_output_dim"])
-        # query side: theta_q and phi_q per modality (Eq. 1)
-        self.rgb_encoder = self.make_encoder(3)
-        self.depth_encoder = self.make_encoder(1)
-        self.rgb_projector = mocov2_projector(self.rgb_encoder.num_features, hidden, out)
-        self.depth_projector = mocov2_projector(self.depth_encoder.num_features, hidden, out)
-        # key side: momentum copies theta_k and phi_k (Eq. 2)
-        self.rgb_encoder_k = momentum_copy(self.rgb_encoder)
-        self.depth_encoder_k = momentum_copy(self.depth_encoder)
-        self.rgb_projector_k = momentum_copy(self.rgb_projector)
-        self.depth_projector_k = momentum_copy(self.depth_projector)
-        # one queue of negatives per modality (persistent buffers: saved in checkpoints)
-        self.queue_rgb = KeyQueue(int(self.kwargs["queue_size"]), out)
-        self.queue_depth = KeyQueue(int(self.kwargs["queue_size"]), out)
+
+    # the per-modality MoCo parts live in MoCoStreams; these names read like the paper
+    @property
+    def rgb_encoder(self) -> Encoder:
+        return self.encoders["rgb"]
+
+    @property
+    def depth_encoder(self) -> Encoder:
+        return self.encoders["depth"]
+
+    @property
+    def queue_rgb(self) -> nn.Module:
+        return self.queues["rgb"]
+
+    @property
+    def queue_depth(self) -> nn.Module:
+        return self.queues["depth"]
 
     # ----- declarations -------------------------------------------------------------------
     @property
@@ -114,37 +97,11 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
         """(online, momentum-or-None) modules of the inter-modal term (stage 2 only)."""
         return []
 
-    @property
-    def learnable_params(self) -> list[dict[str, Any]]:
-        groups = [
-            {
-                "name": "rgb",
-                "params": [*self.rgb_encoder.parameters(), *self.rgb_projector.parameters()],
-            },
-            {
-                "name": "depth",
-                "params": [*self.depth_encoder.parameters(), *self.depth_projector.parameters()],
-            },
-        ]
-        inter = [p for online, _ in self.inter_modules() for p in online.parameters()]
-        if inter:
-            groups.append({"name": "inter", "params": inter})
-        return groups
+    def extra_modules(self) -> list[tuple[nn.Module, nn.Module | None]]:
+        return self.inter_modules()
 
-    @property
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        pairs = [
-            (self.rgb_encoder, self.rgb_encoder_k),
-            (self.depth_encoder, self.depth_encoder_k),
-            (self.rgb_projector, self.rgb_projector_k),
-            (self.depth_projector, self.depth_projector_k),
-        ]
-        if self.stage == 2:  # in stage 1 the inter-modal modules are untouched
-            pairs += [(o, m) for o, m in self.inter_modules() if m is not None]
-        return pairs
-
-    def export_encoders(self) -> dict[str, Encoder]:
-        return {"rgb": self.rgb_encoder, "depth": self.depth_encoder}
+    def extra_momentum_active(self) -> bool:
+        return self.stage == 2  # in stage 1 the inter-modal modules are untouched
 
     # ----- schedule -----------------------------------------------------------------------
     @property
@@ -239,46 +196,34 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
             )
 
     # ----- forward passes -----------------------------------------------------------------
+    @staticmethod
+    def _flat(out: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return {f"{kind}_{s}": t for kind, per in out.items() for s, t in per.items()}
+
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Query side (Eq. 1): feature maps and projections of both modalities."""
-        fmap_rgb, fmap_depth = self.rgb_encoder(rgb), self.depth_encoder(depth)  # (B, C, h, w)
-        return {
-            "fmap_rgb": fmap_rgb,
-            "fmap_depth": fmap_depth,
-            "z_rgb": self.rgb_projector(Encoder.pool(fmap_rgb)),  # (B, D)
-            "z_depth": self.depth_projector(Encoder.pool(fmap_depth)),
-        }
+        """Query side (Eq. 1): fmap_rgb / fmap_depth (B, C, h, w), z_rgb / z_depth (B, D)."""
+        return self._flat(self.query({"rgb": rgb, "depth": depth}))
 
     @torch.no_grad()
     def momentum_forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
         """Key side (Eq. 2) with the momentum encoders (shuffle-BN if ``shuffle_bn``)."""
-        return self.key_forward(self._momentum_forward, rgb, depth)
-
-    def _momentum_forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
-        fmap_rgb, fmap_depth = self.rgb_encoder_k(rgb), self.depth_encoder_k(depth)
-        return {
-            "fmap_rgb": fmap_rgb,
-            "fmap_depth": fmap_depth,
-            "z_rgb": self.rgb_projector_k(Encoder.pool(fmap_rgb)),
-            "z_depth": self.depth_projector_k(Encoder.pool(fmap_depth)),
-        }
+        return self._flat(self.keys({"rgb": rgb, "depth": depth}))
 
     def intra(self, q: dict, k: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L_intra (Eq. 3-4) against snapshots of the queues."""
         return intra_loss(
             q["z_rgb"],
             k["z_rgb"],
-            self.queue_rgb.negatives(),
+            self.negatives("rgb"),
             q["z_depth"],
             k["z_depth"],
-            self.queue_depth.negatives(),
+            self.negatives("depth"),
             tau=float(self.kwargs["tau_intra"]),
         )
 
     def enqueue_intra(self, k: dict) -> None:
         """After the loss, explicitly: this step's keys (from every rank) enter the queues."""
-        self.queue_rgb.enqueue(gather_keys(k["z_rgb"]))
-        self.queue_depth.enqueue(gather_keys(k["z_depth"]))
+        self.enqueue({"rgb": k["z_rgb"], "depth": k["z_depth"]})
 
     def intra_diagnostics(self, loss, l_intra, parts) -> dict[str, Any]:
         return {
@@ -291,14 +236,3 @@ class TwoStreamIntraCLM(BaseMomentumMethod):
             "stage": float(self.stage),
             "lr": self.lr_at(self.global_step),
         }
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """Gradient norm reaching each encoder: is the weak modality learning?"""
-        if self.should_log():
-            values = {
-                "grad_norm_rgb_encoder": grad_norm(self.rgb_encoder),
-                "grad_norm_depth_encoder": grad_norm(self.depth_encoder),
-            }
-            for i, (online, _) in enumerate(self.inter_modules()):
-                values["grad_norm_inter" if i == 0 else f"grad_norm_inter{i}"] = grad_norm(online)
-            self.log_scalars(values)

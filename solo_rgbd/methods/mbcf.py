@@ -30,7 +30,7 @@ import torch
 
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import inter_loss, total_loss
-from solo_rgbd.methods.intra import TwoStreamIntraCLM
+from solo_rgbd.methods.intra import IntraCLM
 from solo_rgbd.methods.registry import register_method
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.fusion import FusionEncoder, attention_entropy
@@ -39,9 +39,9 @@ from solo_rgbd.nn.queue import KeyQueue
 
 
 @register_method("mbcf")
-class MBCF(TwoStreamIntraCLM):
+class MBCF(IntraCLM):
     defaults = {
-        **TwoStreamIntraCLM.defaults,
+        **IntraCLM.defaults,
         "tau_inter": 0.04,
         "fusion": {
             "mask_ratio": 0.5,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum
+from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum, stream_inputs
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import momentum_copy
 
@@ -74,9 +74,7 @@ class StreamMethod(BaseMomentumMethod):
         return self.heads_k[stream](Encoder.pool(self.encoders_k[stream](x)))
 
     def stream_inputs(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
-        if "rgbd" in self.stream_chans:
-            return {"rgbd": torch.cat([rgb, depth], dim=1)}  # (B, 4, H, W)
-        return {"rgb": rgb, "depth": depth}
+        return stream_inputs(self.stream_chans, rgb, depth)
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:

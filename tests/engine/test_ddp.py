@@ -66,7 +66,7 @@ def test_two_processes_equal_one_at_the_same_global_batch(tmp_path):
     assert a["global_step"] == b["global_step"] == 4  # 2 epochs x 32 / 16
     sa, sb = a["state_dict"], b["state_dict"]
     # every step, the queues received world x batch = 16 keys: 4 x 16 = 64 entries written
-    assert sa["queue_rgb.ptr"].item() == sb["queue_rgb.ptr"].item() == 64
+    assert sa["queues.rgb.ptr"].item() == sb["queues.rgb.ptr"].item() == 64
     diff = max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa)
     assert diff < TOLERANCE
     # both ranks' RNG states are in the checkpoint, for an exact resume under DDP

@@ -42,7 +42,7 @@ def test_a_checkpoint_and_an_export_after_every_epoch(tmp_path):
     assert seen == [3]  # written at the end of epoch 0, before epoch 1 started
     ckpt = torch.load(tmp_path / "outputs/mbcf/e/checkpoints/last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6 and ckpt["schedule_horizon"]["total_steps"] == 6
-    assert ckpt["encoders"]["rgb"]["prefix"] == "rgb_encoder.model."
+    assert ckpt["encoders"]["rgb"]["prefix"] == "encoders.rgb.model."
     assert verify_export(tmp_path / "outputs/mbcf/e/encoders")["global_step"] == 6
 
 

@@ -121,9 +121,9 @@ def test_resume_restores_queues_pointer_and_stage(tmp_path):
     run_dir = run_pretrain(compose("pretrain", over + ["trainer.max_epochs=1"]))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert state["state_dict"]["queue_rgb.ptr"].item() == (3 * 8) % 20
+    assert state["state_dict"]["queues.rgb.ptr"].item() == (3 * 8) % 20
     model = METHODS["mbcf"].load_from_checkpoint(ckpt)
-    assert torch.equal(model.queue_rgb.keys, state["state_dict"]["queue_rgb.keys"])
+    assert torch.equal(model.queue_rgb.keys, state["state_dict"]["queues.rgb.keys"])
     assert model.queue_rgb.ptr.item() == 4
 
     class AtStart(pl.Callback):
@@ -134,7 +134,7 @@ def test_resume_restores_queues_pointer_and_stage(tmp_path):
     probe = AtStart()
     resumed = run_pretrain(compose("pretrain", over + [f"resume={ckpt}"]), [probe])
     assert resumed == run_dir
-    assert probe.ptr == 4 and torch.equal(probe.keys, state["state_dict"]["queue_rgb.keys"])
+    assert probe.ptr == 4 and torch.equal(probe.keys, state["state_dict"]["queues.rgb.keys"])
     assert probe.epoch == 1 and probe.stage == 2
 
 

@@ -1,0 +1,144 @@
+"""MoCo per stream: the one two-encoder momentum template (IntraCLM, mocov2plus, alignment).
+
+For every stream ``s`` (``rgb`` and ``depth``, or one ``rgbd`` stream for early fusion):
+
+- the query side, an encoder theta_q^s and a MoCo v2 projector phi_q^s (Eq. 1);
+- the key side, their momentum copies theta_k^s and phi_k^s (Eq. 2), moved once per optimizer
+  step, with MoCo's shuffle-BN when ``shuffle_bn``;
+- a queue of negatives per stream (persistent buffers, saved in checkpoints), filled explicitly
+  after the loss with the keys of every rank.
+
+``methods/intra.py`` adds the paper's stages and the inter-modal hook on top (MBCF and the
+alignment baseline), ``methods/mocov2plus.py`` the plain per-stream loss; neither holds an
+encoder, projector or queue of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum, check_shuffle_bn
+from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.nn.distributed import gather_keys
+from solo_rgbd.nn.heads import mocov2_projector
+from solo_rgbd.nn.momentum import momentum_copy
+from solo_rgbd.nn.queue import KeyQueue
+
+MOCO_DEFAULTS: dict[str, Any] = {
+    "proj_hidden_dim": 2048,
+    "proj_output_dim": 128,
+    "queue_size": 16384,
+    "momentum": {"base_tau": 0.99, "final_tau": 1.0, "schedule": "cosine"},
+    "shuffle_bn": False,
+    "shuffle_bn_groups": 2,
+}
+STREAM_CHANNELS = {"two_stream": {"rgb": 3, "depth": 1}, "early_fusion": {"rgbd": 4}}
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class MoCoStreams(BaseMomentumMethod):
+    """Encoders, projectors, momentum copies and queues per stream, and their MoCo steps."""
+
+    @classmethod
+    def check_kwargs(cls, kw: dict[str, Any]) -> None:
+        cls.require(int(kw["queue_size"]) >= 1, "queue_size", kw["queue_size"], "must be >= 1")
+        check_momentum(kw, cls.require)
+        check_shuffle_bn(kw, cls.require)
+
+    def stream_channels(self) -> dict[str, int]:
+        """{stream: in_chans}; two streams unless a subclass says otherwise."""
+        return dict(STREAM_CHANNELS["two_stream"])
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        kw = self.kwargs
+        hidden, out, size = (
+            int(kw["proj_hidden_dim"]),
+            int(kw["proj_output_dim"]),
+            int(kw["queue_size"]),
+        )
+        chans = self.stream_channels()
+        self.encoders = nn.ModuleDict({s: self.make_encoder(c) for s, c in chans.items()})
+        self.projectors = nn.ModuleDict(
+            {s: mocov2_projector(e.num_features, hidden, out) for s, e in self.encoders.items()}
+        )
+        self.encoders_k = nn.ModuleDict({s: momentum_copy(e) for s, e in self.encoders.items()})
+        self.projectors_k = nn.ModuleDict({s: momentum_copy(p) for s, p in self.projectors.items()})
+        self.queues = nn.ModuleDict({s: KeyQueue(size, out) for s in chans})
+
+    # ----- declarations -------------------------------------------------------------------
+    def extra_modules(self) -> list[tuple[nn.Module, nn.Module | None]]:
+        """(online, momentum-or-None) modules a subclass adds (e.g. MBCF's fusion encoder)."""
+        return []
+
+    def extra_momentum_active(self) -> bool:
+        return True
+
+    @property
+    def learnable_params(self) -> list[dict[str, Any]]:
+        groups = [
+            {"name": s, "params": [*e.parameters(), *self.projectors[s].parameters()]}
+            for s, e in self.encoders.items()
+        ]
+        extra = [p for online, _ in self.extra_modules() for p in online.parameters()]
+        if extra:
+            groups.append({"name": "inter", "params": extra})
+        return groups
+
+    @property
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        pairs = [(e, self.encoders_k[s]) for s, e in self.encoders.items()]
+        pairs += [(p, self.projectors_k[s]) for s, p in self.projectors.items()]
+        if self.extra_momentum_active():
+            pairs += [(o, m) for o, m in self.extra_modules() if m is not None]
+        return pairs
+
+    def export_encoders(self) -> dict[str, Encoder]:
+        return dict(self.encoders.items())
+
+    # ----- the MoCo steps -----------------------------------------------------------------
+    def query(self, inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Eq. 1 per stream: {"fmap": {s: (B, C, h, w)}, "z": {s: (B, D)}}."""
+        fmaps = {s: self.encoders[s](x) for s, x in inputs.items()}
+        return {
+            "fmap": fmaps,
+            "z": {s: self.projectors[s](Encoder.pool(f)) for s, f in fmaps.items()},
+        }
+
+    @torch.no_grad()
+    def keys(self, inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Eq. 2 per stream with the momentum copies (shuffle-BN over all streams at once)."""
+        names = list(inputs)
+
+        def run(*xs: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+            fmaps = {s: self.encoders_k[s](x) for s, x in zip(names, xs, strict=True)}
+            z = {s: self.projectors_k[s](Encoder.pool(f)) for s, f in fmaps.items()}
+            return {"fmap": fmaps, "z": z}
+
+        return self.key_forward(run, *(inputs[s] for s in names))
+
+    def negatives(self, stream: str) -> torch.Tensor:
+        """A snapshot of ``stream``'s queue (K, D), safe to use while the queue moves on."""
+        return self.queues[stream].negatives()
+
+    def enqueue(self, z_keys: dict[str, torch.Tensor]) -> None:
+        """After the loss, explicitly: this step's keys (from every rank) enter the queues."""
+        for s, z in z_keys.items():
+            self.queues[s].enqueue(gather_keys(z))
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Gradient norm reaching each encoder: is the weak modality learning?"""
+        if self.should_log():
+            values = {f"grad_norm_{s}_encoder": grad_norm(e) for s, e in self.encoders.items()}
+            for i, (online, _) in enumerate(self.extra_modules()):
+                values["grad_norm_inter" if i == 0 else f"grad_norm_inter{i}"] = grad_norm(online)
+            self.log_scalars(values)
