@@ -81,13 +81,12 @@ def _blur_kernel(crop_size: int) -> int:
 
 
 class PairedAugment(nn.Module):
-    """Two (or more) views per RGB-D pair with shared geometry and RGB-only colour ops."""
+    """Two views per RGB-D pair with shared geometry and RGB-only colour ops."""
 
-    def __init__(self, cfg: AugmentConfig | None = None, num_views: int = 2) -> None:
+    def __init__(self, cfg: AugmentConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or AugmentConfig()
         self.cfg = cfg
-        self.num_views = num_views
         size = (cfg.crop_size, cfg.crop_size)
         self.geometric = nn.Sequential(
             K.RandomResizedCrop(
@@ -148,9 +147,9 @@ class PairedAugment(nn.Module):
     def forward(
         self, rgb_u8: torch.Tensor, depth_code: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Views of a cached batch: a list of ``num_views`` (rgb, depth) float pairs."""
+        """The two views of a cached batch: [(rgb, depth), (rgb, depth)] as float tensors."""
         rgb, depth = to_unit_float(rgb_u8, depth_code)
-        return [self.view(rgb, depth) for _ in range(self.num_views)]
+        return [self.view(rgb, depth), self.view(rgb, depth)]
 
 
 class EvalTransform(nn.Module):

@@ -43,8 +43,9 @@ def sod_train(cfg: DictConfig) -> Path:
     from solo_rgbd.tasks.sod.module import SODModule
 
     check_missing(cfg)
-    if cfg.select_by not in ("mae", "maxF"):
-        raise ConfigError(f"select_by must be mae or maxF, not '{cfg.select_by}'.")
+    if cfg.select_by not in ("MAE", "maxF"):
+        hint = " (metric names are MAE and maxF)" if str(cfg.select_by).lower() == "mae" else ""
+        raise ConfigError(f"select_by must be MAE or maxF, not '{cfg.select_by}'{hint}.")
     pl.seed_everything(int(cfg.seed), verbose=False)
     rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
     cfg.backbone.name = rgb.name  # the architecture the encoders come with
@@ -67,7 +68,7 @@ def sod_train(cfg: DictConfig) -> Path:
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
     # with a validation split: the best epoch by select_by; without (the paper trains on all
     # pairs): the last epoch, saved under the same name
-    monitor, mode = ("val/mae", "min") if cfg.select_by == "mae" else ("val/maxF", "max")
+    monitor, mode = ("val/MAE", "min") if cfg.select_by == "MAE" else ("val/maxF", "max")
     best = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="best",

@@ -53,6 +53,6 @@ class FastSODScores(Metric):
 
     def compute(self) -> dict[str, float]:
         if float(self.count) == 0:
-            return {"maxF": float("nan"), "mae": float("nan")}
+            return {"maxF": float("nan"), "MAE": float("nan")}
         curve = self.f_curve_sum / self.count
-        return {"maxF": float(curve.max()), "mae": float(self.abs_err_sum / self.count)}
+        return {"maxF": float(curve.max()), "MAE": float(self.abs_err_sum / self.count)}

@@ -85,7 +85,7 @@ class SODModule(pl.LightningModule):
         scores = self.val_scores.compute()
         self.val_scores.reset()
         self.log("val/maxF", scores["maxF"], prog_bar=True)
-        self.log("val/mae", scores["mae"], prog_bar=True)
+        self.log("val/MAE", scores["MAE"], prog_bar=True)
 
     def configure_optimizers(self) -> Any:
         return torch.optim.Adam(

@@ -135,7 +135,7 @@ class OnlineSODProbe(pl.Callback):
         loader = index_loader(val, 32, False, False)
         scores = self.evaluate(pl_module.export_encoders(), loader, pl_module.device)
         pl_module.log_scalars(
-            {"probe/maxF": scores["maxF"], "probe/mae": scores["mae"]}, prog_bar=("probe/maxF",)
+            {"probe/maxF": scores["maxF"], "probe/MAE": scores["MAE"]}, prog_bar=("probe/maxF",)
         )
 
 
@@ -173,7 +173,7 @@ class FrozenDecoderProbe(pl.Callback):
         train, val = _require_labels(trainer, "frozen")
         scores = self.run(pl_module.export_encoders(), train, val, pl_module.device)
         pl_module.log_scalars(
-            {"frozen_probe/maxF": scores["maxF"], "frozen_probe/mae": scores["mae"]}
+            {"frozen_probe/maxF": scores["maxF"], "frozen_probe/MAE": scores["MAE"]}
         )
 
 

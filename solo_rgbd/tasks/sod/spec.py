@@ -5,4 +5,4 @@ from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.tasks.base import TaskSpec
 
 #: soft 0..255 saliency masks, resized bilinearly; maxF / MAE on device; best by MAE
-SOD = TaskSpec("sod", "sod", SALIENCY, FastSODScores, ("mae", "min"))
+SOD = TaskSpec("sod", "sod", SALIENCY, FastSODScores, ("MAE", "min"))

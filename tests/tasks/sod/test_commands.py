@@ -125,7 +125,7 @@ def test_train_eval_predict_end_to_end(pretrained_run, tmp_path, synth_root, cap
     )
     run = out / "train" / "r"
     summary = json.loads((run / "summary.json").read_text())
-    assert (run / "checkpoints" / "best.ckpt").is_file() and summary["select_by"] == "mae"
+    assert (run / "checkpoints" / "best.ckpt").is_file() and summary["select_by"] == "MAE"
     # a test set whose GT is neither square nor the network's input size (48)
     odd = tmp_path / "odd"
     _non_square_test_set(synth_root, odd)

@@ -57,4 +57,4 @@ def test_short_training_lowers_the_loss_and_beats_an_untrained_decoder(synth_roo
     losses = fit_decoder(net, loader, steps=45, lr=3e-3, device="cpu", size=48)
     trained = score_loader(net, val_loader, "cpu", 48)
     assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5
-    assert trained["mae"] < untrained["mae"] and trained["maxF"] > untrained["maxF"] + 0.05
+    assert trained["MAE"] < untrained["MAE"] and trained["maxF"] > untrained["maxF"] + 0.05

@@ -38,7 +38,7 @@ def test_online_probe_learns_without_touching_the_encoders(synth_root):
         assert all(p.grad is None for p in e.parameters())
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
     scores = probe.evaluate(encoders, index_loader(cache, 16, False, False), "cpu")
-    assert 0 <= scores["mae"] <= 1 and 0 <= scores["maxF"] <= 1
+    assert 0 <= scores["MAE"] <= 1 and 0 <= scores["maxF"] <= 1
 
 
 def test_pretraining_with_both_probes_logs_their_scores(tmp_path):
@@ -62,7 +62,7 @@ def test_pretraining_with_both_probes_logs_their_scores(tmp_path):
     run_dir = run_pretrain(cfg)
     with open(run_dir / "logs" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    for key in ("probe/maxF", "probe/mae", "frozen_probe/maxF", "frozen_probe/mae"):
+    for key in ("probe/maxF", "probe/MAE", "frozen_probe/maxF", "frozen_probe/MAE"):
         values = [float(r[key]) for r in rows if r.get(key)]
         assert len(values) == 2, key  # once per epoch
         assert all(0 <= v <= 1 and math.isfinite(v) for v in values)
@@ -82,4 +82,4 @@ def test_frozen_probe_beats_nothing_on_a_fixed_budget(synth_root):
     probe = FrozenDecoderProbe(size=32, steps=30, lr=3e-3, batch_size=8, dim=16)
     scores = probe.run(_encoders(), cache.subset(range(24)), cache.subset(range(24, 32)), "cpu")
     gt_share = cache.gt[24:].float().mean().item() / 255
-    assert scores["mae"] < 0.5 and scores["maxF"] > 0.3 and 0 < gt_share < 0.5
+    assert scores["MAE"] < 0.5 and scores["maxF"] > 0.3 and 0 < gt_share < 0.5
