@@ -24,6 +24,35 @@ def _task_commands(name: str):
     raise ConfigError(f"compare task '{name}' is unknown; tasks: sod.")
 
 
+def _supervised_encoders(spec, train, common: list[str], cell: Path) -> Path:
+    """The upper bound: train encoders and decoder with labels on the task's training pairs
+    (``freeze=false``), then export the encoders; the cell then trains a fresh decoder on them,
+    frozen, like every other row."""
+    from solo_rgbd.nn.encoder_io import export_encoders
+    from solo_rgbd.tasks.sod.module import SODModule
+
+    run = train(
+        compose(
+            spec.config_name,
+            [
+                *common,
+                "encoders=random",
+                "freeze=false",
+                f"output_dir={cell / 'supervised'}",
+                "run_name=run",
+            ],
+        )
+    )
+    net = SODModule.load_from_checkpoint(
+        run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True
+    ).net
+    out = cell / "supervised" / "encoders"
+    export_encoders(
+        {"rgb": net.rgb_encoder, "depth": net.depth_encoder}, out, {"method": "supervised"}
+    )
+    return out
+
+
 def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
     """pretrain (if any) -> task train -> task eval; returns {dataset: {subset: scores}}."""
     from solo_rgbd.commands.pretrain import run_pretrain
@@ -36,6 +65,8 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
     elif row["init"] == "imagenet":
         encoders = "imagenet"
         common.append(f"backbone.weights={cfg.imagenet_weights}")
+    elif row["init"] == "supervised":
+        encoders = str(_supervised_encoders(spec, train, common, cell))
     else:
         encoders = "random"
     train_dir = train(

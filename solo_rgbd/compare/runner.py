@@ -1,13 +1,14 @@
-"""``solo-rgbd compare experiment=NAME``: pretrain -> SOD decoder -> evaluation, for a grid.
+"""``solo-rgbd compare experiment=NAME``: pretrain -> task -> evaluation, for a grid.
 
 The grid logic only; what a cell runs (pretrain -> task) is passed in by
 :mod:`solo_rgbd.commands.compare`. Every row of ``configs/compare/NAME.yaml`` is a pretraining
-method (with overrides) or an
-initialisation (``random``, ``imagenet``); every (row, seed) is a *cell*, run with one
-pretraining budget (``budget_epochs``) and one SOD recipe for all rows. A finished cell writes
-``done.json`` and is reused when the command runs again; a failed cell writes ``failed.json``,
-is reported, does not stop the others, and is retried next time. The tables (markdown + CSV)
-are shaped like the paper's Tables 1-4, with mean ± std over seeds, plus a bar chart per metric.
+method (with overrides) or an initialisation: ``random``; ``imagenet``; ``supervised``, encoders
+trained with labels on the task's training pairs through the same decoder, then frozen (the
+upper bound). Every (row, seed) is a *cell*. A finished cell writes ``done.json`` and is reused
+when the command runs again; a failed cell writes ``failed.json``, is reported, does not stop
+the others, and is retried next time. The tables (markdown + CSV) are shaped like the paper's
+Tables 1-4, with mean ± std over seeds, plus a bar chart per metric; when the grid has both
+bounds, the report says whether the benchmark can rank encoders at all.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from solo_rgbd.utils.atomic import atomic_write_text
 
 CellRunner = Callable[[DictConfig, dict, int, Path], dict]
 ROW_KEYS = {"name", "method", "init", "overrides"}
+INITS = ("pretrain", "random", "imagenet", "supervised")
+#: below this maxF gap between the Supervised and Random rows the benchmark cannot rank encoders
+SEPARATION_MIN = 0.05
 
 
 def slug(name: str) -> str:
@@ -61,14 +65,14 @@ def _rows(cfg: DictConfig) -> list[dict]:
                 f"rows[{i}] = {row}: each row needs a name and may have only {sorted(ROW_KEYS)}."
             )
         init = row.get("init", "pretrain" if row.get("method") else None)
-        if init not in ("pretrain", "random", "imagenet"):
+        if init not in INITS:
             raise ConfigError(
                 f"rows[{i}] ('{row['name']}'): init must be pretrain (with a "
-                "method), random or imagenet."
+                "method), random, imagenet or supervised."
             )
         rows.append({**row, "init": init, "overrides": list(row.get("overrides") or [])})
     if cfg.get("imagenet_weights"):
-        rows.insert(1, {"name": "Supervised", "init": "imagenet", "overrides": []})
+        rows.insert(1, {"name": "ImageNet", "init": "imagenet", "overrides": []})
     return rows
 
 
@@ -153,6 +157,29 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner) -> tuple[Path, list[str]]
     return out, failed
 
 
+def separation_notes(results: dict) -> list[str]:
+    """Whether each test set can rank representations: Supervised minus Random maxF."""
+    if "Supervised" not in results or "Random" not in results:
+        return []
+    notes = []
+    for dataset, subsets in results["Supervised"].items():
+        gap = subsets["all"]["maxF"] - results["Random"].get(dataset, {}).get("all", {}).get(
+            "maxF", float("nan")
+        )
+        if gap >= SEPARATION_MIN:
+            notes.append(
+                f"- {dataset}: Supervised - Random = {gap:+.3f} maxF: the benchmark separates "
+                "representations; rows between the two bounds can be ranked."
+            )
+        else:
+            notes.append(
+                f"- {dataset}: Supervised - Random = {gap:+.3f} maxF < {SEPARATION_MIN}: this "
+                "benchmark cannot separate representations (the decoder does the work); do not "
+                "rank the rows on it."
+            )
+    return ["## Can this benchmark rank encoders?\n", *notes, ""]
+
+
 def write_report(cfg: DictConfig, results: dict, out: Path) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
@@ -162,6 +189,7 @@ def write_report(cfg: DictConfig, results: dict, out: Path) -> None:
         f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
         "cells: mean ± std over seeds.\n",
     ]
+    parts += separation_notes(results)
     metric_info = {k: (k, label, higher) for k, label, higher in TABLE_METRICS}
     for table in cfg.tables:
         present = {r: results[r] for r in table.rows if r in results}

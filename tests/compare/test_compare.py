@@ -39,6 +39,10 @@ def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys)
     for name in ("table-1.csv", "table-3.md", "bars_maxF.png", "bars_MAE.png"):
         assert (out / name).is_file(), name
     assert "## Table 3: one-stage vs two-stage" in tables and "[compare] run Random" in text
+    # the upper bound: encoders trained with labels, exported, then frozen under a new decoder
+    sup = out / "cells" / "supervised" / "seed0" / "supervised" / "encoders"
+    assert json.loads((sup / "encoders.json").read_text())["method"] == "supervised"
+    assert "## Can this benchmark rank encoders?" in tables and "Supervised - Random" in tables
     stamp = (out / "cells" / "random" / "seed0" / "done.json").stat().st_mtime
     assert main(["compare", "experiment=quick", f"out={out}", *TINY]) == 0
     again = capsys.readouterr().out
@@ -64,3 +68,16 @@ def test_a_failed_cell_is_reported_and_does_not_stop_the_others(tmp_path, capsys
     assert cell["seeds"] == 2 and cell["maxF_std"] >= 0
     table = (out / "all_rows.md").read_text()
     assert " ± " in table  # mean ± std over the two seeds
+
+
+def test_the_report_says_whether_the_benchmark_separates_representations():
+    from solo_rgbd.compare.runner import separation_notes
+
+    def row(maxf):
+        return {"NJUD": {"all": {"maxF": maxf}}}
+
+    close = separation_notes({"Random": row(0.80), "Supervised": row(0.83)})
+    assert "cannot separate representations" in close[1] and "+0.030" in close[1]
+    apart = separation_notes({"Random": row(0.70), "Supervised": row(0.85)})
+    assert "separates representations" in apart[1] and "cannot" not in apart[1]
+    assert separation_notes({"Random": row(0.7)}) == []

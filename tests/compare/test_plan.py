@@ -66,7 +66,7 @@ def test_paper_tables_pair_rows_as_the_paper_does():
 def test_plan_from_the_cli_runs_nothing(tmp_path, capsys):
     assert main(["compare", "experiment=paper", "--plan", f"out={tmp_path / 'cmp'}"]) == 0
     out = capsys.readouterr().out
-    assert "10 cells (nothing was run)" in out and "| MBCF (two-stage 50% mask) | 0 | mbcf |" in out
+    assert "11 cells (nothing was run)" in out and "| MBCF (two-stage 50% mask) | 0 | mbcf |" in out
     assert not (tmp_path / "cmp").exists()
     assert main(["compare", "experiment=paper"]) == 2  # data_base is required to run
     assert "data_base" in capsys.readouterr().err
