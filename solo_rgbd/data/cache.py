@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -172,6 +173,25 @@ def load_pair(
     return rgb_u8, depth_code, gt_u8, differ, (rgb.shape[0], rgb.shape[1])
 
 
+_DECODED: OrderedDict[tuple, RGBDCache] = OrderedDict()
+_DECODED_MAX = 6  # decoded datasets kept per process (compare reuses them across cells, seeds)
+
+
+def _fingerprint(roots: Sequence[RootSpec]) -> tuple:
+    """Each root and the modification times of its folders: a changed dataset is decoded again."""
+    out = []
+    for spec in roots:
+        root = Path(spec.path).expanduser()
+        try:
+            stamps = tuple(
+                (p.name, p.stat().st_mtime_ns) for p in sorted(root.iterdir()) if p.is_dir()
+            )
+        except OSError:
+            stamps = ()
+        out.append((str(root.resolve()), spec.invert_depth, spec.name, stamps))
+    return tuple(out)
+
+
 def build_cache(
     roots: Sequence[RootSpec],
     size: int,
@@ -181,7 +201,34 @@ def build_cache(
     require_gt: bool = False,
     labels: LabelPolicy = SALIENCY,
 ) -> RGBDCache:
-    """Discover, decode and cache every pair of ``roots`` (concatenated in order)."""
+    """Discover, decode and cache every pair of ``roots`` (concatenated in order).
+
+    A process decodes a dataset once: the same roots, size and policy return the tensors
+    decoded before (an LRU of a few datasets), unless a folder of a root changed since. The
+    returned cache is never modified in place (``subset`` and ``to`` make new ones).
+    """
+    key = (_fingerprint(roots), size, strict_pairs, on_constant_depth, require_gt, labels)
+    if key in _DECODED:
+        _DECODED.move_to_end(key)
+        return _DECODED[key]
+    cache = _build_cache(
+        roots, size, strict_pairs, on_constant_depth, num_threads, require_gt, labels
+    )
+    _DECODED[key] = cache
+    while len(_DECODED) > _DECODED_MAX:
+        _DECODED.popitem(last=False)
+    return cache
+
+
+def _build_cache(
+    roots: Sequence[RootSpec],
+    size: int,
+    strict_pairs: bool,
+    on_constant_depth: str,
+    num_threads: int,
+    require_gt: bool,
+    labels: LabelPolicy,
+) -> RGBDCache:
     if on_constant_depth not in ("error", "zeros"):
         raise DataError(
             f"data.on_constant_depth must be 'error' or 'zeros', not '{on_constant_depth}'."

@@ -71,3 +71,22 @@ def test_class_maps_keep_their_ids_with_the_nearest_label_policy(tmp_path):
     assert set(seg.gt.unique().tolist()) == {0, 3, 7}  # no id invented between classes
     sod = build_cache([RootSpec(str(tmp_path))], size=16, labels=SALIENCY)
     assert len(set(sod.gt.unique().tolist())) > 3  # a soft mask: bilinear is right for SOD
+
+
+def test_a_process_decodes_a_dataset_once_until_it_changes(synth_root, tmp_path):
+    import os
+    import shutil
+
+    from solo_rgbd.data.cache import RootSpec, build_cache
+
+    root = tmp_path / "ds"
+    shutil.copytree(synth_root, root)
+    first = build_cache([RootSpec(str(root))], size=24)
+    assert build_cache([RootSpec(str(root))], size=24) is first  # reused across cells, seeds
+    assert build_cache([RootSpec(str(root))], size=32) is not first  # another size
+    stem = sorted(os.listdir(root / "RGB"))[0].rsplit(".", 1)[0]
+    for sub in ("RGB", "depth", "GT"):  # remove one whole pair
+        for f in (root / sub).glob(f"{stem}.*"):
+            f.unlink()
+    again = build_cache([RootSpec(str(root))], size=24)
+    assert again is not first and len(again) == len(first) - 1  # changed: decoded again
