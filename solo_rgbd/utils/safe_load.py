@@ -18,6 +18,8 @@ def load_user_checkpoint(path: str | os.PathLike[str], what: str) -> dict[str, A
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, pickled code...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if first.startswith("Weights only load failed"):
+            first = "not a file of plain tensors and containers"
         raise CheckpointError(
             f"{what} '{path}' cannot be read as a safe PyTorch checkpoint ({first[:200]}). It "
             "is truncated, corrupt, or holds arbitrary Python objects (only weights are loaded, "
