@@ -42,7 +42,7 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
 
 
 class MoCoStreams(BaseMomentumMethod):
