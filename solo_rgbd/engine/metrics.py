@@ -85,8 +85,8 @@ class MetricsWriter(pl.Callback):
         self.csv = CSVRows(path)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero and trainer.global_step > 0:  # resumed: forget the future
-            self.csv.drop_from_step(trainer.global_step)
+        if trainer.is_global_zero:  # rows past the starting step (resumed, or resume=auto
+            self.csv.drop_from_step(trainer.global_step)  # restarting epoch 0) are redone
 
     def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
         row = pl_module.pop_log_row()

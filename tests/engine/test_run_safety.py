@@ -162,3 +162,13 @@ def test_preempted_then_resumed_run_with_an_online_probe_is_identical(tmp_path):
     b = torch.load(cut / "checkpoints/last.ckpt", weights_only=True)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert any(k.startswith("probe") for k in _rows(ref)[0])
+
+
+def test_resume_auto_restarts_a_run_killed_before_its_first_checkpoint(tmp_path):
+    over = tiny_overrides(tmp_path, **SHORT, run_name="a", **{"trainer.max_epochs": "1"})
+    run = run_pretrain(compose("pretrain", over + ["resume=auto"]))  # no checkpoint: starts
+    (run / "checkpoints" / "last.ckpt").unlink()  # as if killed during epoch 0
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == ["0", "1", "2"]
+    run_pretrain(compose("pretrain", over + ["resume=auto"]))  # starts again, same folder
+    assert [r["step"] for r in _rows(run)] == ["0", "1", "2"]  # no row logged twice
