@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from solo_rgbd.compare.runner import PROBES
 from solo_rgbd.config import compose
 from solo_rgbd.errors import ConfigError
 
@@ -78,8 +79,12 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
     eval_dir = evaluate(
         compose(spec.config_name, [*common, f"ckpt={train_dir}", f"out={cell / 'eval'}"])
     )
-    results = json.loads((eval_dir / "results.json").read_text())
-    return next(iter(results.values()))
+    results = next(iter(json.loads((eval_dir / "results.json").read_text()).values()))
+    if "probe" in list(cfg.get("protocols") or ["frozen"]):
+        from solo_rgbd.commands.sod import sod_probe
+
+        results[PROBES] = sod_probe(compose(spec.config_name, [*common, f"encoders={encoders}"]))
+    return results
 
 
 def run_compare_command(args: Sequence[str]) -> int:
@@ -110,6 +115,12 @@ def run_compare_command(args: Sequence[str]) -> int:
 
     cfg = compose_experiment(args)
     check_missing(cfg)
+    unknown = set(cfg.get("protocols") or []) - {"frozen", "probe"}
+    if unknown:
+        raise ConfigError(
+            f"protocols {sorted(unknown)} are not available; use frozen and/or probe "
+            "(fine-tuning with few labels is not implemented yet)."
+        )
     out, failed = run_compare(cfg, run_cell)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")

@@ -230,6 +230,25 @@ def sod_eval(cfg: DictConfig) -> Path:
     return out
 
 
+def sod_probe(cfg: DictConfig, steps: int = 100) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-modality linear probes of ``cfg.encoders``: trained on the training pairs, scored on
+    every test set; {dataset: {modality: {"maxF", "MAE"}}}."""
+    from solo_rgbd.nn.encoder_io import load_encoders
+    from solo_rgbd.tasks.sod.linear_probe import probe_modalities
+
+    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
+    encoders = {"rgbd": rgb} if depth is None else {"rgb": rgb, "depth": depth}
+    size = int(cfg.image_size)
+    train = build_from_config(cfg.data, "train", require_gt=True, size=size, labels=SOD.labels)
+    out = {}
+    for name, spec in _test_sets(cfg):
+        test = build_cache([spec], size=size, require_gt=True, labels=SOD.labels)
+        out[name] = probe_modalities(
+            encoders, train, test, size=size, steps=steps, device=_device(), seed=int(cfg.seed)
+        )
+    return out
+
+
 def sod_predict(cfg: DictConfig) -> Path:
     module, _ = _load_module(cfg)
     if not cfg.get("input") or not cfg.get("out"):

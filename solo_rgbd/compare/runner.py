@@ -31,6 +31,8 @@ from solo_rgbd.utils.atomic import atomic_write_text
 CellRunner = Callable[[DictConfig, dict, int, Path], dict]
 ROW_KEYS = {"name", "method", "init", "overrides"}
 INITS = ("pretrain", "random", "imagenet", "supervised")
+#: a cell's per-modality linear probe scores, beside its datasets: {dataset: {modality: scores}}
+PROBES = "_probes"
 #: below this maxF gap between the Supervised and Random rows the benchmark cannot rank encoders
 SEPARATION_MIN = 0.05
 
@@ -104,6 +106,10 @@ def pretrain_config(cfg: DictConfig, row: dict, seed: int, cell: Path) -> DictCo
     return compose("pretrain", pretrain_overrides(cfg, row, seed, cell))
 
 
+def _without_probes(scores: dict) -> dict:
+    return {k: v for k, v in scores.items() if k != PROBES}
+
+
 def aggregate(per_seed: list[dict]) -> dict:
     """Mean and std over seeds per dataset / subset / metric (std 0 for one seed)."""
     out: dict = {}
@@ -120,12 +126,44 @@ def aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
+def aggregate_probes(per_seed: list[dict]) -> dict:
+    """{dataset: {modality: {metric, metric_std}}} over the seeds that ran probes."""
+    probes = [s[PROBES] for s in per_seed if PROBES in s]
+    out: dict = {}
+    for dataset, modalities in (probes[0] if probes else {}).items():
+        for modality, scores in modalities.items():
+            cell = {}
+            for key in scores:
+                values = np.array([p[dataset][modality][key] for p in probes])
+                cell[key] = float(values.mean())
+                cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            out.setdefault(dataset, {})[modality] = cell
+    return out
+
+
+def probe_table(probes: dict[str, dict]) -> str:
+    """Rows x (dataset, modality): what each encoder learned on its own (maxF, MAE)."""
+    lines = [
+        "| Row | Dataset | Encoder | maxF ↑ | MAE ↓ |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row, datasets in probes.items():
+        for dataset, modalities in datasets.items():
+            for modality, c in modalities.items():
+                lines.append(
+                    f"| {row} | {dataset} | {modality} | {c['maxF']:.3f} ± {c['maxF_std']:.3f} "
+                    f"| {c['MAE']:.3f} ± {c['MAE_std']:.3f} |"
+                )
+    return "\n".join(lines)
+
+
 def run_compare(cfg: DictConfig, run_cell: CellRunner) -> tuple[Path, list[str]]:
     """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
     {dataset: {subset: scores}}), reuse finished ones, and write the tables."""
     out = Path(str(cfg.out))
     rows = _rows(cfg)
     results: dict[str, dict] = {}
+    probes: dict[str, dict] = {}
     failed: list[str] = []
     for row in rows:
         per_seed = []
@@ -152,8 +190,9 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner) -> tuple[Path, list[str]]
             atomic_write_text(json.dumps(scores, indent=2), done)
             per_seed.append(scores)
         if per_seed:
-            results[row["name"]] = aggregate(per_seed)
-    write_report(cfg, results, out)
+            probes[row["name"]] = aggregate_probes(per_seed)
+            results[row["name"]] = aggregate([_without_probes(s) for s in per_seed])
+    write_report(cfg, results, out, {k: v for k, v in probes.items() if v})
     return out, failed
 
 
@@ -180,7 +219,7 @@ def separation_notes(results: dict) -> list[str]:
     return ["## Can this benchmark rank encoders?\n", *notes, ""]
 
 
-def write_report(cfg: DictConfig, results: dict, out: Path) -> None:
+def write_report(cfg: DictConfig, results: dict, out: Path, probes: dict | None = None) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
     write_tables(results, out, "all_rows")
@@ -198,6 +237,12 @@ def write_report(cfg: DictConfig, results: dict, out: Path) -> None:
         metrics = [metric_info[m] for m in table.metrics]
         parts.append(f"## {table.title}\n\n{paper_table(present, metrics)}\n")
         write_tables(present, out, slug(table.title.split(":")[0]))
+    if probes:
+        parts.append(
+            "## Per-modality linear probes (a 1x1 conv on each frozen encoder alone)\n\n"
+            f"{probe_table(probes)}\n"
+        )
+        atomic_write_text(json.dumps(probes, indent=2), out / "probes.json")
     atomic_write_text("\n".join(parts), out / "tables.md")
     for key in ("maxF", "maxE", "MAE"):
         plot_bars(results, key, out / f"bars_{key}.png")

@@ -81,3 +81,20 @@ def test_the_report_says_whether_the_benchmark_separates_representations():
     apart = separation_notes({"Random": row(0.70), "Supervised": row(0.85)})
     assert "separates representations" in apart[1] and "cannot" not in apart[1]
     assert separation_notes({"Random": row(0.7)}) == []
+
+
+@pytest.mark.slow
+def test_the_probe_protocol_reports_each_modality_of_each_row(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rows = "rows=[{name: Random, init: random}, {name: MBCF, method: mbcf}]"
+    args = ["compare", "experiment=quick", f"out={out}", rows, "protocols=[frozen,probe]", *TINY]
+    assert main(args) == 0
+    tables = (out / "tables.md").read_text()
+    assert "## Per-modality linear probes" in tables
+    probes = json.loads((out / "probes.json").read_text())
+    assert set(probes) == {"Random", "MBCF"}
+    for row in probes.values():
+        assert set(row["synthetic"]) == {"rgb", "depth"}
+        assert all(0 <= s["maxF"] <= 1 and 0 <= s["MAE"] <= 1 for s in row["synthetic"].values())
+    assert main(["compare", "experiment=quick", "protocols=[finetune]", f"out={out}"]) == 2
+    assert "fine-tuning with few labels is not implemented" in capsys.readouterr().err
