@@ -15,7 +15,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.errors import ConfigError
-from solo_rgbd.utils.plugins import config_search_dirs, method_entry_points
+from solo_rgbd.utils.plugins import (
+    config_schema_entry_points,
+    config_search_dirs,
+    method_entry_points,
+)
 
 CONFIG_GROUPS = (
     "method",
@@ -78,10 +82,51 @@ def did_you_mean(key: str, candidates: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
+def _required(key: str, *, _root_: DictConfig) -> Any:
+    """``${required:data.base}``: the value of ``key``, or an error if it is null or unset."""
+    value = OmegaConf.select(_root_, key, default=None, throw_on_missing=False)
+    if value is None or value == "???":
+        raise ConfigError(
+            f"config key '{key}' must be set for this preset, e.g. {key}=/path/to/datasets "
+            "on the command line."
+        )
+    return value
+
+
+if not OmegaConf.has_resolver("required"):
+    OmegaConf.register_new_resolver("required", _required)
+
+
+def register_schemas() -> None:
+    """Put every schema into Hydra's ConfigStore: ``<name>_schema`` for each root config
+    (entry points ``solo_rgbd.configs``) and ``method_schema/<method>`` for each method whose
+    class declares a ``Kwargs`` dataclass (entry points ``solo_rgbd.methods``). A plug-in that
+    fails to import is skipped here; ``method=`` it then fails with the import error."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, ep in config_schema_entry_points().items():
+        store.store(name=f"{name}_schema", node=ep.load())
+    for name, ep in method_entry_points().items():
+        try:
+            kwargs = getattr(ep.load(), "Kwargs", None)
+        except Exception:  # a broken plug-in must not break every other method's config
+            continue
+        if kwargs is not None:
+            store.store(
+                group="method_schema",
+                name=name,
+                node={"method_kwargs": kwargs},
+                package="_global_",
+            )
+
+
 def _hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+
+    register_schemas()
 
     extra = [f"file://{d}" for d in search_dirs()[1:]]
     hydra_overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
@@ -117,6 +162,9 @@ def _diagnose(config_name: str, overrides: list[str], exc: Exception) -> ConfigE
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    typed = _schema_error(exc)
+    if typed is not None:
+        return typed
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as parse_exc:
@@ -157,6 +205,24 @@ def _diagnose(config_name: str, overrides: list[str], exc: Exception) -> ConfigE
     return ConfigError(first)
 
 
+def _schema_error(exc: BaseException) -> ConfigError | None:
+    """A value of the wrong type, found by the schema (in an override or in a YAML file)."""
+    from omegaconf.errors import ValidationError
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    key = getattr(cause, "full_key", None) or "?"
+    what = str(cause).strip().splitlines()[0]
+    return ConfigError(
+        f"config key '{key}' has the wrong type: {what}. Give it a value of the type its schema "
+        "declares (solo_rgbd/schema.py, the task's config.py, or the method's Kwargs), "
+        f"e.g. {key}=... on the command line."
+    )
+
+
 def _missing_option_error(group: str, option: str) -> ConfigError:
     if group == "method":
         names = sorted(set(method_entry_points()) | set(group_options("method")))
@@ -190,3 +256,12 @@ def check_missing(cfg: DictConfig) -> None:
             f"config key(s) {', '.join(missing)} must be set (they are '???' in the preset), "
             f"e.g. {missing[0]}=/path/to/dataset on the command line."
         )
+    try:  # ${required:KEY} interpolations
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise ConfigError(str(cause)) from None
+        raise

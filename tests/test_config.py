@@ -76,3 +76,50 @@ def test_mandatory_dataset_path_is_named():
 def test_a_renamed_key_points_to_its_new_name():
     with pytest.raises(ConfigError, match="'data.num_workers' was renamed to 'data.decode_thr"):
         compose("pretrain", ["data.num_workers=4"])
+
+
+@pytest.mark.parametrize(
+    "config, override, key",
+    [
+        ("pretrain", "data.batch_size=big", "data.batch_size"),
+        ("pretrain", "method_kwargs.queue_size=many", "method_kwargs.queue_size"),
+        ("pretrain", "method_kwargs.fusion.mask_keys=maybe", "method_kwargs.fusion.mask_keys"),
+        ("sod", "freeze=sometimes", "freeze"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_at_compose_time(config, override, key):
+    with pytest.raises(ConfigError, match=rf"config key '{key}' has the wrong type"):
+        compose(config, [override])
+
+
+def test_every_method_kwargs_default_lives_in_its_dataclass_only(tmp_path):
+    """configs/method/*.yaml no longer repeat method_kwargs; the composed paper config is the
+    Kwargs dataclass's defaults (plus the paper preset's changes, e.g. shuffle-BN), and a
+    method built from an empty dict gets the defaults."""
+    import yaml
+
+    from solo_rgbd.config import config_dir
+    from solo_rgbd.methods.registry import METHODS
+
+    for path in sorted((config_dir() / "method").glob("*.yaml")):
+        assert "method_kwargs" not in (yaml.safe_load(path.read_text()) or {}), path.name
+        cls = METHODS[path.stem]
+        composed = compose("pretrain", [f"method={path.stem}", "experiment=paper"])
+        preset = config_dir() / "method_preset" / f"{path.stem}_paper.yaml"
+        changes = yaml.safe_load(preset.read_text()) if preset.exists() else {}
+        expected = OmegaConf.merge(cls.default_kwargs(), changes.get("method_kwargs") or {})
+        assert composed.method_kwargs == expected, path.stem
+        assert cls.validate_kwargs({}) == cls.default_kwargs()
+
+
+def test_a_data_preset_needs_only_what_differs_and_required_keys_are_named():
+    from solo_rgbd.config import check_missing
+
+    cfg = compose("pretrain", ["data=nlpr", "data.path=/x", "experiment=paper"])
+    assert cfg.data.invert_depth is True and cfg.data.strict_pairs is True  # schema default
+    paper = compose("pretrain", ["data=paper_pretrain"])
+    with pytest.raises(ConfigError, match=r"config key 'data.base' must be set"):
+        check_missing(paper)
+    paper = compose("pretrain", ["data=paper_pretrain", "data.base=/d"])
+    check_missing(paper)
+    assert paper.data.roots[1].path == "/d/NLPR/train"

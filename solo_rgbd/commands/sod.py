@@ -303,8 +303,8 @@ def run_sod_command(args: Sequence[str]) -> int:
     if not args or args[0] in ("-h", "--help") or args[0] not in ACTIONS:
         print(
             __doc__ or "",
-            "\nusage: solo-rgbd sod {train,eval,predict,score} [key=value ...]"
-            "\n  see configs/sod.yaml for the keys; e.g.\n"
+            "\nusage: solo-rgbd sod {train,eval,predict,score} [--cfg] [key=value ...]"
+            "\n  keys and defaults: solo_rgbd/tasks/sod/config.py (--cfg prints them); e.g.\n"
             "  solo-rgbd sod train encoders=outputs/mbcf/<run>\n"
             "  solo-rgbd sod eval ckpt=outputs/sod/train/<run>\n"
             "  solo-rgbd sod predict ckpt=... input=DIR out=DIR",
@@ -312,6 +312,11 @@ def run_sod_command(args: Sequence[str]) -> int:
         if args and args[0] not in ("-h", "--help"):
             raise SoloRGBDError(f"unknown sod action '{args[0]}'; use one of {', '.join(ACTIONS)}.")
         return 0
-    cfg = compose("sod", args[1:])
+    cfg = compose("sod", [a for a in args[1:] if a != "--cfg"])
+    if "--cfg" in args:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg), end="")
+        return 0
     {"train": sod_train, "eval": sod_eval, "predict": sod_predict, "score": sod_score}[args[0]](cfg)
     return 0

@@ -14,6 +14,7 @@ with MBCF's schedules (two_stage: alignment from stage 2 on). Both projectors ma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,13 +22,18 @@ import torch
 from solo_rgbd.losses.alignment import alignment_loss
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import total_loss
-from solo_rgbd.methods.intra import IntraCLM
+from solo_rgbd.methods.intra import IntraCLM, IntraKwargs
 from solo_rgbd.methods.registry import register_method
+
+
+@dataclass
+class AlignmentKwargs(IntraKwargs):
+    tau_align: float = 0.1  # the cross-modal InfoNCE (lambda_inter weighs it)
 
 
 @register_method("alignment")
 class Alignment(IntraCLM):
-    defaults = {**IntraCLM.defaults, "tau_align": 0.1}
+    Kwargs = AlignmentKwargs
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

@@ -3,12 +3,20 @@ expander (lightly's BarlowTwinsProjectionHead and BarlowTwinsLoss)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
 from torch import nn
 
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamMethod
+from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamKwargs
+
+
+@dataclass
+class BarlowTwinsKwargs(StreamKwargs):
+    proj_output_dim: int = 2048
+    lambda_offdiag: float = 0.0051
 
 
 class ExpanderMethod(ProjectorCriterionMethod):
@@ -23,12 +31,7 @@ class ExpanderMethod(ProjectorCriterionMethod):
 
 @register_method("barlow_twins")
 class BarlowTwins(ExpanderMethod):
-    defaults = {
-        **StreamMethod.stream_defaults,
-        "proj_hidden_dim": 2048,
-        "proj_output_dim": 2048,
-        "lambda_offdiag": 0.0051,
-    }
+    Kwargs = BarlowTwinsKwargs
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -9,6 +9,7 @@ A method is: config defaults + checks (``validate_kwargs``), modules, ``learnabl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -16,48 +17,44 @@ import torch
 from lightly.models.utils import update_momentum
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from torch import nn
 
 from solo_rgbd.augment.paired import PairedAugment, augment_config_from
-from solo_rgbd.config import did_you_mean
+from solo_rgbd.config import all_keys, did_you_mean
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import cosine_tau, warmup_cosine
 from solo_rgbd.nn.shuffle_bn import shuffled_forward
 
 
-def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return True
+@dataclass
+class MomentumKwargs:
+    """Key encoders: ``base_tau`` -> ``final_tau`` with a cosine schedule (or constant)."""
+
+    base_tau: float = 0.99
+    final_tau: float = 1.0
+    schedule: str = "cosine"  # cosine | constant (constant uses base_tau, e.g. 0.999)
 
 
-def _check_keys(given: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> None:
-    for key, value in given.items():
-        if key not in defaults:
-            raise ConfigError(
-                f"unknown config key '{prefix}.{key}'."
-                f"{did_you_mean(key, list(defaults))} Valid keys: {', '.join(defaults)}."
-            )
-        default = defaults[key]
-        if isinstance(default, dict) and isinstance(value, Mapping):
-            _check_keys(value, default, f"{prefix}.{key}")
-        elif isinstance(default, dict) or not _type_ok(default, value):
-            kind = "a group of keys" if isinstance(default, dict) else type(default).__name__
-            raise ConfigError(
-                f"config key '{prefix}.{key}' = {value!r} has the wrong type: it must be "
-                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} (default {default!r})."
-            )
+@dataclass
+class NoKwargs:
+    """A method without settings of its own."""
+
+
+def _kwargs_error(exc: Exception, schema: DictConfig) -> ConfigError:
+    """OmegaConf's unknown-key or wrong-type error, as one paragraph naming the key."""
+    key = f"method_kwargs.{getattr(exc, 'full_key', '') or ''}".rstrip(".")
+    if isinstance(exc, ValidationError):
+        return ConfigError(
+            f"config key '{key}' has the wrong type: {str(exc).splitlines()[0]}. Set it to a "
+            "value of the type its method's Kwargs dataclass declares."
+        )
+    valid = [f"method_kwargs.{k}" for k in all_keys(schema)]
+    return ConfigError(
+        f"unknown config key '{key}'.{did_you_mean(key, valid)} Valid keys: "
+        f"{', '.join(k.removeprefix('method_kwargs.') for k in valid)}."
+    )
 
 
 def check_momentum(kw: Mapping[str, Any], require) -> None:
@@ -79,19 +76,12 @@ def check_momentum(kw: Mapping[str, Any], require) -> None:
     )
 
 
-def _merge(defaults: dict, given: Mapping) -> dict:
-    out = dict(defaults)
-    for key, value in given.items():
-        out[key] = _merge(defaults[key], value) if isinstance(defaults.get(key), dict) else value
-    return out
-
-
 class BaseMethod(pl.LightningModule):
     """Shared machinery: config checks, backbones, optimiser and lr schedule, augmentation."""
 
     method_name: ClassVar[str] = "base"
-    #: method_kwargs defaults; a key not in here is an error
-    defaults: ClassVar[dict[str, Any]] = {}
+    #: the schema and defaults of method_kwargs (a dataclass); a key not in it is an error
+    Kwargs: ClassVar[type] = NoKwargs
     #: some parameters get no gradient in some steps (DDP then needs find_unused_parameters)
     has_unused_parameters: bool = False
     #: the method's kwargs fix its epochs (stages); trainer.max_epochs may only cut them short
@@ -115,13 +105,21 @@ class BaseMethod(pl.LightningModule):
     # ----- config -------------------------------------------------------------------------
     @classmethod
     def validate_kwargs(cls, kwargs: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
-        """Fill defaults, refuse unknown keys, then run :meth:`check_kwargs`."""
+        """Fill defaults from :attr:`Kwargs`, refuse unknown keys and wrong types, then run
+        :meth:`check_kwargs` (ranges and rules across keys)."""
         if isinstance(kwargs, DictConfig):
             kwargs = OmegaConf.to_container(kwargs, resolve=True)
-        _check_keys(kwargs, cls.defaults, "method_kwargs")
-        merged = _merge(cls.defaults, kwargs)
+        schema = OmegaConf.structured(cls.Kwargs)
+        try:
+            merged = OmegaConf.to_container(OmegaConf.merge(schema, kwargs))
+        except (ConfigAttributeError, ConfigKeyError, ValidationError) as exc:
+            raise _kwargs_error(exc, schema) from None
         cls.check_kwargs(merged)
         return merged
+
+    @classmethod
+    def default_kwargs(cls) -> dict[str, Any]:
+        return OmegaConf.to_container(OmegaConf.structured(cls.Kwargs))
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

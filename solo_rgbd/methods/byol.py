@@ -3,24 +3,27 @@ negative cosine similarity (lightly's heads and loss)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import nn
 
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import StreamMethod
+from solo_rgbd.methods.stream import MomentumStreamKwargs, StreamMethod
+
+
+@dataclass
+class BYOLKwargs(MomentumStreamKwargs):
+    proj_hidden_dim: int = 4096
+    proj_output_dim: int = 256
+    pred_hidden_dim: int = 4096
 
 
 @register_method("byol")
 class BYOL(StreamMethod):
     uses_momentum = True
-    defaults = {
-        **StreamMethod.stream_defaults,
-        **StreamMethod.momentum_defaults,
-        "proj_hidden_dim": 4096,
-        "proj_output_dim": 256,
-        "pred_hidden_dim": 4096,
-    }
+    Kwargs = BYOLKwargs
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -17,6 +17,7 @@ Subclasses add their inter-modal modules (``inter_modules``) and ``training_step
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,28 +27,30 @@ from torch import nn
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import intra_loss
-from solo_rgbd.methods.moco import MOCO_DEFAULTS, MoCoStreams
+from solo_rgbd.methods.moco import MoCoKwargs, MoCoStreams
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import warmup_cosine
 
 SCHEDULES = ("two_stage", "one_stage", "intra_only")
 
 
+@dataclass
+class IntraKwargs(MoCoKwargs):
+    tau_intra: float = 0.1  # Eq. 3-4
+    lambda_intra: float = 0.5  # Eq. 8
+    lambda_inter: float = 0.5
+    schedule: str = "two_stage"  # two_stage | one_stage | intra_only
+    stage1_epochs: int = 200  # IntraCLM only, at lr stage1_lr
+    stage2_epochs: int = 100  # IntraCLM + InterCLM, at lr stage2_lr
+    stage1_lr: float = 0.03
+    stage2_lr: float = 0.05
+    one_stage_epochs: int = 150
+    one_stage_lr: float = 0.07
+
+
 class IntraCLM(MoCoStreams):
     has_own_schedule = True
-    defaults = {
-        **MOCO_DEFAULTS,
-        "tau_intra": 0.1,
-        "lambda_intra": 0.5,
-        "lambda_inter": 0.5,
-        "schedule": "two_stage",
-        "stage1_epochs": 200,
-        "stage2_epochs": 100,
-        "stage1_lr": 0.03,
-        "stage2_lr": 0.05,
-        "one_stage_epochs": 150,
-        "one_stage_lr": 0.07,
-    }
+    Kwargs = IntraKwargs
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

@@ -24,13 +24,14 @@ open, and ``docs/paper.md`` for every setting of the paper preset.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import inter_loss, total_loss
-from solo_rgbd.methods.intra import IntraCLM
+from solo_rgbd.methods.intra import IntraCLM, IntraKwargs
 from solo_rgbd.methods.registry import register_method
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.fusion import FusionEncoder, attention_entropy
@@ -38,20 +39,25 @@ from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
 
 
+@dataclass
+class FusionKwargs:
+    mask_ratio: float = 0.5  # share of RGB channels with the highest attention zeroed
+    mask_keys: bool = True  # mask the momentum fusion encoder's RGB channels too
+    dim: int = 2048  # channels after the fusion conv
+    conv_kernel: int = 1  # 1 or 3
+    attention_reduction: int = 16  # channel-attention MLP: C -> C / r -> C
+    pool: str = "after"  # global average pooling after the conv (or 'before')
+
+
+@dataclass
+class MBCFKwargs(IntraKwargs):
+    tau_inter: float = 0.04  # Eq. 7
+    fusion: FusionKwargs = field(default_factory=FusionKwargs)
+
+
 @register_method("mbcf")
 class MBCF(IntraCLM):
-    defaults = {
-        **IntraCLM.defaults,
-        "tau_inter": 0.04,
-        "fusion": {
-            "mask_ratio": 0.5,
-            "mask_keys": True,
-            "dim": 2048,
-            "conv_kernel": 1,
-            "attention_reduction": 16,
-            "pool": "after",
-        },
-    }
+    Kwargs = MBCFKwargs
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

@@ -15,26 +15,35 @@ encoder, projector or queue of its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum, check_shuffle_bn
+from solo_rgbd.methods.base import (
+    BaseMomentumMethod,
+    MomentumKwargs,
+    check_momentum,
+    check_shuffle_bn,
+)
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.heads import mocov2_projector
 from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
 
-MOCO_DEFAULTS: dict[str, Any] = {
-    "proj_hidden_dim": 2048,
-    "proj_output_dim": 128,
-    "queue_size": 16384,
-    "momentum": {"base_tau": 0.99, "final_tau": 1.0, "schedule": "cosine"},
-    "shuffle_bn": False,
-    "shuffle_bn_groups": 2,
-}
+
+@dataclass
+class MoCoKwargs:
+    proj_hidden_dim: int = 2048  # MoCo v2 projector 2048-2048-128 for ResNet-50
+    proj_output_dim: int = 128
+    queue_size: int = 16384  # one queue of negatives per stream
+    momentum: MomentumKwargs = field(default_factory=MomentumKwargs)
+    shuffle_bn: bool = False  # MoCo's shuffle-BN for the key encoders (experiment=paper: on)
+    shuffle_bn_groups: int = 2  # on one device: BN groups of the key batch (DDP: ranks)
+
+
 STREAM_CHANNELS = {"two_stream": {"rgb": 3, "depth": 1}, "early_fusion": {"rgbd": 4}}
 
 
@@ -47,6 +56,8 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
 
 class MoCoStreams(BaseMomentumMethod):
     """Encoders, projectors, momentum copies and queues per stream, and their MoCo steps."""
+
+    Kwargs = MoCoKwargs
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

@@ -9,19 +9,27 @@ swapped term like solo-learn's mocov2plus (twice the encoder passes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from solo_rgbd.losses.infonce import infonce, top1_accuracy
 from solo_rgbd.methods.base import stream_inputs
-from solo_rgbd.methods.moco import MOCO_DEFAULTS, STREAM_CHANNELS, MoCoStreams
+from solo_rgbd.methods.moco import STREAM_CHANNELS, MoCoKwargs, MoCoStreams
 from solo_rgbd.methods.registry import register_method
+
+
+@dataclass
+class MoCoV2PlusKwargs(MoCoKwargs):
+    rgbd_mode: str = "two_stream"  # two_stream | early_fusion (one encoder on RGB-D)
+    temperature: float = 0.1
+    symmetric: bool = False  # true: also the swapped term (solo-learn's mocov2plus)
 
 
 @register_method("mocov2plus")
 class MoCoV2Plus(MoCoStreams):
-    defaults = {**MOCO_DEFAULTS, "rgbd_mode": "two_stream", "temperature": 0.1, "symmetric": False}
+    Kwargs = MoCoV2PlusKwargs
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

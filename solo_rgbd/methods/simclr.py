@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamMethod
+from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamKwargs
+
+
+@dataclass
+class SimCLRKwargs(StreamKwargs):
+    temperature: float = 0.2
 
 
 @register_method("simclr")
 class SimCLR(ProjectorCriterionMethod):
-    defaults = {
-        **StreamMethod.stream_defaults,
-        "proj_hidden_dim": 2048,
-        "proj_output_dim": 128,
-        "temperature": 0.2,
-    }
+    Kwargs = SimCLRKwargs
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -9,24 +9,39 @@ subclass declares ``build_heads`` (online heads of one stream), optionally
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from solo_rgbd.methods.base import BaseMomentumMethod, check_momentum, stream_inputs
+from solo_rgbd.methods.base import (
+    BaseMomentumMethod,
+    MomentumKwargs,
+    check_momentum,
+    stream_inputs,
+)
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import momentum_copy
 
 RGBD_MODES = ("two_stream", "early_fusion")
 
 
+@dataclass
+class StreamKwargs:
+    rgbd_mode: str = "two_stream"  # two_stream | early_fusion (one encoder on RGB-D)
+    proj_hidden_dim: int = 2048
+    proj_output_dim: int = 128
+
+
+@dataclass
+class MomentumStreamKwargs(StreamKwargs):
+    momentum: MomentumKwargs = field(default_factory=MomentumKwargs)
+
+
 class StreamMethod(BaseMomentumMethod):
     uses_momentum: bool = False
-    stream_defaults: dict[str, Any] = {"rgbd_mode": "two_stream"}
-    momentum_defaults: dict[str, Any] = {
-        "momentum": {"base_tau": 0.99, "final_tau": 1.0, "schedule": "cosine"}
-    }
+    Kwargs = StreamKwargs
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:

@@ -3,23 +3,26 @@ expander (lightly's VICRegLoss), the expander shared with Barlow Twins."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lightly.loss import VICRegLoss
 
 from solo_rgbd.methods.barlow_twins import ExpanderMethod
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import StreamMethod
+from solo_rgbd.methods.stream import StreamKwargs
+
+
+@dataclass
+class VICRegKwargs(StreamKwargs):
+    proj_output_dim: int = 2048
+    sim_weight: float = 25.0
+    var_weight: float = 25.0
+    cov_weight: float = 1.0
 
 
 @register_method("vicreg")
 class VICReg(ExpanderMethod):
-    defaults = {
-        **StreamMethod.stream_defaults,
-        "proj_hidden_dim": 2048,
-        "proj_output_dim": 2048,
-        "sim_weight": 25.0,
-        "var_weight": 25.0,
-        "cov_weight": 1.0,
-    }
+    Kwargs = VICRegKwargs
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -22,11 +22,18 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 METHODS_GROUP = "solo_rgbd.methods"
+#: root config schemas: ``NAME = pkg.module:Dataclass`` types ``configs/NAME.yaml``
+CONFIGS_GROUP = "solo_rgbd.configs"
 
 
 @lru_cache(maxsize=1)
 def method_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=METHODS_GROUP)}
+
+
+@lru_cache(maxsize=1)
+def config_schema_entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=CONFIGS_GROUP)}
 
 
 def _module_dir(module: str) -> Path | None:

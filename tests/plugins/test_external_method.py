@@ -10,16 +10,23 @@ import pytest
 pytestmark = pytest.mark.slow
 
 METHOD = """
+from dataclasses import dataclass
+
 import torch
 from lightly.loss import NTXentLoss
 
 from solo_rgbd.methods import register_method
-from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamMethod
+from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamKwargs
+
+
+@dataclass
+class FooKwargs(StreamKwargs):
+    temperature: float = 0.2
 
 
 @register_method("foo_ssl")
 class FooSSL(ProjectorCriterionMethod):
-    defaults = {**StreamMethod.stream_defaults, "temperature": 0.2}
+    Kwargs = FooKwargs
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -32,9 +39,6 @@ class FooSSL(ProjectorCriterionMethod):
 YAML = """
 # @package _global_
 method: foo_ssl
-method_kwargs:
-  rgbd_mode: two_stream
-  temperature: 0.2
 optimizer:
   lr: 0.1
 trainer:
@@ -85,6 +89,7 @@ def test_a_plugin_method_is_listed_and_trains_with_method_name(tmp_path):
             "trainer.enable_progress_bar=false",
             f"output_dir={tmp_path / 'out'}",
             "run_name=p",
+            "method_kwargs.temperature=0.3",  # a key of the plug-in's own Kwargs schema
         ],
         env=env,
         capture_output=True,
@@ -94,5 +99,15 @@ def test_a_plugin_method_is_listed_and_trains_with_method_name(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     encoders = tmp_path / "out" / "foo_ssl" / "p" / "encoders"
     assert (encoders / "rgb.pt").is_file() and (encoders / "encoders.json").is_file()
+    saved = (tmp_path / "out" / "foo_ssl" / "p" / "config.yaml").read_text()
+    assert "temperature: 0.3" in saved and "rgbd_mode: two_stream" in saved  # schema defaults
+    typo_key = subprocess.run(
+        [*cli, "method=foo_ssl", "method_kwargs.temprature=0.3"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert typo_key.returncode == 2
+    assert "Did you mean 'method_kwargs.temperature'?" in typo_key.stderr
     typo = subprocess.run([*cli, "method=foo_sl"], env=env, capture_output=True, text=True)
     assert typo.returncode == 2 and "foo_ssl" in typo.stderr  # listed among the registered

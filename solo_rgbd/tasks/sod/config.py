@@ -1,0 +1,40 @@
+"""The SOD task's config schema: the home of every ``solo-rgbd sod`` default.
+
+``configs/sod.yaml`` lists ``sod_schema`` first in its defaults (registered from the
+``solo_rgbd.configs`` entry point), so its YAML and recipes set only what differs from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from solo_rgbd.schema import BackboneConfig, DataConfig, TrainerConfig
+
+
+@dataclass
+class SODConfig:
+    encoders: str = "random"  # random | imagenet | a run folder, encoders/ folder or .ckpt
+    freeze: bool = True  # the paper freezes the pretrained encoders
+    encoder_layout: str = "two_stream"  # set from the loaded encoders: two_stream | early_fusion
+    decoder_dim: int = 64
+    image_size: int = 96  # network input (paper: 352 or 256)
+    batch_size: int = 16
+    lr: float = 1.0e-4  # Adam
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1  # of the training pairs, for best-checkpoint selection
+    select_by: str = "MAE"  # MAE | maxF (the validation metric that picks best.ckpt)
+    ckpt: str | None = None  # eval / predict: an SOD checkpoint
+    input: str | None = None  # predict: a folder with RGB/depth sub-folders
+    out: str | None = None  # predict: output folder; eval: defaults to <ckpt run>/eval
+    pred: str | None = None  # score: a folder of saliency maps named by stem
+    test_sets: list[Any] = field(default_factory=list)  # [{name, path, invert_depth}, ...]
+    subset_keys: list[str] = field(default_factory=lambda: ["camouflaged"])  # meta.csv columns
+    qualitative: int = 6  # images in the qualitative grid
+    seed: int = 0
+    output_dir: str = "outputs/sod"
+    run_name: str | None = None
+    verbose: bool = False
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
