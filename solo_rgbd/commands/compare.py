@@ -121,7 +121,8 @@ def run_compare_command(args: Sequence[str]) -> int:
             f"protocols {sorted(unknown)} are not available; use frozen and/or probe "
             "(fine-tuning with few labels is not implemented yet)."
         )
-    out, failed = run_compare(cfg, run_cell)
+    spec, _, _ = _task_commands(str(cfg.get("task", "sod")))
+    out, failed = run_compare(cfg, run_cell, spec.report)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")
     if failed:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.config import compose, config_dir
 from solo_rgbd.errors import ConfigError
-from solo_rgbd.evaluation.report import TABLE_METRICS, paper_table, write_tables
+from solo_rgbd.evaluation.report import SOD_REPORT, Report, paper_table, write_tables
 from solo_rgbd.utils.atomic import atomic_write_text
 
 CellRunner = Callable[[DictConfig, dict, int, Path], dict]
@@ -33,7 +33,8 @@ ROW_KEYS = {"name", "method", "init", "overrides"}
 INITS = ("pretrain", "random", "imagenet", "supervised")
 #: a cell's per-modality linear probe scores, beside its datasets: {dataset: {modality: scores}}
 PROBES = "_probes"
-#: below this maxF gap between the Supervised and Random rows the benchmark cannot rank encoders
+#: below this gap in the task's headline metric (SOD: maxF) between the Supervised and Random
+#: rows the benchmark cannot rank encoders
 SEPARATION_MIN = 0.05
 
 
@@ -110,13 +111,13 @@ def _without_probes(scores: dict) -> dict:
     return {k: v for k, v in scores.items() if k != PROBES}
 
 
-def aggregate(per_seed: list[dict]) -> dict:
+def aggregate(per_seed: list[dict], report: Report = SOD_REPORT) -> dict:
     """Mean and std over seeds per dataset / subset / metric (std 0 for one seed)."""
     out: dict = {}
     for dataset, subsets in per_seed[0].items():
         for subset in subsets:
             cell = {}
-            for key, _, _ in TABLE_METRICS:
+            for key, _, _ in report.metrics:
                 values = np.array([s[dataset][subset][key] for s in per_seed])
                 cell[key] = float(values.mean())
                 cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -141,25 +142,29 @@ def aggregate_probes(per_seed: list[dict]) -> dict:
     return out
 
 
-def probe_table(probes: dict[str, dict]) -> str:
-    """Rows x (dataset, modality): what each encoder learned on its own (maxF, MAE)."""
+def probe_table(probes: dict[str, dict], report: Report = SOD_REPORT) -> str:
+    """Rows x (dataset, modality): what each encoder learned on its own (the metrics the
+    probes report, e.g. maxF and MAE for SOD)."""
+    first = next(c for ds in probes.values() for ms in ds.values() for c in ms.values())
+    metrics = [m for m in report.metrics if m[0] in first]
     lines = [
-        "| Row | Dataset | Encoder | maxF ↑ | MAE ↓ |",
-        "| --- | --- | --- | --- | --- |",
+        "| Row | Dataset | Encoder | " + " | ".join(label for _, label, _ in metrics) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in metrics) + " |",
     ]
     for row, datasets in probes.items():
         for dataset, modalities in datasets.items():
             for modality, c in modalities.items():
-                lines.append(
-                    f"| {row} | {dataset} | {modality} | {c['maxF']:.3f} ± {c['maxF_std']:.3f} "
-                    f"| {c['MAE']:.3f} ± {c['MAE_std']:.3f} |"
-                )
+                cells = [f"{c[k]:.3f} ± {c[f'{k}_std']:.3f}" for k, _, _ in metrics]
+                lines.append(f"| {row} | {dataset} | {modality} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def run_compare(cfg: DictConfig, run_cell: CellRunner) -> tuple[Path, list[str]]:
+def run_compare(
+    cfg: DictConfig, run_cell: CellRunner, report: Report = SOD_REPORT
+) -> tuple[Path, list[str]]:
     """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
-    {dataset: {subset: scores}}), reuse finished ones, and write the tables."""
+    {dataset: {subset: scores}}), reuse finished ones, and write the tables with the task's
+    ``report`` (its metrics and headline)."""
     out = Path(str(cfg.out))
     rows = _rows(cfg)
     results: dict[str, dict] = {}
@@ -191,58 +196,65 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner) -> tuple[Path, list[str]]
             per_seed.append(scores)
         if per_seed:
             probes[row["name"]] = aggregate_probes(per_seed)
-            results[row["name"]] = aggregate([_without_probes(s) for s in per_seed])
-    write_report(cfg, results, out, {k: v for k, v in probes.items() if v})
+            results[row["name"]] = aggregate([_without_probes(s) for s in per_seed], report)
+    write_report(cfg, results, out, {k: v for k, v in probes.items() if v}, report)
     return out, failed
 
 
-def separation_notes(results: dict) -> list[str]:
-    """Whether each test set can rank representations: Supervised minus Random maxF."""
+def separation_notes(results: dict, report: Report = SOD_REPORT) -> list[str]:
+    """Whether each test set can rank representations: Supervised minus Random in the task's
+    headline metric (signed so that positive means Supervised is better)."""
     if "Supervised" not in results or "Random" not in results:
         return []
+    key = report.headline
+    sign = 1.0 if report.higher_is_better(key) else -1.0
     notes = []
     for dataset, subsets in results["Supervised"].items():
-        gap = subsets["all"]["maxF"] - results["Random"].get(dataset, {}).get("all", {}).get(
-            "maxF", float("nan")
-        )
+        random = results["Random"].get(dataset, {}).get("all", {}).get(key, float("nan"))
+        gap = sign * (subsets["all"][key] - random)
         if gap >= SEPARATION_MIN:
             notes.append(
-                f"- {dataset}: Supervised - Random = {gap:+.3f} maxF: the benchmark separates "
+                f"- {dataset}: Supervised - Random = {gap:+.3f} {key}: the benchmark separates "
                 "representations; rows between the two bounds can be ranked."
             )
         else:
             notes.append(
-                f"- {dataset}: Supervised - Random = {gap:+.3f} maxF < {SEPARATION_MIN}: this "
+                f"- {dataset}: Supervised - Random = {gap:+.3f} {key} < {SEPARATION_MIN}: this "
                 "benchmark cannot separate representations (the decoder does the work); do not "
                 "rank the rows on it."
             )
     return ["## Can this benchmark rank encoders?\n", *notes, ""]
 
 
-def write_report(cfg: DictConfig, results: dict, out: Path, probes: dict | None = None) -> None:
+def write_report(
+    cfg: DictConfig,
+    results: dict,
+    out: Path,
+    probes: dict | None = None,
+    report: Report = SOD_REPORT,
+) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
-    write_tables(results, out, "all_rows")
+    write_tables(results, out, "all_rows", report)
     parts = [
         f"# compare experiment={cfg.name}\n",
         f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
         "cells: mean ± std over seeds.\n",
     ]
-    parts += separation_notes(results)
-    metric_info = {k: (k, label, higher) for k, label, higher in TABLE_METRICS}
+    parts += separation_notes(results, report)
     for table in cfg.tables:
         present = {r: results[r] for r in table.rows if r in results}
         if not present:
             continue
-        metrics = [metric_info[m] for m in table.metrics]
-        parts.append(f"## {table.title}\n\n{paper_table(present, metrics)}\n")
-        write_tables(present, out, slug(table.title.split(":")[0]))
+        metrics = [report.info(m) for m in table.metrics]
+        parts.append(f"## {table.title}\n\n{paper_table(present, metrics, report)}\n")
+        write_tables(present, out, slug(table.title.split(":")[0]), report)
     if probes:
         parts.append(
             "## Per-modality linear probes (a 1x1 conv on each frozen encoder alone)\n\n"
-            f"{probe_table(probes)}\n"
+            f"{probe_table(probes, report)}\n"
         )
         atomic_write_text(json.dumps(probes, indent=2), out / "probes.json")
     atomic_write_text("\n".join(parts), out / "tables.md")
-    for key in ("maxF", "maxE", "MAE"):
+    for key in report.bars:
         plot_bars(results, key, out / f"bars_{key}.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import numpy as np
 from solo_rgbd.utils.atomic import atomic_path, atomic_write_text
 
 # (key, label as in the paper, higher is better)
-TABLE_METRICS = [
+Metric = tuple[str, str, bool]
+TABLE_METRICS: list[Metric] = [
     ("maxF", "maxF ↑", True),
     ("maxE", "E^max ↑", True),
     ("MAE", "MAE ↓", False),
@@ -25,13 +27,41 @@ TABLE_METRICS = [
 ]
 
 
-def rows_of(results: dict[str, dict[str, dict[str, dict]]]) -> list[dict]:
+@dataclass(frozen=True)
+class Report:
+    """How a task's scores are tabulated: every metric, the short table's, and the headline
+    metric (the one the Supervised - Random separation test and the probe tables use)."""
+
+    metrics: tuple[Metric, ...]
+    main: tuple[str, ...]
+    headline: str
+    bars: tuple[str, ...]
+
+    def info(self, key: str) -> Metric:
+        return next(m for m in self.metrics if m[0] == key)
+
+    def higher_is_better(self, key: str) -> bool:
+        return self.info(key)[2]
+
+
+#: RGB-D SOD: the paper's maxF, E^max and MAE, plus S-measure and weighted F as the field reports
+SOD_REPORT = Report(
+    metrics=tuple(TABLE_METRICS),
+    main=("maxF", "maxE", "MAE", "S", "wF"),
+    headline="maxF",
+    bars=("maxF", "maxE", "MAE"),
+)
+
+
+def rows_of(
+    results: dict[str, dict[str, dict[str, dict]]], report: Report = SOD_REPORT
+) -> list[dict]:
     """results[model][dataset][subset] = scores -> long rows."""
     rows = []
     for model, datasets in results.items():
         for dataset, subsets in datasets.items():
             for subset, scores in subsets.items():
-                for key, _, _ in TABLE_METRICS:
+                for key, _, _ in report.metrics:
                     rows.append(
                         {
                             "model": model,
@@ -52,9 +82,13 @@ def _cell(value: float | None, std: float | None, best: float | None) -> str:
     return f"**{text}**" if value == best else text
 
 
-def paper_table(results: dict[str, dict[str, dict[str, dict]]], metrics=None) -> str:
+def paper_table(
+    results: dict[str, dict[str, dict[str, dict]]],
+    metrics: list[Metric] | None = None,
+    report: Report = SOD_REPORT,
+) -> str:
     """Markdown: | Dataset | Metrics | model columns |, one row per (dataset[, subset], metric)."""
-    metrics = metrics or [m for m in TABLE_METRICS if m[0] in ("maxF", "maxE", "MAE", "S", "wF")]
+    metrics = metrics or [report.info(k) for k in report.main]
     models = list(results)
     datasets: list[tuple[str, str]] = []
     for model in models:
@@ -80,17 +114,18 @@ def paper_table(results: dict[str, dict[str, dict[str, dict]]], metrics=None) ->
     return "\n".join(lines)
 
 
-def write_tables(results: dict, out_dir: Path, stem: str = "results") -> dict[str, Path]:
+def write_tables(
+    results: dict, out_dir: Path, stem: str = "results", report: Report = SOD_REPORT
+) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"{stem}.md"
-    atomic_write_text(
-        paper_table(results) + "\n\nAll metrics:\n\n" + paper_table(results, TABLE_METRICS) + "\n",
-        md,
-    )
+    main = paper_table(results, report=report)
+    every = paper_table(results, list(report.metrics), report)
+    atomic_write_text(main + "\n\nAll metrics:\n\n" + every + "\n", md)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["model", "dataset", "subset", "metric", "value", "n"])
     writer.writeheader()
-    writer.writerows(rows_of(results))
+    writer.writerows(rows_of(results, report))
     atomic_write_text(buf.getvalue(), out_dir / f"{stem}.csv")
     slim = {
         m: {

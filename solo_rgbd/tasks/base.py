@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from torchmetrics import Metric
 
 from solo_rgbd.data.cache import LabelPolicy
+from solo_rgbd.evaluation.report import Report
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,4 @@ class TaskSpec:
     labels: LabelPolicy
     metrics: Callable[[], Metric]
     select_by: tuple[str, str]  # (metric key, "min" | "max") for the best checkpoint
+    report: Report  # test-set metrics and headline for tables, compare and its bounds

@@ -83,6 +83,46 @@ def test_the_report_says_whether_the_benchmark_separates_representations():
     assert separation_notes({"Random": row(0.7)}) == []
 
 
+def test_the_report_takes_any_task_metrics_and_headline(tmp_path):
+    """A task whose headline is lower-is-better (a segmentation error rate, say) gets its own
+    columns, separation sign, probe table and bars: nothing in compare is SOD-shaped."""
+    from omegaconf import OmegaConf
+
+    from solo_rgbd.compare.runner import probe_table, separation_notes, write_report
+    from solo_rgbd.evaluation.report import Report
+
+    seg = Report(
+        metrics=(("mIoU", "mIoU ↑", True), ("err", "pixel error ↓", False)),
+        main=("mIoU", "err"),
+        headline="err",
+        bars=("mIoU",),
+    )
+
+    def row(err, miou=0.5):
+        return {"SEG": {"all": {"err": err, "err_std": 0.0, "mIoU": miou, "n": 4}}}
+
+    notes = separation_notes({"Random": row(0.30), "Supervised": row(0.20)}, seg)
+    assert "+0.100 err" in notes[1] and "separates representations" in notes[1]
+    probes = {"MBCF": {"SEG": {"rgb": {"err": 0.25, "err_std": 0.01}}}}
+    assert probe_table(probes, seg).splitlines()[0] == "| Row | Dataset | Encoder | pixel error ↓ |"
+    cfg = OmegaConf.create(
+        {
+            "name": "seg",
+            "seeds": [0],
+            "budget_epochs": 1,
+            "tables": [
+                {"title": "T: errors", "metrics": ["err"], "rows": ["Random", "Supervised"]}
+            ],
+        }
+    )
+    results = {"Random": row(0.30, 0.4), "Supervised": row(0.20, 0.6)}
+    write_report(cfg, results, tmp_path, probes, seg)
+    md = (tmp_path / "tables.md").read_text()
+    assert "| SEG | pixel error ↓ | 0.300 | **0.200** |" in md  # lower is best
+    assert (tmp_path / "bars_mIoU.png").is_file() and not (tmp_path / "bars_maxF.png").exists()
+    assert "mIoU" in (tmp_path / "all_rows.csv").read_text()
+
+
 @pytest.mark.slow
 def test_the_probe_protocol_reports_each_modality_of_each_row(tmp_path, capsys):
     out = tmp_path / "cmp"
