@@ -34,6 +34,7 @@ class SyntheticConfig:
     seed: int = 0
     size: int = 128  # pixels
     camouflage_ratio: float = 0.25
+    difficulty: str = "standard"  # standard | hard: colourful clutter, wider scales, noisier depth
 
 
 @dataclass

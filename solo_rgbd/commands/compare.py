@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from solo_rgbd.compare.runner import PROBES
+from solo_rgbd.compare.protocols import FINETUNE, PROBES
 from solo_rgbd.config import compose
 from solo_rgbd.errors import ConfigError
 
@@ -80,11 +80,57 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
         compose(spec.config_name, [*common, f"ckpt={train_dir}", f"out={cell / 'eval'}"])
     )
     results = next(iter(json.loads((eval_dir / "results.json").read_text()).values()))
-    if "probe" in list(cfg.get("protocols") or ["frozen"]):
+    protocols = list(cfg.get("protocols") or ["frozen"])
+    if "probe" in protocols:
         from solo_rgbd.commands.sod import sod_probe
 
         results[PROBES] = sod_probe(compose(spec.config_name, [*common, f"encoders={encoders}"]))
+    if "finetune" in protocols:
+        results[FINETUNE] = {
+            f"{float(f):g}": _finetune(cfg, spec, train, evaluate, common, encoders, float(f), cell)
+            for f in cfg.finetune_fractions
+        }
     return results
+
+
+def _finetune(cfg, spec, train, evaluate, common, encoders, fraction, cell: Path) -> dict:
+    """The task trained end to end from these encoders with ``fraction`` of the labels."""
+    out = cell / f"finetune-{fraction:g}"
+    extra = [*common, "freeze=false", f"label_fraction={fraction}", *cfg.finetune_overrides]
+    run_dir = train(
+        compose(
+            spec.config_name,
+            [*extra, f"encoders={encoders}", f"output_dir={out}", "run_name=run"],
+        )
+    )
+    eval_dir = evaluate(
+        compose(spec.config_name, [*extra, f"ckpt={run_dir}", f"out={out / 'eval'}"])
+    )
+    return next(iter(json.loads((eval_dir / "results.json").read_text()).values()))
+
+
+PROTOCOLS = ("frozen", "finetune", "probe")
+
+
+def check_protocols(cfg: DictConfig) -> None:
+    protocols = list(cfg.get("protocols") or ["frozen"])
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    if unknown:
+        raise ConfigError(
+            f"protocols {unknown} are not available; use frozen plus any of finetune and "
+            "probe, e.g. protocols=[frozen,finetune,probe]."
+        )
+    if "frozen" not in protocols:
+        raise ConfigError(
+            "protocols must include frozen: the frozen-decoder tables are the main result that "
+            "finetune and probe are reported beside; e.g. protocols=[frozen,finetune]."
+        )
+    fractions = list(cfg.get("finetune_fractions") or [])
+    if "finetune" in protocols and not (fractions and all(0 < float(f) <= 1 for f in fractions)):
+        raise ConfigError(
+            f"finetune_fractions={fractions} must list label fractions in (0, 1], e.g. "
+            "finetune_fractions=[0.01,0.1,1.0]."
+        )
 
 
 def run_compare_command(args: Sequence[str]) -> int:
@@ -115,12 +161,7 @@ def run_compare_command(args: Sequence[str]) -> int:
 
     cfg = compose_experiment(args)
     check_missing(cfg)
-    unknown = set(cfg.get("protocols") or []) - {"frozen", "probe"}
-    if unknown:
-        raise ConfigError(
-            f"protocols {sorted(unknown)} are not available; use frozen and/or probe "
-            "(fine-tuning with few labels is not implemented yet)."
-        )
+    check_protocols(cfg)
     spec, _, _ = _task_commands(str(cfg.get("task", "sod")))
     out, failed = run_compare(cfg, run_cell, spec.report)
     print((out / "tables.md").read_text())

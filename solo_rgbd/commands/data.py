@@ -19,6 +19,12 @@ def _data_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=128, help="image size in pixels")
     synth.add_argument("--camouflage-ratio", type=float, default=0.25)
+    synth.add_argument(
+        "--difficulty",
+        choices=("standard", "hard"),
+        default="standard",
+        help="hard: colourful clutter, wider object scales, noisier depth",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     check = sub.add_parser("check", help="report whether dataset folders are usable")
@@ -39,7 +45,14 @@ def run_data_command(args: Sequence[str]) -> int:
 
         start = time.perf_counter()
         out = write_synthetic(
-            ns.out, ns.n, ns.seed, ns.size, ns.camouflage_ratio, ns.overwrite, ns.workers
+            ns.out,
+            ns.n,
+            ns.seed,
+            ns.size,
+            ns.camouflage_ratio,
+            ns.overwrite,
+            ns.workers,
+            difficulty=ns.difficulty,
         )
         print(f"wrote {ns.n} pairs to {out} in {time.perf_counter() - start:.1f} s")
         return 0

@@ -35,6 +35,18 @@ def _run_dir(cfg: DictConfig, kind: str) -> Path:
 
 
 # ----- train ------------------------------------------------------------------------------
+def _labelled(train_ids: torch.Tensor, cfg: DictConfig) -> list[int]:
+    """The training pairs whose labels are used: the first ``label_fraction`` of the seed's
+    permutation (the same pairs for every row of a compare cell), cycled back to the full
+    count so that every fraction trains for the same number of steps."""
+    frac = float(cfg.label_fraction)
+    if not 0 < frac <= 1:
+        raise ConfigError(f"label_fraction={frac} must be in (0, 1]; 1 uses every label.")
+    ids = train_ids.tolist()
+    kept = ids[: max(1, int(round(frac * len(ids))))]
+    return [kept[i % len(kept)] for i in range(len(ids))]
+
+
 def sod_train(cfg: DictConfig) -> Path:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -62,7 +74,7 @@ def sod_train(cfg: DictConfig) -> Path:
     if frac > 0:
         n_val = min(max(1, n_val), len(cache) - 1)
     perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(int(cfg.seed)))
-    val, train = cache.subset(perm[:n_val].tolist()), cache.subset(perm[n_val:].tolist())
+    val, train = cache.subset(perm[:n_val].tolist()), cache.subset(_labelled(perm[n_val:], cfg))
     run_dir = _run_dir(cfg, "train")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
@@ -92,6 +104,7 @@ def sod_train(cfg: DictConfig) -> Path:
         "select_by": cfg.select_by,
         "best_score": float(best.best_model_score) if best.best_model_score is not None else None,
         "train_pairs": len(train),
+        "labelled_pairs": len(set(_labelled(perm[n_val:], cfg))),
         "val_pairs": len(val),
     }
     atomic_write_text(json.dumps(summary, indent=2), run_dir / "summary.json")

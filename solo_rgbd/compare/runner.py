@@ -23,6 +23,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from solo_rgbd.compare.protocols import (
+    FINETUNE,
+    PROBES,
+    aggregate_finetune,
+    aggregate_probes,
+    finetune_section,
+    probe_table,
+)
 from solo_rgbd.config import compose, config_dir
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.evaluation.report import SOD_REPORT, Report, paper_table, write_tables
@@ -31,8 +39,6 @@ from solo_rgbd.utils.atomic import atomic_write_text
 CellRunner = Callable[[DictConfig, dict, int, Path], dict]
 ROW_KEYS = {"name", "method", "init", "overrides"}
 INITS = ("pretrain", "random", "imagenet", "supervised")
-#: a cell's per-modality linear probe scores, beside its datasets: {dataset: {modality: scores}}
-PROBES = "_probes"
 #: below this gap in the task's headline metric (SOD: maxF) between the Supervised and Random
 #: rows the benchmark cannot rank encoders
 SEPARATION_MIN = 0.05
@@ -107,8 +113,9 @@ def pretrain_config(cfg: DictConfig, row: dict, seed: int, cell: Path) -> DictCo
     return compose("pretrain", pretrain_overrides(cfg, row, seed, cell))
 
 
-def _without_probes(scores: dict) -> dict:
-    return {k: v for k, v in scores.items() if k != PROBES}
+def _without_protocols(scores: dict) -> dict:
+    """A cell's frozen-protocol scores: {dataset: {subset: scores}} without the extras."""
+    return {k: v for k, v in scores.items() if k not in (PROBES, FINETUNE)}
 
 
 def aggregate(per_seed: list[dict], report: Report = SOD_REPORT) -> dict:
@@ -127,38 +134,6 @@ def aggregate(per_seed: list[dict], report: Report = SOD_REPORT) -> dict:
     return out
 
 
-def aggregate_probes(per_seed: list[dict]) -> dict:
-    """{dataset: {modality: {metric, metric_std}}} over the seeds that ran probes."""
-    probes = [s[PROBES] for s in per_seed if PROBES in s]
-    out: dict = {}
-    for dataset, modalities in (probes[0] if probes else {}).items():
-        for modality, scores in modalities.items():
-            cell = {}
-            for key in scores:
-                values = np.array([p[dataset][modality][key] for p in probes])
-                cell[key] = float(values.mean())
-                cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            out.setdefault(dataset, {})[modality] = cell
-    return out
-
-
-def probe_table(probes: dict[str, dict], report: Report = SOD_REPORT) -> str:
-    """Rows x (dataset, modality): what each encoder learned on its own (the metrics the
-    probes report, e.g. maxF and MAE for SOD)."""
-    first = next(c for ds in probes.values() for ms in ds.values() for c in ms.values())
-    metrics = [m for m in report.metrics if m[0] in first]
-    lines = [
-        "| Row | Dataset | Encoder | " + " | ".join(label for _, label, _ in metrics) + " |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in metrics) + " |",
-    ]
-    for row, datasets in probes.items():
-        for dataset, modalities in datasets.items():
-            for modality, c in modalities.items():
-                cells = [f"{c[k]:.3f} ± {c[f'{k}_std']:.3f}" for k, _, _ in metrics]
-                lines.append(f"| {row} | {dataset} | {modality} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def run_compare(
     cfg: DictConfig, run_cell: CellRunner, report: Report = SOD_REPORT
 ) -> tuple[Path, list[str]]:
@@ -169,6 +144,7 @@ def run_compare(
     rows = _rows(cfg)
     results: dict[str, dict] = {}
     probes: dict[str, dict] = {}
+    finetune: dict[str, dict] = {}
     failed: list[str] = []
     for row in rows:
         per_seed = []
@@ -196,8 +172,16 @@ def run_compare(
             per_seed.append(scores)
         if per_seed:
             probes[row["name"]] = aggregate_probes(per_seed)
-            results[row["name"]] = aggregate([_without_probes(s) for s in per_seed], report)
-    write_report(cfg, results, out, {k: v for k, v in probes.items() if v}, report)
+            finetune[row["name"]] = aggregate_finetune(per_seed, aggregate, report)
+            results[row["name"]] = aggregate([_without_protocols(s) for s in per_seed], report)
+    write_report(
+        cfg,
+        results,
+        out,
+        {k: v for k, v in probes.items() if v},
+        report,
+        {k: v for k, v in finetune.items() if v},
+    )
     return out, failed
 
 
@@ -232,6 +216,7 @@ def write_report(
     out: Path,
     probes: dict | None = None,
     report: Report = SOD_REPORT,
+    finetune: dict | None = None,
 ) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
@@ -255,6 +240,9 @@ def write_report(
             f"{probe_table(probes, report)}\n"
         )
         atomic_write_text(json.dumps(probes, indent=2), out / "probes.json")
+    if finetune:
+        parts.append(finetune_section(finetune, out, report))
+        atomic_write_text(json.dumps(finetune, indent=2), out / "finetune.json")
     atomic_write_text("\n".join(parts), out / "tables.md")
     for key in report.bars:
         plot_bars(results, key, out / f"bars_{key}.png")

@@ -34,7 +34,9 @@ def synthetic_root(syn: DictConfig | dict, split: str = "train") -> Path:
     seed = int(syn["seed"]) + (0 if split == "train" else 100_003)
     size = int(syn["size"])
     ratio = float(syn.get("camouflage_ratio", 0.25))
+    difficulty = str(syn.get("difficulty", "standard"))
     name = f"v{SYNTH_VERSION}-{split}-n{n}-s{seed}-px{size}-c{ratio:g}"
+    name += "" if difficulty == "standard" else f"-{difficulty}"  # v1 caches keep their names
     root = default_cache_root() / "synthetic" / name
     if (root / "meta.csv").exists():
         return root
@@ -42,7 +44,15 @@ def synthetic_root(syn: DictConfig | dict, split: str = "train") -> Path:
     with cache_lock(root):
         if not (root / "meta.csv").exists():
             log.info("generating the synthetic dataset %s (%d pairs)", root, n)
-            write_synthetic(root, n=n, seed=seed, size=size, camouflage_ratio=ratio, overwrite=True)
+            write_synthetic(
+                root,
+                n=n,
+                seed=seed,
+                size=size,
+                camouflage_ratio=ratio,
+                overwrite=True,
+                difficulty=difficulty,
+            )
     return root
 
 

@@ -108,8 +108,31 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int = 8) -> np.nda
     return fine
 
 
-def make_scene(seed: int, index: int, size: int = 128, camouflage_ratio: float = 0.25):
-    """Render one scene: rgb uint8 (H, W, 3), depth uint16 (H, W), gt uint8 (H, W), meta."""
+#: ``standard`` is version 1's scenes, unchanged; ``hard`` adds what makes encoders matter
+DIFFICULTIES = ("standard", "hard")
+
+
+def make_scene(
+    seed: int,
+    index: int,
+    size: int = 128,
+    camouflage_ratio: float = 0.25,
+    difficulty: str = "standard",
+):
+    """Render one scene: rgb uint8 (H, W, 3), depth uint16 (H, W), gt uint8 (H, W), meta.
+
+    ``difficulty="hard"``: clutter that a colour contrast alone cannot reject. Plain scenes get
+    2-4 extra *colourful* objects (their own hues and textures, smaller than the salient one,
+    at any depth), so the salient object is the largest distinct object, a judgement over the
+    whole image; object scales span a wider range; depth is twice as noisy. RGB still finds
+    the salient object in plain scenes (largest distinct object) and depth still finds it in
+    camouflaged ones (the nearest object), so the RGB-strong / depth-complementary imbalance
+    and the camouflaged subset stay."""
+    if difficulty not in DIFFICULTIES:
+        raise DataError(
+            f"synthetic difficulty '{difficulty}' is unknown; use one of {DIFFICULTIES}."
+        )
+    hard = difficulty == "hard"
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size
     noise = _smooth_noise(rng, size)
@@ -132,7 +155,8 @@ def make_scene(seed: int, index: int, size: int = 128, camouflage_ratio: float =
         n_distractors = int(rng.integers(1, 4))
 
     layers = []  # (z, mask, appearance, is_salient)
-    obj_mask, _ = _shape_mask(rng, xx, yy, rng.uniform(0.14, 0.26))
+    radius = rng.uniform(0.16, 0.3) if hard else rng.uniform(0.14, 0.26)
+    obj_mask, _ = _shape_mask(rng, xx, yy, radius)
     layers.append((z_obj, obj_mask, obj_app, True))
     n_nearer = 0
     for _ in range(n_distractors):
@@ -150,6 +174,14 @@ def make_scene(seed: int, index: int, size: int = 128, camouflage_ratio: float =
             background.phase + rng.uniform(0, np.pi),
         )
         layers.append((z, mask, app, False))
+    n_clutter = 0 if (camouflaged or not hard) else int(rng.integers(2, 5))
+    for _ in range(n_clutter):  # colourful, textured, smaller than the object, any depth
+        mask, _ = _shape_mask(rng, xx, yy, radius * rng.uniform(0.35, 0.6))
+        app = _random_appearance(rng, bg_hue + rng.uniform(0.2, 0.8))
+        z = rng.uniform(0.8, z_obj + 2.5)
+        n_nearer += int(z < z_obj)
+        layers.append((z, mask, app, False))
+    n_distractors += n_clutter
 
     for z, mask, app, salient in sorted(layers, key=lambda layer: -layer[0]):  # far to near
         slope = rng.uniform(-0.3, 0.3)
@@ -158,7 +190,7 @@ def make_scene(seed: int, index: int, size: int = 128, camouflage_ratio: float =
         label = np.where(mask, salient, label)
 
     rgb = np.clip(rgb + rng.normal(0, 0.02, rgb.shape), 0, 1)
-    sensor = _sensor_depth(rng, depth)
+    sensor = _sensor_depth(rng, depth, noise_scale=2.0 if hard else 1.0)
     meta = {
         "stem": f"{index:05d}",
         "camouflaged": int(camouflaged),
@@ -170,11 +202,11 @@ def make_scene(seed: int, index: int, size: int = 128, camouflage_ratio: float =
     return (rgb * 255).round().astype(np.uint8), sensor, (label * 255).astype(np.uint8), meta
 
 
-def _sensor_depth(rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
+def _sensor_depth(rng: np.random.Generator, z: np.ndarray, noise_scale: float = 1.0) -> np.ndarray:
     """Half resolution, noise ~ z^2, holes at edges and in blobs; 16-bit, near = bright."""
     size = z.shape[0]
     low = z[::2, ::2]
-    low = low + rng.normal(0, 1, low.shape) * 0.004 * low**2
+    low = low + rng.normal(0, 1, low.shape) * 0.004 * noise_scale * low**2
     gy, gx = (
         np.abs(np.diff(low, axis=0, prepend=low[:1])),
         np.abs(np.diff(low, axis=1, prepend=low[:, :1])),
@@ -192,12 +224,17 @@ def _sensor_depth(rng: np.random.Generator, z: np.ndarray) -> np.ndarray:
 
 
 def _write_scenes(
-    folder: str, seed: int, indices: range, size: int, camouflage_ratio: float
+    folder: str,
+    seed: int,
+    indices: range,
+    size: int,
+    camouflage_ratio: float,
+    difficulty: str = "standard",
 ) -> list[dict]:
     """Render and save scenes ``indices`` into ``folder``; their meta rows, in order."""
     tmp, rows = Path(folder), []
     for i in indices:
-        rgb, depth, gt, meta = make_scene(seed, i, size, camouflage_ratio)
+        rgb, depth, gt, meta = make_scene(seed, i, size, camouflage_ratio, difficulty)
         stem = meta["stem"]
         Image.fromarray(rgb).save(tmp / "RGB" / f"{stem}.jpg", quality=95)
         Image.fromarray(depth).save(tmp / "depth" / f"{stem}.png")
@@ -207,10 +244,10 @@ def _write_scenes(
 
 
 def _run_worker(
-    tmp: Path, seed: int, size: int, ratio: float, start: int, step: int, n: int
+    tmp: Path, seed: int, size: int, ratio: float, start: int, step: int, n: int, difficulty: str
 ) -> list[dict]:
     cmd = [sys.executable, "-m", "solo_rgbd.data.synthetic", str(tmp), str(seed), str(size)]
-    cmd += [repr(ratio), str(start), str(step), str(n)]
+    cmd += [repr(ratio), str(start), str(step), str(n), difficulty]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise DataError(
@@ -228,6 +265,7 @@ def write_synthetic(
     camouflage_ratio: float = 0.25,
     overwrite: bool = False,
     workers: int | None = None,
+    difficulty: str = "standard",
 ) -> Path:
     """Write ``n`` scenes to ``out`` in the standard layout (RGB/, depth/, GT/, meta.csv).
 
@@ -237,6 +275,10 @@ def write_synthetic(
     its own RNG, so the files are the same for any number of workers.
     """
     out = Path(out).expanduser()
+    if difficulty not in DIFFICULTIES:
+        raise DataError(
+            f"synthetic difficulty '{difficulty}' is unknown; use one of {DIFFICULTIES}."
+        )
     if n < 1 or size < 16:
         raise DataError(f"synthetic dataset needs n >= 1 and size >= 16 (got n={n}, size={size}).")
     if out.exists() and any(out.iterdir()):
@@ -253,12 +295,14 @@ def write_synthetic(
             (tmp / sub).mkdir()
         workers = max(1, min(workers or os.cpu_count() or 1, n // 32))  # >= 32 scenes each
         if workers == 1:
-            parts = [_write_scenes(str(tmp), seed, range(n), size, camouflage_ratio)]
+            parts = [_write_scenes(str(tmp), seed, range(n), size, camouflage_ratio, difficulty)]
         else:  # worker processes started clean (python -m), whatever the caller's __main__
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(
                     pool.map(
-                        lambda k: _run_worker(tmp, seed, size, camouflage_ratio, k, workers, n),
+                        lambda k: _run_worker(
+                            tmp, seed, size, camouflage_ratio, k, workers, n, difficulty
+                        ),
                         range(workers),
                     )
                 )
@@ -274,6 +318,7 @@ def write_synthetic(
             "seed": seed,
             "size": size,
             "camouflage_ratio": camouflage_ratio,
+            "difficulty": difficulty,
             "depth_polarity": "near=bright (invert_depth=false)",
         }
         (tmp / "synth.json").write_text(json.dumps(info, indent=2))
@@ -289,9 +334,14 @@ def read_meta(root: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
         return {row["stem"]: row for row in csv.DictReader(f)}
 
 
-if __name__ == "__main__":  # a worker of write_synthetic: folder seed size ratio start step n
-    _dir, _seed, _size, _ratio, _start, _step, _n = sys.argv[1:8]
+if __name__ == "__main__":  # a worker: folder seed size ratio start step n difficulty
+    _dir, _seed, _size, _ratio, _start, _step, _n, _difficulty = sys.argv[1:9]
     _rows = _write_scenes(
-        _dir, int(_seed), range(int(_start), int(_n), int(_step)), int(_size), float(_ratio)
+        _dir,
+        int(_seed),
+        range(int(_start), int(_n), int(_step)),
+        int(_size),
+        float(_ratio),
+        _difficulty,
     )
     print(json.dumps(_rows))

@@ -137,4 +137,34 @@ def test_the_probe_protocol_reports_each_modality_of_each_row(tmp_path, capsys):
         assert set(row["synthetic"]) == {"rgb", "depth"}
         assert all(0 <= s["maxF"] <= 1 and 0 <= s["MAE"] <= 1 for s in row["synthetic"].values())
     assert main(["compare", "experiment=quick", "protocols=[finetune]", f"out={out}"]) == 2
-    assert "fine-tuning with few labels is not implemented" in capsys.readouterr().err
+    assert "protocols must include frozen" in capsys.readouterr().err
+    assert main(["compare", "experiment=quick", "protocols=[frozen,fine]", f"out={out}"]) == 2
+    assert "protocols ['fine'] are not available" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_finetune_protocol_trains_end_to_end_on_a_share_of_the_labels(tmp_path):
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        "experiment=quick",
+        f"out={out}",
+        "rows=[{name: Random, init: random}]",
+        "protocols=[frozen,finetune]",
+        "finetune_fractions=[0.25,1.0]",
+        *TINY,
+    ]
+    assert main(args) == 0
+    finetune = json.loads((out / "finetune.json").read_text())
+    assert set(finetune["Random"]) == {"0.25", "1"}
+    assert 0 <= finetune["Random"]["0.25"]["synthetic"]["all"]["maxF"] <= 1
+    cell = out / "cells" / "random" / "seed0"
+    quarter = json.loads((cell / "finetune-0.25" / "train" / "run" / "summary.json").read_text())
+    whole = json.loads((cell / "finetune-1" / "train" / "run" / "summary.json").read_text())
+    # a quarter of the labelled pairs, cycled to the same number of steps as all of them
+    assert quarter["train_pairs"] == whole["train_pairs"] == whole["labelled_pairs"]
+    assert quarter["labelled_pairs"] == round(0.25 * whole["labelled_pairs"])
+    config = (cell / "finetune-0.25" / "train" / "run" / "config.yaml").read_text()
+    assert "freeze: false" in config and "label_fraction: 0.25" in config
+    assert "## Fine-tuning with few labels" in (out / "tables.md").read_text()
+    assert (out / "finetune_maxF.png").stat().st_size > 1000

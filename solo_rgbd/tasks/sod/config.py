@@ -23,6 +23,7 @@ class SODConfig:
     lr: float = 1.0e-4  # Adam
     weight_decay: float = 0.0
     val_fraction: float = 0.1  # of the training pairs, for best-checkpoint selection
+    label_fraction: float = 1.0  # share of the (non-val) training pairs whose labels are used
     select_by: str = "MAE"  # MAE | maxF (the validation metric that picks best.ckpt)
     ckpt: str | None = None  # eval / predict: an SOD checkpoint
     input: str | None = None  # predict: a folder with RGB/depth sub-folders

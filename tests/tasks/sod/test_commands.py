@@ -212,3 +212,20 @@ def test_sod_can_train_on_every_pair_without_a_validation_split(tmp_path, capsys
     assert summary["val_pairs"] == 0 and summary["train_pairs"] == 40  # every training pair
     assert (tmp_path / "train" / "all" / "checkpoints" / "best.ckpt").is_file()  # the last epoch
     assert compose("sod", ["recipe=paper"]).val_fraction == 0.0
+
+
+def test_label_fraction_keeps_a_seeded_prefix_cycled_to_the_full_count():
+    import torch
+    from omegaconf import OmegaConf
+
+    from solo_rgbd.commands.sod import _labelled
+    from solo_rgbd.errors import ConfigError
+
+    ids = torch.tensor([7, 3, 9, 1, 4, 8, 2, 6, 5, 0])
+    tenth = _labelled(ids, OmegaConf.create({"label_fraction": 0.1}))
+    assert tenth == [7] * 10  # 1 labelled pair, as many steps as with every pair
+    half = _labelled(ids, OmegaConf.create({"label_fraction": 0.5}))
+    assert half == [7, 3, 9, 1, 4] * 2
+    assert _labelled(ids, OmegaConf.create({"label_fraction": 1.0})) == ids.tolist()
+    with pytest.raises(ConfigError, match="label_fraction=0.0 must be in"):
+        _labelled(ids, OmegaConf.create({"label_fraction": 0.0}))

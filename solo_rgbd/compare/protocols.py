@@ -1,0 +1,113 @@
+"""The protocols beyond the frozen decoder, as compare reports them.
+
+- ``probe``: per-modality dense linear probes (a 1x1 conv on each frozen encoder alone); a cell
+  stores ``{dataset: {modality: scores}}`` under :data:`PROBES`.
+- ``finetune``: the task trained end to end (encoders unfrozen) with a share of the labels;
+  a cell stores ``{fraction: {dataset: {subset: scores}}}`` under :data:`FINETUNE`, and the
+  report draws label-efficiency curves (headline metric vs. label fraction, one line per row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from solo_rgbd.evaluation.report import SOD_REPORT, Report
+from solo_rgbd.utils.atomic import atomic_path
+
+#: a cell's per-modality linear probe scores, beside its datasets: {dataset: {modality: scores}}
+PROBES = "_probes"
+#: a cell's fine-tuning scores per label fraction: {"0.1": {dataset: {subset: scores}}}
+FINETUNE = "_finetune"
+
+
+def aggregate_probes(per_seed: list[dict]) -> dict:
+    """{dataset: {modality: {metric, metric_std}}} over the seeds that ran probes."""
+    probes = [s[PROBES] for s in per_seed if PROBES in s]
+    out: dict = {}
+    for dataset, modalities in (probes[0] if probes else {}).items():
+        for modality, scores in modalities.items():
+            cell = {}
+            for key in scores:
+                values = np.array([p[dataset][modality][key] for p in probes])
+                cell[key] = float(values.mean())
+                cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            out.setdefault(dataset, {})[modality] = cell
+    return out
+
+
+def probe_table(probes: dict[str, dict], report: Report = SOD_REPORT) -> str:
+    """Rows x (dataset, modality): what each encoder learned on its own (the metrics the
+    probes report, e.g. maxF and MAE for SOD)."""
+    first = next(c for ds in probes.values() for ms in ds.values() for c in ms.values())
+    metrics = [m for m in report.metrics if m[0] in first]
+    lines = [
+        "| Row | Dataset | Encoder | " + " | ".join(label for _, label, _ in metrics) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in metrics) + " |",
+    ]
+    for row, datasets in probes.items():
+        for dataset, modalities in datasets.items():
+            for modality, c in modalities.items():
+                cells = [f"{c[k]:.3f} ± {c[f'{k}_std']:.3f}" for k, _, _ in metrics]
+                lines.append(f"| {row} | {dataset} | {modality} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def aggregate_finetune(
+    per_seed: list[dict], aggregate: Callable[[list[dict], Report], dict], report: Report
+) -> dict:
+    """{fraction: {dataset: {subset: {metric, metric_std}}}} over the seeds that fine-tuned."""
+    runs = [s[FINETUNE] for s in per_seed if FINETUNE in s]
+    if not runs:
+        return {}
+    fractions = sorted(runs[0], key=float)
+    return {f: aggregate([r[f] for r in runs if f in r], report) for f in fractions}
+
+
+def finetune_section(finetune: dict[str, dict], out: Path, report: Report = SOD_REPORT) -> str:
+    """Markdown: rows x label fractions of the headline metric (every test set, 'all'), and
+    the curves as ``finetune_<metric>.png``."""
+    key = report.headline
+    fractions = sorted({f for r in finetune.values() for f in r}, key=float)
+    datasets = list(next(iter(next(iter(finetune.values())).values())))
+    lines = [
+        f"## Fine-tuning with few labels (encoders unfrozen; {report.info(key)[1]})\n",
+        "| Row | Dataset | " + " | ".join(f"{float(f):.0%} labels" for f in fractions) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in fractions) + " |",
+    ]
+    for row, per_fraction in finetune.items():
+        for dataset in datasets:
+            cells = []
+            for f in fractions:
+                c = per_fraction.get(f, {}).get(dataset, {}).get("all")
+                cells.append(f"{c[key]:.3f} ± {c[f'{key}_std']:.3f}" if c else "-")
+            lines.append(f"| {row} | {dataset} | " + " | ".join(cells) + " |")
+    plot_label_curves(finetune, key, fractions, out / f"finetune_{key}.png")
+    return "\n".join(lines) + "\n"
+
+
+def plot_label_curves(finetune: dict, key: str, fractions: list[str], path: Path) -> Path:
+    """``key`` vs. label fraction (log x), one line per row, error bars over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [float(f) for f in fractions]
+    for row, per_fraction in finetune.items():
+        cells = [next(iter(per_fraction.get(f, {}).values()), {}).get("all", {}) for f in fractions]
+        y = [c.get(key, np.nan) for c in cells]
+        err = [c.get(f"{key}_std", 0.0) for c in cells]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=row)
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:.0%}" for v in x])
+    ax.set_xlabel("labelled training pairs")
+    ax.set_ylabel(key)
+    ax.legend(fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
