@@ -25,7 +25,9 @@ def _task_commands(name: str):
     raise ConfigError(f"compare task '{name}' is unknown; tasks: sod.")
 
 
-def _supervised_encoders(spec, train, common: list[str], cell: Path) -> Path:
+def _supervised_encoders(
+    spec, train, common: list[str], cell: Path, supervised_overrides: list[str]
+) -> Path:
     """The upper bound: train encoders and decoder with labels on the task's training pairs
     (``freeze=false``), then export the encoders; the cell then trains a fresh decoder on them,
     frozen, like every other row."""
@@ -41,6 +43,7 @@ def _supervised_encoders(spec, train, common: list[str], cell: Path) -> Path:
                 "freeze=false",
                 f"output_dir={cell / 'supervised'}",
                 "run_name=run",
+                *supervised_overrides,
             ],
         )
     )
@@ -67,7 +70,8 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
         encoders = "imagenet"
         common.append(f"backbone.weights={cfg.imagenet_weights}")
     elif row["init"] == "supervised":
-        encoders = str(_supervised_encoders(spec, train, common, cell))
+        extra = [str(o) for o in cfg.get("supervised_overrides") or []]
+        encoders = str(_supervised_encoders(spec, train, common, cell, extra))
     else:
         encoders = "random"
     train_dir = train(
