@@ -4,6 +4,10 @@ The field's reading: maxF is the max of the F-measure curve over 256 thresholds
 (beta^2 = 0.3), meanF its mean, adpF the F-measure at the adaptive threshold (twice the mean
 saliency); likewise for the E-measure; S-measure, weighted F-measure and MAE as defined by
 pysodmetrics. Predictions of another size than their GT are resized to the GT (bilinear).
+
+Each image is scored once (its curves and scalars), in parallel processes for large test sets;
+a dataset's and each subset's scores are means over their images, exactly what pysodmetrics
+computes when it is stepped over the same images.
 """
 
 from __future__ import annotations
@@ -27,10 +31,15 @@ def _gray(path: Path) -> np.ndarray:
     return read_mask(path)
 
 
-def score_pairs(pred_paths: Sequence[Path], gt_paths: Sequence[Path]) -> dict:
-    """Scores (METRICS) plus curves ('pr_p', 'pr_r', 'f_curve') over matched files."""
+def _score_image(pred_path: Path, gt_path: Path) -> dict[str, np.ndarray]:
+    """One image's pysodmetrics values: curves (256 thresholds) and scalars."""
     import py_sod_metrics as M
 
+    gt = _gray(Path(gt_path))
+    img = Image.open(pred_path).convert("L")
+    if img.size != (gt.shape[1], gt.shape[0]):
+        img = img.resize((gt.shape[1], gt.shape[0]), Image.BILINEAR)
+    pred = np.asarray(img)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fm, em, sm, wfm, mae = (
@@ -40,30 +49,108 @@ def score_pairs(pred_paths: Sequence[Path], gt_paths: Sequence[Path]) -> dict:
             M.WeightedFmeasure(),
             M.MAE(),
         )
-    for pred_path, gt_path in zip(pred_paths, gt_paths, strict=True):
-        gt = _gray(Path(gt_path))
-        img = Image.open(pred_path).convert("L")
-        if img.size != (gt.shape[1], gt.shape[0]):
-            img = img.resize((gt.shape[1], gt.shape[0]), Image.BILINEAR)
-        pred = np.asarray(img)
         for metric in (fm, em, sm, wfm, mae):
             metric.step(pred=pred, gt=gt)
     f, e = fm.get_results(), em.get_results()["em"]
     return {
-        "maxF": float(f["fm"]["curve"].max()),
-        "meanF": float(f["fm"]["curve"].mean()),
-        "adpF": float(f["fm"]["adp"]),
-        "maxE": float(e["curve"].max()),
-        "meanE": float(e["curve"].mean()),
-        "adpE": float(e["adp"]),
-        "S": float(sm.get_results()["sm"]),
-        "wF": float(wfm.get_results()["wfm"]),
-        "MAE": float(mae.get_results()["mae"]),
-        "n": len(pred_paths),
-        "pr_p": f["pr"]["p"].tolist(),
-        "pr_r": f["pr"]["r"].tolist(),
-        "f_curve": f["fm"]["curve"].tolist(),
+        "f_curve": f["fm"]["curve"],
+        "pr_p": f["pr"]["p"],
+        "pr_r": f["pr"]["r"],
+        "e_curve": e["curve"],
+        "adpF": np.float64(f["fm"]["adp"]),
+        "adpE": np.float64(e["adp"]),
+        "S": np.float64(sm.get_results()["sm"]),
+        "wF": np.float64(wfm.get_results()["wfm"]),
+        "MAE": np.float64(mae.get_results()["mae"]),
     }
+
+
+def _score_chunk(pairs: list[tuple[Path, Path]]) -> list[dict[str, np.ndarray]]:
+    return [_score_image(p, g) for p, g in pairs]
+
+
+#: below this many images scoring stays in-process (a worker's start-up costs about a second)
+PARALLEL_MIN_IMAGES = 200
+
+
+def score_images(
+    pred_paths: Sequence[Path], gt_paths: Sequence[Path], workers: int | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Per-image values of every pair, in order; scored by ``workers`` processes (default:
+    every core when there are at least :data:`PARALLEL_MIN_IMAGES` images)."""
+    import os
+
+    pairs = list(zip(pred_paths, gt_paths, strict=True))
+    if workers is None:  # every core, with at least 50 images each
+        workers = (os.cpu_count() or 1) if len(pairs) >= PARALLEL_MIN_IMAGES else 1
+        workers = min(workers, len(pairs) // 50 or 1)
+    workers = max(1, min(workers, len(pairs)))
+    if workers == 1:
+        return _score_chunk(pairs)
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    # worker processes started clean (python -m), whatever the caller's __main__
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
+        parts = list(
+            pool.map(
+                lambda k: _run_worker(pairs[k::workers], Path(tmp) / f"{k}.npz"), range(workers)
+            )
+        )
+    out: list[dict[str, np.ndarray]] = [{} for _ in pairs]
+    for k, part in enumerate(parts):
+        for j, values in enumerate(part):
+            out[k + j * workers] = values
+    return out
+
+
+def _run_worker(pairs: list[tuple[Path, Path]], out: Path) -> list[dict[str, np.ndarray]]:
+    import json
+    import subprocess
+    import sys
+
+    job = json.dumps([[str(p), str(g)] for p, g in pairs])
+    cmd = [sys.executable, "-m", "solo_rgbd.evaluation.scoring", str(out)]
+    proc = subprocess.run(cmd, input=job, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DataError(
+            f"a scoring worker failed ({proc.stderr.strip().splitlines()[-1:]}); the maps it "
+            f"scored start with '{pairs[0][0]}'."
+        )
+    with np.load(out) as arrays:
+        return [{key: arrays[key][i] for key in arrays.files} for i in range(len(pairs))]
+
+
+def summarise(per_image: Sequence[dict[str, np.ndarray]]) -> dict:
+    """The field's dataset scores from per-image values: every curve and scalar is the mean
+    over images (as pysodmetrics computes it), maxF / maxE the max of the mean curve."""
+
+    def mean(key: str) -> np.ndarray:
+        return np.mean(np.stack([v[key] for v in per_image]), axis=0)
+
+    f, e = mean("f_curve"), mean("e_curve")
+    return {
+        "maxF": float(f.max()),
+        "meanF": float(f.mean()),
+        "adpF": float(mean("adpF")),
+        "maxE": float(e.max()),
+        "meanE": float(e.mean()),
+        "adpE": float(mean("adpE")),
+        "S": float(mean("S")),
+        "wF": float(mean("wF")),
+        "MAE": float(mean("MAE")),
+        "n": len(per_image),
+        "pr_p": mean("pr_p").tolist(),
+        "pr_r": mean("pr_r").tolist(),
+        "f_curve": f.tolist(),
+    }
+
+
+def score_pairs(
+    pred_paths: Sequence[Path], gt_paths: Sequence[Path], workers: int | None = None
+) -> dict:
+    """Scores (METRICS) plus curves ('pr_p', 'pr_r', 'f_curve') over matched files."""
+    return summarise(score_images(pred_paths, gt_paths, workers))
 
 
 def match_predictions(pred_dir: Path, gt_paths: dict[str, Path]) -> list[Path]:
@@ -85,9 +172,17 @@ def score_folder(
 ) -> dict:
     """Score ``pred_dir`` against ``gt_paths`` (stem -> GT file), overall and per subset."""
     preds = match_predictions(Path(pred_dir), gt_paths)
-    by_stem = dict(zip(gt_paths, preds, strict=True))
-    result = {"all": score_pairs(preds, list(gt_paths.values()))}
-    for name, stems in (subsets or {}).items():
+    per_image = dict(zip(gt_paths, score_images(preds, list(gt_paths.values())), strict=True))
+    result = {"all": summarise(list(per_image.values()))}
+    for name, stems in (subsets or {}).items():  # each image is scored once
         if stems:
-            result[name] = score_pairs([by_stem[s] for s in stems], [gt_paths[s] for s in stems])
+            result[name] = summarise([per_image[s] for s in stems])
     return result
+
+
+if __name__ == "__main__":  # a worker of score_images: pairs as JSON on stdin -> OUT.npz
+    import json
+    import sys
+
+    _values = _score_chunk([(Path(p), Path(g)) for p, g in json.loads(sys.stdin.read())])
+    np.savez(sys.argv[1], **{k: np.stack([v[k] for v in _values]) for k in _values[0]})

@@ -66,6 +66,25 @@ def test_scores_equal_pysodmetrics_on_the_same_pngs(tmp_path):
         assert ours[key] == pytest.approx(float(value), abs=1e-6), key
 
 
+def test_parallel_workers_and_subsets_give_the_same_scores_as_one_pass(tmp_path):
+    """Each image is scored once; two worker processes or one, and a subset's scores equal
+    scoring that subset alone."""
+    from solo_rgbd.evaluation.scoring import score_images, score_pairs
+
+    gts, _ = _write_set(tmp_path, n=12)
+    preds = [tmp_path / "pred" / f"{s}.png" for s in gts]
+    one = score_images(preds, list(gts.values()), workers=1)
+    two = score_images(preds, list(gts.values()), workers=2)
+    for a, b in zip(one, two, strict=True):
+        assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    odd = [s for i, s in enumerate(gts) if i % 2]
+    result = score_folder(tmp_path / "pred", gts, {"odd": odd})
+    alone = score_pairs([tmp_path / "pred" / f"{s}.png" for s in odd], [gts[s] for s in odd])
+    for key in ("maxF", "maxE", "S", "wF", "MAE", "adpF"):
+        assert result["odd"][key] == pytest.approx(alone[key], abs=1e-12), key
+    assert result["odd"]["n"] == 6 and result["all"]["n"] == 12
+
+
 def test_a_perfect_prediction_scores_perfectly(tmp_path):
     gts, _ = _write_set(tmp_path, perfect=True)
     s = score_folder(tmp_path / "pred", gts)["all"]
