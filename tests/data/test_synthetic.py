@@ -6,6 +6,9 @@ from solo_rgbd.data.readers import normalize_depth
 from solo_rgbd.data.synthetic import META_COLUMNS, make_scene, read_meta, write_synthetic
 from solo_rgbd.errors import DataError
 
+#: sha256 prefix of version 1's scene (seed 0, index 3, 64 px): standard must never change
+STANDARD_SCENE_3 = "30e429802d7edda0"
+
 
 def test_deterministic_for_a_seed_and_independent_of_n():
     a = make_scene(7, 3, size=64)
@@ -92,3 +95,29 @@ def test_parallel_generation_writes_the_same_bytes(tmp_path):
     serial = write_synthetic(tmp_path / "one", n=64, seed=5, size=32, workers=1)
     parallel = write_synthetic(tmp_path / "two", n=64, seed=5, size=32, workers=2)
     assert digest(serial) == digest(parallel)
+
+
+def test_hard_scenes_add_colourful_clutter_and_leave_standard_scenes_unchanged():
+    import hashlib
+
+    from solo_rgbd.data.synthetic import make_scene
+
+    # standard is version 1's renderer, byte for byte (its caches keep their names)
+    rgb, depth, gt, _ = make_scene(0, 3, 64, 0.25)
+    digest = hashlib.sha256(rgb.tobytes() + depth.tobytes() + gt.tobytes()).hexdigest()[:16]
+    assert digest == STANDARD_SCENE_3
+    plain_std, plain_hard, camo = [], [], 0
+    for i in range(40):
+        std_meta = make_scene(0, i, 48, 0.25)[3]
+        rgb, depth, gt, meta = make_scene(0, i, 48, 0.25, "hard")
+        assert std_meta["camouflaged"] == meta["camouflaged"]  # the same scene plan
+        if meta["camouflaged"]:
+            camo += 1
+            continue
+        plain_std.append(std_meta["n_distractors"])
+        plain_hard.append(meta["n_distractors"])
+        assert gt.max() == 255 and 0 < (gt > 0).mean() < 0.6  # the object is still there
+    assert camo > 0 and min(h - s for h, s in zip(plain_hard, plain_std, strict=True)) >= 0
+    assert np.mean(plain_hard) >= np.mean(plain_std) + 2  # 2-4 clutter objects per plain scene
+    with pytest.raises(DataError, match="difficulty 'extreme' is unknown"):
+        make_scene(0, 0, 48, 0.25, "extreme")
