@@ -111,3 +111,60 @@ def plot_label_curves(finetune: dict, key: str, fractions: list[str], path: Path
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+#: pretraining diagnostics read from each cell's metrics.csv (the last epoch's mean); the
+#: paper's balance shows in the gradient norms per modality and the fusion attention
+DIAGNOSTICS = (
+    ("grad_norm_rgb_encoder", "‖∇‖ RGB enc."),
+    ("grad_norm_depth_encoder", "‖∇‖ depth enc."),
+    ("acc_rgb", "top-1 RGB"),
+    ("acc_depth", "top-1 depth"),
+    ("attention_entropy_rgb", "attn. entropy RGB"),
+    ("attention_entropy_depth", "attn. entropy depth"),
+    ("rgb_masked_attention_mass", "masked RGB attn."),
+)
+
+
+def cell_diagnostics(cell: Path) -> dict[str, float]:
+    """The last epoch's mean of each :data:`DIAGNOSTICS` column of a cell's pretraining run
+    ({} for rows without pretraining)."""
+    import csv
+
+    files = sorted((cell / "pretrain").glob("*/*/logs/metrics.csv"))
+    if not files:
+        return {}
+    with open(files[0], newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("epoch")]
+    if not rows:
+        return {}
+    last = [r for r in rows if r["epoch"] == rows[-1]["epoch"]]
+    out = {}
+    for key, _ in DIAGNOSTICS:
+        values = [float(r[key]) for r in last if r.get(key) not in (None, "")]
+        if values:
+            out[key] = float(np.mean(values))
+    return out
+
+
+def diagnostics_section(per_row: dict[str, list[dict[str, float]]]) -> str:
+    """Markdown: pretrained rows x diagnostics, mean ± std over seeds."""
+    rows = {name: seeds for name, seeds in per_row.items() if any(seeds)}
+    if not rows:
+        return ""
+    keys = [
+        (k, label) for k, label in DIAGNOSTICS if any(k in s for ss in rows.values() for s in ss)
+    ]
+    lines = [
+        "## Pretraining diagnostics (last epoch; the balance the probes measure downstream)\n",
+        "| Row | " + " | ".join(label for _, label in keys) + " |",
+        "| --- | " + " | ".join("---" for _ in keys) + " |",
+    ]
+    for name, seeds in rows.items():
+        cells = []
+        for key, _ in keys:
+            values = np.array([s[key] for s in seeds if key in s])
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            cells.append(f"{values.mean():.3g} ± {std:.2g}" if len(values) else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -28,6 +28,8 @@ from solo_rgbd.compare.protocols import (
     PROBES,
     aggregate_finetune,
     aggregate_probes,
+    cell_diagnostics,
+    diagnostics_section,
     finetune_section,
     probe_table,
 )
@@ -145,6 +147,7 @@ def run_compare(
     results: dict[str, dict] = {}
     probes: dict[str, dict] = {}
     finetune: dict[str, dict] = {}
+    diagnostics: dict[str, list[dict[str, float]]] = {}
     failed: list[str] = []
     for row in rows:
         per_seed = []
@@ -170,6 +173,10 @@ def run_compare(
                 continue
             atomic_write_text(json.dumps(scores, indent=2), done)
             per_seed.append(scores)
+        diagnostics[row["name"]] = [
+            cell_diagnostics(out / "cells" / slug(row["name"]) / f"seed{seed}")
+            for seed in cfg.seeds
+        ]
         if per_seed:
             probes[row["name"]] = aggregate_probes(per_seed)
             finetune[row["name"]] = aggregate_finetune(per_seed, aggregate, report)
@@ -181,6 +188,7 @@ def run_compare(
         {k: v for k, v in probes.items() if v},
         report,
         {k: v for k, v in finetune.items() if v},
+        diagnostics,
     )
     return out, failed
 
@@ -217,6 +225,7 @@ def write_report(
     probes: dict | None = None,
     report: Report = SOD_REPORT,
     finetune: dict | None = None,
+    diagnostics: dict | None = None,
 ) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
@@ -240,6 +249,8 @@ def write_report(
             f"{probe_table(probes, report)}\n"
         )
         atomic_write_text(json.dumps(probes, indent=2), out / "probes.json")
+    if diagnostics and diagnostics_section(diagnostics):
+        parts.append(diagnostics_section(diagnostics))
     if finetune:
         parts.append(finetune_section(finetune, out, report))
         atomic_write_text(json.dumps(finetune, indent=2), out / "finetune.json")

@@ -123,6 +123,22 @@ def test_the_report_takes_any_task_metrics_and_headline(tmp_path):
     assert "mIoU" in (tmp_path / "all_rows.csv").read_text()
 
 
+def test_cell_diagnostics_are_the_last_epochs_means(tmp_path):
+    from solo_rgbd.compare.protocols import cell_diagnostics, diagnostics_section
+
+    logs = tmp_path / "cell" / "pretrain" / "mbcf" / "run" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "metrics.csv").write_text(
+        "epoch,step,grad_norm_rgb_encoder,grad_norm_depth_encoder,loss\n"
+        "0,1,9.0,9.0,1\n1,2,2.0,1.0,1\n1,3,4.0,,1\n"
+    )
+    got = cell_diagnostics(tmp_path / "cell")
+    assert got == {"grad_norm_rgb_encoder": 3.0, "grad_norm_depth_encoder": 1.0}
+    assert cell_diagnostics(tmp_path / "no-pretraining") == {}
+    table = diagnostics_section({"MBCF": [got, got], "Random": [{}, {}]})
+    assert "| MBCF | 3 ± 0 | 1 ± 0 |" in table and "Random" not in table
+
+
 @pytest.mark.slow
 def test_the_probe_protocol_reports_each_modality_of_each_row(tmp_path, capsys):
     out = tmp_path / "cmp"
@@ -131,6 +147,8 @@ def test_the_probe_protocol_reports_each_modality_of_each_row(tmp_path, capsys):
     assert main(args) == 0
     tables = (out / "tables.md").read_text()
     assert "## Per-modality linear probes" in tables
+    diagnostics = tables.split("## Pretraining diagnostics")[1]
+    assert "| MBCF |" in diagnostics and "| Random |" not in diagnostics  # pretrained rows
     probes = json.loads((out / "probes.json").read_text())
     assert set(probes) == {"Random", "MBCF"}
     for row in probes.values():
