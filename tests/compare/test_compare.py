@@ -8,7 +8,7 @@ TINY = [
     'pretrain=["experiment=quick","backbone=tiny","data.synthetic.n=24","data.synthetic.n_test=8",'
     '"data.synthetic.size=40","data.image_size=40","augmentations.crop_size=32",'
     '"data.batch_size=8","method_kwargs.proj_hidden_dim=32",'
-    '"trainer.limit_train_batches=2","trainer.enable_progress_bar=false"]',
+    '"trainer.limit_train_batches=2","trainer.enable_progress_bar=false","log_every_n_steps=1"]',
     'sod=["recipe=quick","backbone=tiny","data.synthetic.n=24","data.synthetic.n_test=8",'
     '"data.synthetic.size=40","image_size=32","batch_size=8","trainer.max_epochs=1",'
     '"decoder_dim=8","trainer.enable_progress_bar=false","qualitative=0"]',
