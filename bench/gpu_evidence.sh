@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 12's evidence grid on one GPU: `solo-rgbd compare experiment=gpu` (6 rows x 3 seeds x
-# the frozen, finetune and probe protocols on 2,048 hard synthetic pairs), timed, with its
+# the frozen, finetune and probe protocols on 2,048 synthetic pairs), timed, with its
 # tables, CSVs and charts copied to $OUT. Sized for <= 10 minutes on one H100 (unmeasured).
 # Same set-up as bench/gpu_checks.sh (carry the wheels, export PYTHONPATH), then
 #   bash bench/gpu_evidence.sh [compare overrides, e.g. 'seeds=[0]']
