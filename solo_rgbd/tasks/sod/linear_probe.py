@@ -81,7 +81,7 @@ def probe_modalities(
                 loss.backward()
                 opt.step()
                 if losses is not None:
-                    losses.setdefault(name, []).append(float(loss))
+                    losses.setdefault(name, []).append(float(loss.detach()))
                 done += 1
                 if done >= steps:
                     break
