@@ -123,7 +123,8 @@ class CheckpointConfig:
 class NanGuardConfig:
     policy: str = "stop"  # stop (exit 3, last good checkpoint kept) | skip (drop that step)
     max_skips: int = 10  # skip: at most this many bad steps in a row, then stop
-    every_n_steps: int = 1  # check every N optimizer steps (one host sync per check)
+    every_n_steps: int = 1  # read the check every N steps (one host sync per N; stop policy:
+    # every step is still checked on the device and the first bad step is named)
 
 
 @dataclass

@@ -1,11 +1,17 @@
 """Stop (or skip) at the first non-finite loss or gradient norm, before the optimizer applies it.
 
-The check runs in ``on_before_optimizer_step`` (after backward, before the update): one host
-sync on a single boolean every ``every_n_steps`` optimizer steps. With ``policy=stop`` the run
-ends with :class:`~solo_rgbd.errors.NonFiniteError` naming the step, every loss term and the
-lr; the last checkpoint and export on disk are from before the bad step, and nothing after it is
-written. With ``policy=skip`` the bad step's gradients are dropped (the optimizer leaves every
-parameter untouched) up to ``max_skips`` times in a row before stopping as above.
+The check runs in ``on_before_optimizer_step`` (after backward, before the update). With
+``policy=stop`` the run ends with :class:`~solo_rgbd.errors.NonFiniteError` naming the step,
+every loss term and the lr; the last checkpoint and export on disk are from before the bad step
+(checkpoints and exports refuse non-finite weights). With ``policy=skip`` the bad step's
+gradients are dropped (the optimizer leaves every parameter untouched) up to ``max_skips`` times
+in a row before stopping as above.
+
+Host syncs: ``every_n_steps=1`` reads one boolean per optimizer step. With ``every_n_steps=N >
+1`` and ``policy=stop`` every step is still checked, on the device (the first bad step is kept
+in a device tensor, no sync), and the flag is read once every N steps: a step that does not
+check costs no host sync, and the error still names the first bad step. ``policy=skip`` must
+decide before the update, so it checks (and syncs) only every N-th step.
 """
 
 from __future__ import annotations
@@ -35,17 +41,40 @@ class NonFiniteGuard(pl.Callback):
         self.policy, self.max_skips, self.every = policy, int(max_skips), max(1, int(every_n_steps))
         self.loss: torch.Tensor | None = None
         self.skipped_in_a_row = 0
+        #: stop policy, every_n_steps > 1: the first bad step so far (-1: none), on the device
+        self.first_bad: torch.Tensor | None = None
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         self.loss = loss.detach()
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if trainer.global_step % self.every:
+        read_now = trainer.global_step % self.every == 0
+        deferred = self.policy == "stop" and self.every > 1
+        if not (read_now or deferred):
             return
         params = [p for g in optimizer.param_groups for p in g["params"]]
         norm = total_grad_norm(params)
         loss = self.loss if self.loss is not None else torch.zeros((), device=norm.device)
-        if bool(torch.isfinite(loss) & torch.isfinite(norm.to(loss.device))):
+        finite = torch.isfinite(loss) & torch.isfinite(norm.to(loss.device))
+        if deferred:
+            if self.first_bad is None:
+                self.first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+            step = torch.full_like(self.first_bad, trainer.global_step)
+            self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
+            if not read_now:
+                return  # no host sync on this step
+            first = int(self.first_bad)  # the one sync every N steps
+            if first < 0:
+                return
+            raise NonFiniteError(
+                non_finite_message(
+                    trainer,
+                    pl_module,
+                    f"non-finite loss or gradient norm, first at step {first} (checked every "
+                    f"{self.every} steps; nan_guard.every_n_steps=1 checks each step)",
+                )
+            )
+        if bool(finite):
             self.skipped_in_a_row = 0
             return
         if self.policy == "skip" and self.skipped_in_a_row < self.max_skips:

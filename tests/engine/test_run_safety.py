@@ -172,3 +172,41 @@ def test_resume_auto_restarts_a_run_killed_before_its_first_checkpoint(tmp_path)
     assert [r["step"] for r in rows] == ["0", "1", "2"]
     run_pretrain(compose("pretrain", over + ["resume=auto"]))  # starts again, same folder
     assert [r["step"] for r in _rows(run)] == ["0", "1", "2"]  # no row logged twice
+
+
+def test_deferred_stop_check_names_the_first_bad_step_without_a_sync_in_between():
+    """every_n_steps=4, stop: steps that do not read the flag never turn a tensor into a Python
+    value (the host sync), and the error at the read names the first bad step."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from solo_rgbd.engine.guard import NonFiniteGuard
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=0.1)
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, optimizers=[opt])
+    module = SimpleNamespace(loss_terms={})
+    guard = NonFiniteGuard(policy="stop", every_n_steps=4)
+    no_sync = AssertionError("a host sync on a step that does not check")
+    for step, loss in ((1, 1.0), (2, float("nan")), (3, 1.0)):
+        trainer.global_step = step
+        w.grad = torch.ones(3)
+        guard.on_before_backward(trainer, module, torch.tensor(loss))
+        with (
+            mock.patch.object(torch.Tensor, "__bool__", side_effect=no_sync),
+            mock.patch.object(torch.Tensor, "__int__", side_effect=no_sync),
+            mock.patch.object(torch.Tensor, "item", side_effect=no_sync),
+        ):
+            guard.on_before_optimizer_step(trainer, module, opt)
+    trainer.global_step = 4
+    w.grad = torch.ones(3)
+    guard.on_before_backward(trainer, module, torch.tensor(1.0))
+    with pytest.raises(NonFiniteError, match="first at step 2 .*checked every 4 steps"):
+        guard.on_before_optimizer_step(trainer, module, opt)
+    clean = NonFiniteGuard(policy="stop", every_n_steps=2)
+    for step in range(4):
+        trainer.global_step = step
+        w.grad = torch.ones(3)
+        clean.on_before_backward(trainer, module, torch.tensor(1.0))
+        clean.on_before_optimizer_step(trainer, module, opt)  # finite: never raises
+    assert int(clean.first_bad) == -1
