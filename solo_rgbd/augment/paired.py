@@ -12,14 +12,13 @@ Inputs are the cache's dtypes (uint8 RGB, int16-coded depth, see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import kornia.augmentation as K
 import torch
 from torch import nn
 
 from solo_rgbd.augment import fast
 from solo_rgbd.data.cache import decode_depth
+from solo_rgbd.schema import AugmentationConfig, DepthAugmentation, RGBAugmentation
 
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
@@ -27,35 +26,10 @@ DEPTH_MEAN = 0.5
 DEPTH_STD = 0.25
 
 
-@dataclass
-class RGBAugmentConfig:
-    color_jitter_prob: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-
-
-@dataclass
-class DepthAugmentConfig:
-    noise_prob: float = 0.0
-    noise_std: float = 0.02
-    erase_prob: float = 0.0  # random rectangular holes (set to 0, like sensor dropout)
-    blur_prob: float = 0.0
-
-
-@dataclass
-class AugmentConfig:
-    backend: str = "fast"  # fast (batched kernels, augment/fast.py) | kornia (the reference)
-    crop_size: int = 224
-    min_scale: float = 0.2
-    max_scale: float = 1.0
-    hflip_prob: float = 0.5
-    rgb: RGBAugmentConfig = field(default_factory=RGBAugmentConfig)
-    depth: DepthAugmentConfig = field(default_factory=DepthAugmentConfig)
+# the one schema of the augmentation settings and their defaults (``augmentations.*``)
+AugmentConfig = AugmentationConfig
+RGBAugmentConfig = RGBAugmentation
+DepthAugmentConfig = DepthAugmentation
 
 
 def to_unit_float(rgb_u8: torch.Tensor, depth_code: torch.Tensor, dtype=torch.float32):

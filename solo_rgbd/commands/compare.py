@@ -74,16 +74,7 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
         encoders = str(_supervised_encoders(spec, train, common, cell, extra))
     else:
         encoders = "random"
-    train_dir = train(
-        compose(
-            spec.config_name,
-            [*common, f"encoders={encoders}", f"output_dir={cell / spec.name}", "run_name=run"],
-        )
-    )
-    eval_dir = evaluate(
-        compose(spec.config_name, [*common, f"ckpt={train_dir}", f"out={cell / 'eval'}"])
-    )
-    results = next(iter(json.loads((eval_dir / "results.json").read_text()).values()))
+    results = _train_eval(spec, train, evaluate, common, encoders, cell / spec.name, cell / "eval")
     protocols = list(cfg.get("protocols") or ["frozen"])
     if "probe" in protocols:
         from solo_rgbd.commands.sod import sod_probe
@@ -101,14 +92,20 @@ def _finetune(cfg, spec, train, evaluate, common, encoders, fraction, cell: Path
     """The task trained end to end from these encoders with ``fraction`` of the labels."""
     out = cell / f"finetune-{fraction:g}"
     extra = [*common, "freeze=false", f"label_fraction={fraction}", *cfg.finetune_overrides]
+    return _train_eval(spec, train, evaluate, extra, encoders, out, out / "eval")
+
+
+def _train_eval(spec, train, evaluate, overrides, encoders: str, out: Path, eval_out: Path):
+    """The task's train (run folder ``out/<kind>/run``) then eval into ``eval_out``; returns the
+    first test set's {subset: scores} entry."""
     run_dir = train(
         compose(
             spec.config_name,
-            [*extra, f"encoders={encoders}", f"output_dir={out}", "run_name=run"],
+            [*overrides, f"encoders={encoders}", f"output_dir={out}", "run_name=run"],
         )
     )
     eval_dir = evaluate(
-        compose(spec.config_name, [*extra, f"ckpt={run_dir}", f"out={out / 'eval'}"])
+        compose(spec.config_name, [*overrides, f"ckpt={run_dir}", f"out={eval_out}"])
     )
     return next(iter(json.loads((eval_dir / "results.json").read_text()).values()))
 
