@@ -182,7 +182,13 @@ def check_resume_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) 
         )
     own = model.state_dict()
     saved = ckpt["state_dict"]
-    missing = sorted(set(own) - set(saved))
+    # state a block added after the checkpoint was written, which the block fills on load
+    optional = {
+        f"{name}.{key}"
+        for name, module in model.named_modules()
+        for key in getattr(module, "optional_state", ())
+    }
+    missing = sorted(set(own) - set(saved) - optional)
     unexpected = sorted(set(saved) - set(own))
     shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
     if missing or unexpected or shapes:

@@ -15,10 +15,15 @@ def intra_loss(
     k_depth: torch.Tensor,
     queue_depth: torch.Tensor,
     tau: float = 0.1,
+    exclude_rgb: torch.Tensor | None = None,
+    exclude_depth: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 4: L_intra = L(q^r, k^r_+, k^r_i) + L(q^d, k^d_+, k^d_i), each with its own queue."""
-    l_rgb, logits_rgb = infonce(q_rgb, k_rgb, queue_rgb, tau)
-    l_depth, logits_depth = infonce(q_depth, k_depth, queue_depth, tau)
+    """Eq. 4: L_intra = L(q^r, k^r_+, k^r_i) + L(q^d, k^d_+, k^d_i), each with its own queue.
+
+    ``exclude_*`` (B, K) bool: queue entries of the query's own sample, left out (see infonce).
+    """
+    l_rgb, logits_rgb = infonce(q_rgb, k_rgb, queue_rgb, tau, exclude_rgb)
+    l_depth, logits_depth = infonce(q_depth, k_depth, queue_depth, tau, exclude_depth)
     return l_rgb + l_depth, {
         "loss_rgb": l_rgb,
         "loss_depth": l_depth,
@@ -28,10 +33,14 @@ def intra_loss(
 
 
 def inter_loss(
-    q_fused: torch.Tensor, k_fused: torch.Tensor, queue_fused: torch.Tensor, tau: float = 0.04
+    q_fused: torch.Tensor,
+    k_fused: torch.Tensor,
+    queue_fused: torch.Tensor,
+    tau: float = 0.04,
+    exclude: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 7: InfoNCE of fused queries against fused keys and the fused queue."""
-    return infonce(q_fused, k_fused, queue_fused, tau)
+    return infonce(q_fused, k_fused, queue_fused, tau, exclude)
 
 
 def total_loss(

@@ -43,9 +43,10 @@ class Alignment(IntraCLM):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         kw = self.kwargs
         (rgb_q, depth_q), (rgb_k, depth_k) = batch["views"]
+        ids = batch["index"]  # (B,): the queues skip a query's own keys
         q = self(rgb_q, depth_q)
         k = self.momentum_forward(rgb_k, depth_k)
-        l_intra, intra = self.intra(q, k)
+        l_intra, intra = self.intra(q, k, ids)
         l_align, parts = None, {}
         if self.stage == 2:
             l_align, parts = alignment_loss(
@@ -56,15 +57,17 @@ class Alignment(IntraCLM):
                 k["z_rgb"],
                 self.queue_rgb.negatives(),
                 float(kw["tau_align"]),
+                exclude_depth=self.exclusion(self.queue_depth, ids),
+                exclude_rgb=self.exclusion(self.queue_rgb, ids),
             )
         loss = total_loss(l_intra, l_align, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
         self.loss_terms = {
             "loss_intra": l_intra.detach(),
             **({"loss_align": l_align.detach()} if l_align is not None else {}),
         }
-        self.enqueue_intra(k)
+        self.enqueue_intra(k, ids)
         if self.should_log():
-            values = self.intra_diagnostics(loss, l_intra, intra)
+            values = self.intra_diagnostics(loss, l_intra, intra, q, k)
             if l_align is not None:
                 values["loss_align"] = l_align.detach()
                 values["acc_rgb_to_depth"] = top1_accuracy(parts["logits_rgb_to_depth"])

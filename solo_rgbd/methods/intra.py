@@ -212,8 +212,11 @@ class IntraCLM(MoCoStreams):
         """Key side (Eq. 2) with the momentum encoders (shuffle-BN if ``shuffle_bn``)."""
         return self._flat(self.keys({"rgb": rgb, "depth": depth}))
 
-    def intra(self, q: dict, k: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """L_intra (Eq. 3-4) against snapshots of the queues."""
+    def intra(
+        self, q: dict, k: dict, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_intra (Eq. 3-4) against snapshots of the queues, without the queued keys of each
+        query's own sample (``ids`` (B,), when ``instance_aware_queue``)."""
         return intra_loss(
             q["z_rgb"],
             k["z_rgb"],
@@ -222,13 +225,15 @@ class IntraCLM(MoCoStreams):
             k["z_depth"],
             self.negatives("depth"),
             tau=float(self.kwargs["tau_intra"]),
+            exclude_rgb=self.exclusion(self.queue_rgb, ids),
+            exclude_depth=self.exclusion(self.queue_depth, ids),
         )
 
-    def enqueue_intra(self, k: dict) -> None:
+    def enqueue_intra(self, k: dict, ids: torch.Tensor) -> None:
         """After the loss, explicitly: this step's keys (from every rank) enter the queues."""
-        self.enqueue({"rgb": k["z_rgb"], "depth": k["z_depth"]})
+        self.enqueue({"rgb": k["z_rgb"], "depth": k["z_depth"]}, ids)
 
-    def intra_diagnostics(self, loss, l_intra, parts) -> dict[str, Any]:
+    def intra_diagnostics(self, loss, l_intra, parts, q: dict, k: dict) -> dict[str, Any]:
         return {
             "loss": loss.detach(),
             "loss_intra": l_intra.detach(),
@@ -236,6 +241,8 @@ class IntraCLM(MoCoStreams):
             "loss_depth": parts["loss_depth"].detach(),
             "acc_rgb": top1_accuracy(parts["logits_rgb"]),
             "acc_depth": top1_accuracy(parts["logits_depth"]),
+            "acc_batch_rgb": self.batch_accuracy(q["z_rgb"], k["z_rgb"]),
+            "acc_batch_depth": self.batch_accuracy(q["z_depth"], k["z_depth"]),
             "stage": float(self.stage),
             "lr": self.lr_at(self.global_step),
         }

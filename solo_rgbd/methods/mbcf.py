@@ -97,9 +97,10 @@ class MBCF(IntraCLM):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         kw = self.kwargs
         (rgb_q, depth_q), (rgb_k, depth_k) = batch["views"]
+        ids = batch["index"]  # (B,) sample of each pair: the queues skip a query's own keys
         q = self(rgb_q, depth_q)  # Eq. 1
         k = self.momentum_forward(rgb_k, depth_k)  # Eq. 2
-        l_intra, intra = self.intra(q, k)  # Eq. 3-4
+        l_intra, intra = self.intra(q, k, ids)  # Eq. 3-4
         l_inter, fused_k, logits_f, att = None, None, None, None
         if self.stage == 2:
             # InterCLM: Eq. 5 and 9 (query), Eq. 6 (key), Eq. 7 (loss)
@@ -111,7 +112,11 @@ class MBCF(IntraCLM):
                 k["fmap_depth"],
             )
             l_inter, logits_f = inter_loss(
-                fused_q, fused_k, self.queue_fused.negatives(), tau=float(kw["tau_inter"])
+                fused_q,
+                fused_k,
+                self.queue_fused.negatives(),
+                tau=float(kw["tau_inter"]),
+                exclude=self.exclusion(self.queue_fused, ids),
             )
         loss = total_loss(l_intra, l_inter, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
         self.loss_terms = {
@@ -120,14 +125,15 @@ class MBCF(IntraCLM):
         }
 
         # after the loss, explicitly: this step's keys (from every rank) enter the queues
-        self.enqueue_intra(k)
+        self.enqueue_intra(k, ids)
         if fused_k is not None:
-            self.queue_fused.enqueue(gather_keys(fused_k))
+            self.queue_fused.enqueue(gather_keys(fused_k), gather_keys(ids))
 
         if self.should_log():
-            values = self.intra_diagnostics(loss, l_intra, intra)
+            values = self.intra_diagnostics(loss, l_intra, intra, q, k)
             if l_inter is not None:
                 values.update(self._fusion_diagnostics(l_inter, logits_f, att))
+                values["acc_batch_inter"] = self.batch_accuracy(fused_q, fused_k)
             self.log_scalars(values, prog_bar=("loss", "stage"))
         return loss
 

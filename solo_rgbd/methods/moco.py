@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from solo_rgbd.losses.infonce import batch_top1_accuracy
 from solo_rgbd.methods.base import (
     BaseMomentumMethod,
     MomentumKwargs,
@@ -28,7 +30,7 @@ from solo_rgbd.methods.base import (
     check_shuffle_bn,
 )
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.nn.distributed import gather_keys
+from solo_rgbd.nn.distributed import batch_offset, gather_keys, mean_over_ranks
 from solo_rgbd.nn.heads import mocov2_projector
 from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
@@ -42,6 +44,9 @@ class MoCoKwargs:
     momentum: MomentumKwargs = field(default_factory=MomentumKwargs)
     shuffle_bn: bool = False  # MoCo's shuffle-BN for the key encoders (experiment=paper: on)
     shuffle_bn_groups: int = 2  # on one device: BN groups of the key batch (DDP: ranks)
+    # drop queued keys of the query's own sample from its negatives (KeyQueue's ids); false
+    # is MoCo and the paper literally (docs/paper.md)
+    instance_aware_queue: bool = True
 
 
 STREAM_CHANNELS = {"two_stream": {"rgb": 3, "depth": 1}, "early_fusion": {"rgbd": 4}}
@@ -141,10 +146,34 @@ class MoCoStreams(BaseMomentumMethod):
         """A snapshot of ``stream``'s queue (K, D), safe to use while the queue moves on."""
         return self.queues[stream].negatives()
 
-    def enqueue(self, z_keys: dict[str, torch.Tensor]) -> None:
-        """After the loss, explicitly: this step's keys (from every rank) enter the queues."""
+    def exclusion(self, queue: KeyQueue, ids: torch.Tensor) -> torch.Tensor | None:
+        """(B, K) bool: ``queue``'s keys of each query's own sample (``ids`` (B,)), which the
+        loss leaves out of the negatives; None when ``instance_aware_queue`` is off."""
+        return queue.same_instance(ids) if self.kwargs["instance_aware_queue"] else None
+
+    def enqueue(self, z_keys: dict[str, torch.Tensor], ids: torch.Tensor) -> None:
+        """After the loss, explicitly: this step's keys and their sample ids (from every
+        rank) enter the queues."""
+        all_ids = gather_keys(ids)
         for s, z in z_keys.items():
-            self.queues[s].enqueue(gather_keys(z))
+            self.queues[s].enqueue(gather_keys(z), all_ids)
+
+    @staticmethod
+    def batch_accuracy(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Top-1 of each query's key among all keys of the global batch (chance 1 / batch):
+        no stale keys to tell apart, and under shuffle-BN no BatchNorm leak. Logging steps."""
+        acc = batch_top1_accuracy(q, gather_keys(k), batch_offset(q.shape[0]))
+        return mean_over_ranks(acc)
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        size, pairs = int(self.kwargs["queue_size"]), _training_pairs(self.trainer)
+        if not self.kwargs["instance_aware_queue"] and pairs and size > pairs:
+            rank_zero_warn(
+                f"method_kwargs.queue_size={size} is larger than the {pairs} training pairs and "
+                "method_kwargs.instance_aware_queue=false: every queue holds older keys of each "
+                "query's own image as negatives; set instance_aware_queue=true or a smaller queue."
+            )
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Gradient norm reaching each encoder: is the weak modality learning?"""
@@ -153,3 +182,11 @@ class MoCoStreams(BaseMomentumMethod):
             for i, (online, _) in enumerate(self.extra_modules()):
                 values["grad_norm_inter" if i == 0 else f"grad_norm_inter{i}"] = grad_norm(online)
             self.log_scalars(values)
+
+
+def _training_pairs(trainer) -> int:
+    """The number of training pairs, or 0 when the loader does not say."""
+    try:
+        return len(trainer.train_dataloader.dataset)
+    except (AttributeError, TypeError):
+        return 0

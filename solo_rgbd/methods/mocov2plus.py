@@ -43,6 +43,7 @@ class MoCoV2Plus(MoCoStreams):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         (rgb1, depth1), (rgb2, depth2) = batch["views"]
+        ids = batch["index"]  # (B,): the queues skip a query's own keys
         x1, x2 = (
             stream_inputs(self.encoders, rgb1, depth1),
             stream_inputs(self.encoders, rgb2, depth2),
@@ -53,17 +54,20 @@ class MoCoV2Plus(MoCoStreams):
             q2, k1 = self.query(x2)["z"], self.keys(x1)["z"]
         loss = torch.zeros((), device=rgb1.device)
         logs: dict[str, Any] = {}
+        log_now = self.should_log()
         for s in self.encoders:
-            negatives = self.negatives(s)
-            l_s, logits = infonce(q1[s], k2[s], negatives, tau)
+            negatives, exclude = self.negatives(s), self.exclusion(self.queues[s], ids)
+            l_s, logits = infonce(q1[s], k2[s], negatives, tau, exclude)
             if symmetric:
-                l_s = (l_s + infonce(q2[s], k1[s], negatives, tau)[0]) / 2
+                l_s = (l_s + infonce(q2[s], k1[s], negatives, tau, exclude)[0]) / 2
             loss = loss + l_s
             logs[f"loss_{s}"], logs[f"acc_{s}"] = l_s.detach(), top1_accuracy(logits)
-        self.enqueue(k2)  # after the loss, explicitly
+            if log_now:
+                logs[f"acc_batch_{s}"] = self.batch_accuracy(q1[s], k2[s])
+        self.enqueue(k2, ids)  # after the loss, explicitly
         if symmetric:
-            self.enqueue(k1)
+            self.enqueue(k1, ids)
         self.loss_terms = {k: v for k, v in logs.items() if k.startswith("loss_")}
-        if self.should_log():
+        if log_now:
             self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
         return loss

@@ -6,11 +6,32 @@ import torch
 import torch.distributed as dist
 
 
+def _world() -> int:
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size()
+
+
 @torch.no_grad()
 def gather_keys(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (B, D) from every rank along dim 0 (MoCo's concat_all_gather)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    """Concatenate ``x`` (B, ...) from every rank along dim 0 (MoCo's concat_all_gather)."""
+    if _world() == 1:
         return x
     out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(out, x.contiguous())
     return torch.cat(out, dim=0)
+
+
+def batch_offset(local_batch: int) -> int:
+    """Where this rank's rows start in a batch gathered by :func:`gather_keys`."""
+    return 0 if _world() == 1 else dist.get_rank() * local_batch
+
+
+@torch.no_grad()
+def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The mean of a scalar over all ranks (each rank's batch has the same size)."""
+    if _world() == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x)
+    return x / dist.get_world_size()
