@@ -70,3 +70,65 @@ def test_warmup_then_cosine_spends_no_step_at_zero():
     assert warmup_cosine(2, 10, 2, 1.0) == 1.0  # the cosine starts at the peak
     assert 0 < warmup_cosine(9, 10, 2, 1.0) < 0.05  # the last step still learns
     assert warmup_cosine(10, 10, 2, 1.0) == 0.0 and warmup_cosine(3, 10, 0, 1.0, "constant") == 1.0
+
+
+def test_each_key_is_stored_with_its_sample_index_and_wraps_with_it():
+    q = KeyQueue(size=5, dim=2)
+    assert q.ids.tolist() == [-1] * 5  # the random initial keys belong to no sample
+    q.enqueue(torch.randn(3, 2), torch.tensor([7, 8, 9]))
+    q.enqueue(torch.randn(3, 2), torch.tensor([1, 2, 3]))
+    assert q.ids.tolist() == [3, 8, 9, 1, 2]
+    same = q.same_instance(torch.tensor([3, 4, 9]))  # (B, K)
+    assert same.tolist() == [
+        [True, False, False, False, False],
+        [False] * 5,
+        [False, False, True, False, False],
+    ]
+    q.enqueue(torch.randn(2, 2))  # keys of no known sample
+    assert q.ids.tolist() == [3, -1, -1, 1, 2]
+
+
+def test_a_checkpoint_from_before_the_ids_loads_with_every_slot_unknown():
+    q = KeyQueue(size=4, dim=2)
+    q.enqueue(torch.randn(2, 2), torch.tensor([5, 6]))
+    old = {k: v for k, v in q.state_dict().items() if k != "ids"}
+    fresh = KeyQueue(size=4, dim=2)
+    fresh.load_state_dict(old)  # strict: the missing buffer is filled, not an error
+    assert torch.equal(fresh.keys, q.keys) and fresh.ids.tolist() == [-1] * 4
+
+
+def _batch_centred(embed: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """A frozen 'encoder' with BatchNorm in train mode: each output depends on its batch."""
+    x = embed[idx]
+    return torch.nn.functional.normalize(x - 0.6 * x.mean(0, keepdim=True), dim=1)
+
+
+def test_frozen_encoder_no_augmentation_top1_is_one_with_the_mask_and_falls_without():
+    """Once the queue wraps around the dataset it holds older keys of every query's own
+    sample. They differ from the fresh positive only through the batch statistics, so without
+    the mask they beat it about half the time; with it, top-1 stays 1.0."""
+    from solo_rgbd.losses.infonce import infonce, top1_accuracy
+
+    torch.manual_seed(0)
+    n, b, dim = 48, 8, 64
+    embed = torch.randn(n, dim)  # distinct samples: nearly orthogonal embeddings
+    queues = {True: KeyQueue(2 * n, dim), False: KeyQueue(2 * n, dim)}
+    accs = {True: [], False: []}
+    for _epoch in range(4):
+        for idx in torch.randperm(n).view(-1, b):
+            q = _batch_centred(embed, idx)  # the query batch
+            # shuffle-BN across 4 ranks: the key's BN group is drawn from the global batch
+            others = torch.tensor([i for i in torch.randperm(n).tolist() if i not in idx])
+            world = torch.cat([idx, others[: 3 * b]])[torch.randperm(4 * b)]
+            k_all = torch.cat([_batch_centred(embed, g) for g in world.view(4, b)])
+            k = k_all[[world.tolist().index(i) for i in idx.tolist()]]
+            for masked, queue in queues.items():
+                exclude = queue.same_instance(idx) if masked else None
+                _, logits = infonce(q, k, queue.negatives(), 0.1, exclude)
+                accs[masked].append(top1_accuracy(logits).item())
+                queue.enqueue(k, idx)
+    wrapped = slice(2 * n // b, None)  # after two epochs every sample has keys in the queue
+    assert min(accs[True]) == 1.0
+    with_own = sum(accs[False][wrapped]) / len(accs[False][wrapped])
+    assert with_own < 0.8
+    assert sum(accs[False][: n // b]) / (n // b) == 1.0  # first epoch: no own keys yet
