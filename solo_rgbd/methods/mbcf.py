@@ -47,9 +47,6 @@ class FusionKwargs:
     conv_kernel: int = 1  # 1 or 3
     attention_reduction: int = 16  # channel-attention MLP: C -> C / r -> C
     pool: str = "after"  # global average pooling after the conv (or 'before')
-    # lr of the two channel-attention MLPs relative to the rest (1: the paper, one lr); short
-    # runs raise it so the attention, and with it the mask, leaves uniform (docs/results.md)
-    attention_lr_scale: float = 1.0
 
 
 @dataclass
@@ -75,8 +72,6 @@ class MBCF(IntraCLM):
         )
         req(fus["pool"] in ("after", "before"), "fusion.pool", fus["pool"], "use after or before")
         req(fus["conv_kernel"] in (1, 3), "fusion.conv_kernel", fus["conv_kernel"], "use 1 or 3")
-        scale = float(fus["attention_lr_scale"])
-        req(0 < scale < float("inf"), "fusion.attention_lr_scale", scale, "must be > 0")
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -98,20 +93,6 @@ class MBCF(IntraCLM):
 
     def inter_modules(self):
         return [(self.fusion, self.fusion_k)]
-
-    @property
-    def learnable_params(self) -> list[dict[str, Any]]:
-        """The encoders' groups, then the fusion encoder's: its channel attention at
-        ``attention_lr_scale`` times the lr, the rest (conv, projector) at the lr."""
-        groups = [g for g in super().learnable_params if g["name"] != "inter"]
-        attention = [p for m in self.fusion.attention_modules() for p in m.parameters()]
-        ids = {id(p) for p in attention}
-        scale = float(self.kwargs["fusion"]["attention_lr_scale"])
-        return [
-            *groups,
-            {"name": "inter", "params": [p for p in self.fusion.parameters() if id(p) not in ids]},
-            {"name": "inter_attention", "params": attention, "lr": self.base_lr * scale},
-        ]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         kw = self.kwargs

@@ -96,9 +96,6 @@ class FusionEncoder(nn.Module):
         )
         self.projector = mocov2_projector(dim, proj_hidden_dim, proj_output_dim)
 
-    def attention_modules(self) -> list[nn.Module]:
-        return [self.att_rgb, self.att_depth]
-
     def forward(
         self, f_rgb: torch.Tensor, f_depth: torch.Tensor, apply_mask: bool = True
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
