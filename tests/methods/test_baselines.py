@@ -103,3 +103,31 @@ def test_early_fusion_encoders_go_through_sod_train_and_eval(tmp_path):
         == 0
     )
     assert (ckpt / "eval" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("aware", [True, False])
+def test_queues_store_sample_ids_and_a_queue_larger_than_the_data_warns_without_them(
+    tmp_path, aware
+):
+    import warnings
+
+    extra = {
+        "method_kwargs.queue_size": "64",  # 32 training pairs: every sample twice
+        "method_kwargs.instance_aware_queue": str(aware).lower(),
+        "trainer.max_epochs": "1",
+        "trainer.limit_train_batches": "2",
+        "run_name": "r",
+    }
+    cfg = compose("pretrain", ["method=mocov2plus", *tiny_overrides(tmp_path, **extra)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_dir = run_pretrain(cfg)
+    warned = [w for w in caught if "instance_aware_queue=false" in str(w.message)]
+    assert len(warned) == (0 if aware else 1)
+    state = torch.load(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )["state_dict"]
+    ids = state["queues.rgb.ids"]
+    written = ids[ids >= 0]
+    assert len(written) == 2 * 8 and len(set(written.tolist())) == 16  # 2 batches of 8 pairs
+    assert torch.equal(ids, state["queues.depth.ids"])
