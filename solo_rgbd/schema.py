@@ -117,6 +117,8 @@ class TrainerConfig:
 @dataclass
 class CheckpointConfig:
     every_n_steps: int = 0  # also every N optimizer steps if N > 0 (always: each epoch, signals)
+    # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
+    snapshot_every_n_epochs: int = 0
 
 
 @dataclass

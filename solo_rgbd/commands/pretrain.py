@@ -99,7 +99,9 @@ def run_pretrain(
     callbacks = [
         *probes_from_config(cfg),
         *(extra_callbacks or []),
-        EncoderExport(run_dir / "encoders"),
+        EncoderExport(
+            run_dir / "encoders", int(cfg.checkpoint.get("snapshot_every_n_epochs") or 0)
+        ),
         MetricsWriter(run_dir / "logs" / "metrics.csv"),
         NonFiniteGuard(**OmegaConf.to_container(cfg.nan_guard, resolve=True)),
         RunCheckpoint(run_dir / "checkpoints", int(cfg.checkpoint.every_n_steps), hint),

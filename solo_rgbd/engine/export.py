@@ -1,5 +1,11 @@
 """The per-epoch encoder export of a pretraining run (rank 0, before the epoch's checkpoint);
-the files and their guarantees are in :mod:`solo_rgbd.nn.encoder_io`."""
+the files and their guarantees are in :mod:`solo_rgbd.nn.encoder_io`.
+
+With ``snapshot_every`` N > 0 the encoders of every N-th epoch are also kept, each as its own
+export in ``snapshots/epochNNN/`` (NNN: epochs done), for curves of a downstream score against
+pretraining steps (``bench/probe_curve.py``). A snapshot is a function of the epoch alone, so a
+resumed run writes the same folders.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +20,26 @@ from solo_rgbd.nn.encoder_io import export_encoders
 class EncoderExport(pl.Callback):
     """Export the encoders at the end of every training epoch (rank 0), before the checkpoint."""
 
-    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        snapshot_every: int = 0,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.out_dir = Path(out_dir)
+        self.snapshot_every = int(snapshot_every)
+        self.snapshot_dir = Path(snapshot_dir or self.out_dir.parent / "snapshots")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            export_encoders(
-                pl_module.export_encoders(),
-                self.out_dir,
-                {
-                    "method": pl_module.method_name,
-                    "epoch": trainer.current_epoch,
-                    "global_step": trainer.global_step,
-                },
-            )
+        if not trainer.is_global_zero:
+            return
+        encoders = pl_module.export_encoders()
+        info = {
+            "method": pl_module.method_name,
+            "epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+        }
+        export_encoders(encoders, self.out_dir, info)
+        done = trainer.current_epoch + 1
+        if self.snapshot_every > 0 and done % self.snapshot_every == 0:
+            export_encoders(encoders, self.snapshot_dir / f"epoch{done:03d}", info)
