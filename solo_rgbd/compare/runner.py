@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from solo_rgbd.compare.gaps import paired_gaps
 from solo_rgbd.compare.protocols import (
     FINETUNE,
     PROBES,
@@ -87,6 +88,15 @@ def _rows(cfg: DictConfig) -> list[dict]:
     return rows
 
 
+def _check_gaps(cfg: DictConfig, names: list[str]) -> None:
+    for i, pair in enumerate(cfg.get("gaps") or []):
+        if len(pair) != 2 or not set(pair) <= set(names):
+            raise ConfigError(
+                f"gaps[{i}] = {list(pair)}: each gap is [ROW_A, ROW_B], two names from rows "
+                f"({', '.join(names)})."
+            )
+
+
 def pretrain_overrides(cfg: DictConfig, row: dict, seed: int, cell: Path) -> list[str]:
     """The pretraining overrides of a cell. ``budget_epochs`` sets ``trainer.max_epochs`` only
     for methods without a schedule of their own: a staged method's epochs are its stages (set
@@ -144,18 +154,22 @@ def run_compare(
     ``report`` (its metrics and headline)."""
     out = Path(str(cfg.out))
     rows = _rows(cfg)
+    _check_gaps(cfg, [r["name"] for r in rows])
     results: dict[str, dict] = {}
     probes: dict[str, dict] = {}
     finetune: dict[str, dict] = {}
     diagnostics: dict[str, list[dict[str, float]]] = {}
+    by_seed: dict[str, dict[int, dict]] = {}
     failed: list[str] = []
     for row in rows:
         per_seed = []
+        mine = by_seed.setdefault(row["name"], {})
         for seed in cfg.seeds:
             cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
             done = cell / "done.json"
             if done.exists():
                 per_seed.append(json.loads(done.read_text()))
+                mine[int(seed)] = per_seed[-1]
                 print(f"[compare] reuse {row['name']} seed {seed}")
                 continue
             if cell.exists():
@@ -173,6 +187,7 @@ def run_compare(
                 continue
             atomic_write_text(json.dumps(scores, indent=2), done)
             per_seed.append(scores)
+            mine[int(seed)] = scores
         diagnostics[row["name"]] = [
             cell_diagnostics(out / "cells" / slug(row["name"]) / f"seed{seed}")
             for seed in cfg.seeds
@@ -189,6 +204,7 @@ def run_compare(
         report,
         {k: v for k, v in finetune.items() if v},
         diagnostics,
+        paired_gaps(by_seed, [list(p) for p in cfg.get("gaps") or []], report),
     )
     return out, failed
 
@@ -226,6 +242,7 @@ def write_report(
     report: Report = SOD_REPORT,
     finetune: dict | None = None,
     diagnostics: dict | None = None,
+    gaps: str = "",
 ) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
@@ -249,6 +266,8 @@ def write_report(
             f"{probe_table(probes, report)}\n"
         )
         atomic_write_text(json.dumps(probes, indent=2), out / "probes.json")
+    if gaps:
+        parts.append(gaps)
     if diagnostics and diagnostics_section(diagnostics):
         parts.append(diagnostics_section(diagnostics))
     if finetune:
