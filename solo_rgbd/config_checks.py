@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.paths import is_component
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64")
 
@@ -44,7 +45,14 @@ def _choice(*options: Any):
     return (lambda v: v in options), "one of " + ", ".join(str(o) for o in options)
 
 
+def _component(null: bool = False):
+    text = "one path component (no '/', '\\', '..', not absolute)"
+    return (lambda v: (v is None and null) or is_component(v)), text + (" or null" if null else "")
+
+
 PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "run_name": _component(null=True),
+    "data.name": _component(),
     "seed": _int(0),
     "log_every_n_steps": _int(1),
     "data.batch_size": _int(1),

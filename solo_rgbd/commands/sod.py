@@ -20,6 +20,7 @@ from solo_rgbd.data.sources import build_from_config, index_loader, resolve_root
 from solo_rgbd.errors import ConfigError, SoloRGBDError
 from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
+from solo_rgbd.utils.paths import PREDICTIONS_MARKER, check_component, remove_own_dir
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 ACTIONS = ("train", "eval", "predict", "score")
@@ -31,7 +32,7 @@ def _device() -> torch.device:
 
 def _run_dir(cfg: DictConfig, kind: str) -> Path:
     name = cfg.get("run_name") or time.strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.output_dir) / kind / str(name)
+    return Path(cfg.output_dir) / kind / check_component(name, "run_name")
 
 
 # ----- train ------------------------------------------------------------------------------
@@ -144,6 +145,7 @@ def predict_cache(
     """Write 8-bit PNG saliency maps named by stem, at the GT's (or RGB's) original size."""
     probs_all: list[np.ndarray] = []
     with atomic_dir(out_dir) as tmp:
+        (tmp / PREDICTIONS_MARKER).touch()  # ours: a later eval may replace this folder
         for start in range(0, len(cache), batch_size):
             idx = list(range(start, min(start + batch_size, len(cache))))
             batch = {k: v.to(module.device) for k, v in cache.batch(idx).items()}
@@ -168,7 +170,9 @@ def _test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
         for i, entry in enumerate(OmegaConf.to_container(cfg.test_sets, resolve=True)):
             if not isinstance(entry, dict) or "path" not in entry:
                 raise ConfigError(f"test_sets[{i}] needs a path: {{name: X, path: /dir}}.")
-            name = entry.get("name") or Path(entry["path"]).name
+            name = check_component(
+                entry.get("name") or Path(entry["path"]).name, f"test_sets[{i}].name"
+            )
             if entry.get("optional") and not Path(entry["path"]).expanduser().exists():
                 print(f"note: test set {name} skipped: '{entry['path']}' is absent (optional).")
                 continue
@@ -179,7 +183,8 @@ def _test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
             raise ConfigError("every test set in test_sets is absent; nothing to evaluate.")
         return out
     check_missing(cfg)
-    return [(str(cfg.data.name), spec) for spec in resolve_roots(cfg.data, "test")]
+    name = check_component(cfg.data.name, "data.name")
+    return [(name, spec) for spec in resolve_roots(cfg.data, "test")]
 
 
 def _subsets(cache: RGBDCache, keys: Sequence[str]) -> dict[str, list[str]]:
@@ -219,10 +224,7 @@ def sod_eval(cfg: DictConfig) -> Path:
             on_constant_depth=str(cfg.data.on_constant_depth),
         )
         pred_dir = out / "predictions" / name
-        if pred_dir.exists():
-            import shutil
-
-            shutil.rmtree(pred_dir)
+        remove_own_dir(pred_dir, PREDICTIONS_MARKER)
         preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
         gt_paths = {s: Path(p) for s, p in zip(cache.stems, cache.gt_paths, strict=True)}
         results[name] = score_folder(pred_dir, gt_paths, _subsets(cache, cfg.subset_keys))

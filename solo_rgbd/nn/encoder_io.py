@@ -54,8 +54,16 @@ def resolve_export_dir(out_dir: str | os.PathLike[str]) -> Path:
         backups = [p for p in _siblings(out_dir, "old") if (p / MANIFEST).is_file()]
         newest = (complete or backups or [None])[-1]
         if newest is not None:
+            # our swap never leaves out_dir without a manifest: only an empty one is replaced
+            if out_dir.exists() and any(out_dir.iterdir()):
+                raise CheckpointError(
+                    f"'{out_dir}' holds files but no {MANIFEST}, so it is not an export "
+                    f"solo-rgbd wrote, and a complete export waits beside it in '{newest}'. "
+                    "Nothing was deleted: move your files out of the folder (then the export "
+                    "is put in place), or point encoders= at the export folder."
+                )
             if out_dir.exists():
-                shutil.rmtree(out_dir)
+                out_dir.rmdir()
             os.replace(newest, out_dir)
             fsync_dir(out_dir.parent)
     for leftover in _siblings(out_dir, "partial") + _siblings(out_dir, "old"):
