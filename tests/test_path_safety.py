@@ -100,3 +100,50 @@ def test_a_stale_swap_beside_a_users_folder_does_not_delete_it(tmp_path):
     assert (user / "notes.txt").read_text() == "mine" and stale.is_dir()
     (user / "notes.txt").unlink()  # an empty folder is completed as before
     assert json.loads((resolve_export_dir(user) / "encoders.json").read_text()) == {"encoders": {}}
+
+
+def test_a_fresh_run_never_overwrites_another_runs_files(tmp_path, capsys):
+    run = tmp_path / "out" / "mbcf" / "r"
+    (run / "logs").mkdir(parents=True)
+    (run / "config.yaml").write_text("theirs\n")
+    (run / "logs" / "metrics.csv").write_text("epoch,step,loss\n" + "0,1,5.0\n" * 32)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["pretrain", "backbone=tiny", f"output_dir={tmp_path / 'out'}", "run_name=r"]) == 2
+    assert "already holds another run's files" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    run = tmp_path / "out" / "mocov2plus" / "r"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from solo_rgbd.utils.locks import hold_run_lock; "
+            "lock = hold_run_lock(sys.argv[1]); print('held', flush=True); time.sleep(120)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = [
+            "pretrain",
+            "method=mocov2plus",
+            "backbone=tiny",
+            "data.synthetic.n=16",
+            "data.batch_size=8",
+            f"output_dir={tmp_path / 'out'}",
+            "run_name=r",
+        ]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"in use by process {holder.pid}" in err
+        assert not (run / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -28,6 +28,7 @@ from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
 from solo_rgbd.tasks.sod.probes import probes_from_config
 from solo_rgbd.utils.atomic import atomic_write_text
+from solo_rgbd.utils.locks import hold_run_lock
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 
@@ -89,8 +90,26 @@ def run_pretrain(
         )
 
     run_dir = plan.run_dir
+    lock = hold_run_lock(run_dir) if plan.rank_zero else None  # for the life of the run
+    try:
+        return _fit(cfg, plan, model, datamodule, devices, extra_callbacks, argv)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(
+    cfg: DictConfig,
+    plan: RunPlan,
+    model: pl.LightningModule,
+    datamodule: RGBDDataModule,
+    devices: int,
+    extra_callbacks: list[pl.Callback] | None,
+    argv: Sequence[str] | None,
+) -> Path:
+    """Write the run's config, build the Trainer and train (rank 0 holds the run's lock)."""
+    run_dir = plan.run_dir
     if plan.rank_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, plan)
         if devices > 1:  # the DDP processes Lightning launches use this folder
             os.environ[RUN_DIR_ENV] = str(run_dir.resolve())

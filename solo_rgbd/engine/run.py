@@ -25,6 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.locks import RUN_LOCK_FILES
 
 RUN_DIR_ENV = "SOLO_RGBD_RUN_DIR"
 
@@ -118,10 +119,13 @@ def plan_run(cfg: DictConfig) -> RunPlan:
             )
         return RunPlan(run_dir, path, env_rank() == 0)
     run_dir = _method_dir(cfg) / default_run_name(cfg)
-    if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+    if run_dir.is_dir() and any(p.name not in RUN_LOCK_FILES for p in run_dir.iterdir()):
+        what = "checkpoints" if (run_dir / "checkpoints").is_dir() else "another run's files"
         raise ConfigError(
-            f"run folder '{run_dir}' already holds checkpoints; choose another run_name or "
-            f"resume it with resume=last run_name={run_dir.name}."
+            f"run folder '{run_dir}' already holds {what}, and a fresh run never overwrites "
+            f"them; choose another run_name, or continue that run with resume=last "
+            f"run_name={run_dir.name} (resume=auto also restarts a run that has no checkpoint "
+            "yet)."
         )
     return RunPlan(run_dir, None, env_rank() == 0)
 

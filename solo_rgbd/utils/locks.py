@@ -38,3 +38,30 @@ class _Lock(FileLock):
                 f"cannot take the lock '{self.lock_file}' ({exc.strerror}); set SOLO_RGBD_CACHE "
                 "to a writable folder."
             ) from None
+
+
+#: files of a run folder that belong to its lock, not to the run's results
+RUN_LOCK_FILES = (".run.lock", ".run.pid")
+
+
+def hold_run_lock(run_dir: str | os.PathLike[str]) -> FileLock:
+    """Take ``<run_dir>/.run.lock`` for the life of a run (release it when the run ends).
+
+    A second process that wants the same run folder gets a :class:`ConfigError` naming the
+    process that holds it, at once: two runs never write one folder.
+    """
+    from solo_rgbd.errors import ConfigError
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / RUN_LOCK_FILES[0]), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = (run_dir / RUN_LOCK_FILES[1]).read_text().strip() or "another process"
+        raise ConfigError(
+            f"run folder '{run_dir}' is in use by {holder}; wait for that run to end (or stop "
+            "it), or start this one with another run_name."
+        ) from None
+    (run_dir / RUN_LOCK_FILES[1]).write_text(f"process {os.getpid()} on {os.uname().nodename}\n")
+    return lock
