@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
 from solo_rgbd.utils.atomic import fsync_dir, fsync_file, torch_save_bytes
+from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 MANIFEST = "encoders.json"
@@ -131,11 +132,28 @@ def verify_export(folder: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"'{folder / MANIFEST}' cannot be read ({exc}); export the encoders again."
         ) from None
-    for name, entry in (manifest.get("encoders") or {}).items():
-        path = folder / str(entry.get("file", ""))
+    encoders = manifest.get("encoders") if isinstance(manifest, dict) else None
+    if not isinstance(encoders, dict) or not all(isinstance(e, dict) for e in encoders.values()):
+        raise CheckpointError(
+            f"'{folder / MANIFEST}' is not an encoders manifest (expected {{\"encoders\": "
+            "{name: {file, backbone, in_chans, sha256}}}); export the encoders again."
+        )
+    for name, entry in encoders.items():
+        file, digest = entry.get("file"), entry.get("sha256")
+        if not is_component(file):
+            raise CheckpointError(
+                f"encoder '{name}' in '{folder / MANIFEST}' names the file {file!r}, which is not "
+                "a file inside the export folder; an export lists only its own files."
+            )
+        path = folder / str(file)
         if not path.is_file():
             raise CheckpointError(f"'{path}' listed for encoder '{name}' in {MANIFEST} is missing.")
-        if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+        if not isinstance(digest, str) or not digest:
+            raise CheckpointError(
+                f"encoder '{name}' in '{folder / MANIFEST}' has no sha256, so '{path}' cannot be "
+                "verified; export the encoders again (solo-rgbd writes the hash of every file)."
+            )
+        if sha256_of(path) != digest:
             raise CheckpointError(
                 f"'{path}' does not match the sha256 in '{folder / MANIFEST}': the file was "
                 "changed or comes from another export (e.g. another epoch). Re-export the "
