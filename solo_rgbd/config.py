@@ -146,8 +146,31 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
         cfg = _hydra_compose(config_name, overrides)
     except Exception as exc:  # Hydra's composition, missing-option and grammar errors
         raise _diagnose(config_name, overrides, exc) from None
+    _check_added_keys(config_name, overrides)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+#: root configs with a schema: a key added with '+' must already be one of their keys
+SCHEMA_ROOTS = ("pretrain", "sod")
+
+
+def _check_added_keys(config_name: str, overrides: list[str]) -> None:
+    """``+key=value`` adds a key Hydra does not know; on a schema'd root that is a typo."""
+    added = [o for o in overrides if o.startswith("+") and not o.startswith("++")]
+    keys = [o[1:].split("=", 1)[0] for o in added]
+    keys = [k for k in keys if k not in _groups() and not k.startswith("method_kwargs.")]
+    if config_name not in SCHEMA_ROOTS or not keys:
+        return
+    base = _hydra_compose(config_name, [o for o in overrides if o not in added])
+    known = all_keys(base)
+    for key in keys:
+        if OmegaConf.select(base, key, default="__absent__") == "__absent__":
+            raise ConfigError(
+                f"unknown config key '{key}' (added with '+').{did_you_mean(key, known)} "
+                f"'{config_name}' has a fixed set of keys; drop the '+' to set an existing key, "
+                f"or see 'solo-rgbd {config_name} --cfg' for them."
+            )
 
 
 #: keys that were renamed: an old name is answered with the new one

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.paths import is_component
@@ -29,16 +29,44 @@ def _int(lo: int, hi: int | None = None, null: bool = False) -> tuple[Callable[[
     return ok, text + (" (or null)" if null else "")
 
 
-def _num(lo: float, hi: float, hi_open: bool = False, null: bool = False):
+def _num(lo: float, hi: float, hi_open: bool = False, null: bool = False, lo_open: bool = False):
     def ok(v: Any) -> bool:
         if v is None:
             return null
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False
-        return lo <= v and (v < hi if hi_open else v <= hi)
+        return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
 
-    text = f"a number in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
     return ok, text + (" (or null)" if null else "")
+
+
+def _sigma_range(v: Any) -> bool:
+    """[lo, hi] with 0 < lo <= hi: a Gaussian blur's sigma range."""
+    return (
+        isinstance(v, (list, tuple, ListConfig))
+        and len(v) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        and 0 < v[0] <= v[1] < 1e3
+    )
+
+
+def _devices(v: Any) -> bool:
+    """An int >= 1, "auto", a list of device ids, or a string of comma-separated ids."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return v >= 1
+    if isinstance(v, str):
+        return v == "auto" or all(p.strip().isdigit() for p in v.split(",")) and v.strip() != ""
+    if isinstance(v, (list, tuple, ListConfig)):
+        return len(v) > 0 and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v
+        )
+    return False
+
+
+PROB = _num(0.0, 1.0)
 
 
 def _choice(*options: Any):
@@ -53,7 +81,7 @@ def _component(null: bool = False):
 PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run_name": _component(null=True),
     "data.name": _component(),
-    "seed": _int(0),
+    "seed": _int(0, 2**32 - 1),
     "log_every_n_steps": _int(1),
     "data.batch_size": _int(1),
     "data.image_size": _int(16),
@@ -62,9 +90,25 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.cache_device": _choice("cpu", "cuda"),
     "augmentations.backend": _choice("fast", "kornia"),
     "augmentations.crop_size": _int(8),
-    "augmentations.min_scale": _num(0.0, 1.0),
-    "augmentations.max_scale": _num(0.0, 1.0),
-    "augmentations.hflip_prob": _num(0.0, 1.0),
+    "augmentations.min_scale": _num(0.0, 1.0, lo_open=True),
+    "augmentations.max_scale": _num(0.0, 1.0, lo_open=True),
+    "augmentations.hflip_prob": PROB,
+    "augmentations.rgb.color_jitter_prob": PROB,
+    "augmentations.rgb.brightness": _num(0.0, 1.0),
+    "augmentations.rgb.contrast": _num(0.0, 1.0),
+    "augmentations.rgb.saturation": _num(0.0, 1.0),
+    "augmentations.rgb.hue": _num(0.0, 0.5),
+    "augmentations.rgb.grayscale_prob": PROB,
+    "augmentations.rgb.blur_prob": PROB,
+    "augmentations.rgb.blur_sigma": (_sigma_range, "[lo, hi] with 0 < lo <= hi, e.g. [0.1, 2.0]"),
+    "augmentations.depth.noise_prob": PROB,
+    "augmentations.depth.noise_std": _num(0.0, 1.0),
+    "augmentations.depth.erase_prob": PROB,
+    "augmentations.depth.blur_prob": PROB,
+    "data.synthetic.camouflage_ratio": PROB,
+    "trainer.channels_last": _choice("auto", True, False),
+    "trainer.accelerator": _choice("auto", "cpu", "gpu", "cuda"),
+    "trainer.devices": (_devices, "an integer >= 1, auto, a list of device ids or '0,1'"),
     "trainer.max_epochs": _int(1, null=True),
     "trainer.precision": _choice(*PRECISIONS),
     "trainer.accumulate_grad_batches": _int(1),
@@ -79,8 +123,8 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "optimizer.name": _choice("sgd", "lars"),
     "optimizer.lr": (
-        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
-        "a number > 0 (or null where the method sets its own lr)",
+        lambda v: v is None or _num(0.0, 1e3, lo_open=True)[0](v),
+        "a finite number > 0 (or null where the method sets its own lr)",
     ),
     "optimizer.momentum": _num(0.0, 1.0, hi_open=True),
     "optimizer.weight_decay": _num(0.0, 1.0),
@@ -116,9 +160,27 @@ def check_pretrain_config(cfg: DictConfig) -> None:
             f"augmentations.crop_size={crop} is larger than data.image_size={size} (the cached "
             "pairs); lower the crop or raise data.image_size."
         )
+    _check_devices(cfg)
     aug = cfg.augmentations
     if aug.get("min_scale", 0) > aug.get("max_scale", 1):
         raise ConfigError(
             f"augmentations.min_scale={aug.min_scale} is above augmentations.max_scale="
             f"{aug.max_scale}; the crop scale range must be min <= max."
         )
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    """A GPU asked for (trainer.accelerator=gpu, data.cache_device=cuda) must exist."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for key, value in (
+        ("trainer.accelerator", cfg.trainer.get("accelerator")),
+        ("data.cache_device", cfg.data.get("cache_device")),
+    ):
+        if value in ("gpu", "cuda"):
+            raise ConfigError(
+                f"config key '{key}' = {value!r} asks for a GPU, and this machine has none "
+                f"that torch can use; set {key}={'auto' if key.startswith('trainer') else 'cpu'}."
+            )

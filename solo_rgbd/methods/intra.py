@@ -58,7 +58,7 @@ class IntraCLM(MoCoStreams):
         req = cls.require
         req(kw["schedule"] in SCHEDULES, "schedule", kw["schedule"], f"use one of {SCHEDULES}")
         for key in ("tau_intra", "stage1_lr", "stage2_lr", "one_stage_lr"):
-            req(float(kw[key]) > 0, key, kw[key], "must be > 0")
+            req(0 < float(kw[key]) < float("inf"), key, kw[key], "must be a finite number > 0")
         for key in ("lambda_intra", "lambda_inter"):
             req(float(kw[key]) >= 0, key, kw[key], "must be >= 0")
         for key in ("stage1_epochs", "stage2_epochs", "one_stage_epochs"):

@@ -66,7 +66,8 @@ class MoCoStreams(BaseMomentumMethod):
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:
-        cls.require(int(kw["queue_size"]) >= 1, "queue_size", kw["queue_size"], "must be >= 1")
+        for key in ("queue_size", "proj_hidden_dim", "proj_output_dim"):
+            cls.require(int(kw[key]) >= 1, key, kw[key], "must be >= 1")
         check_momentum(kw, cls.require)
         check_shuffle_bn(kw, cls.require)
 
