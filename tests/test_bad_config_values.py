@@ -41,3 +41,53 @@ def test_a_bad_value_is_exit_2_naming_the_key_and_nothing_is_written(
     assert f"'{key}'" in err or f"{key} =" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
     assert not out.exists()
+
+
+NOTHING_WRITTEN = {
+    "method_kwargs.stage1_epochs=1 method_kwargs.stage2_epochs=1 trainer.max_epochs=100": (
+        "trainer.max_epochs"
+    ),
+    "trainer.strategy=bogus": "trainer.strategy",
+    "probes.online.enabled=true": "probes.online.enabled",
+    "probes.frozen.enabled=true": "probes.frozen.enabled",
+}
+
+
+@pytest.mark.parametrize("overrides, key", NOTHING_WRITTEN.items(), ids=list(NOTHING_WRITTEN))
+def test_settings_refused_by_the_trainer_write_nothing(tmp_path, capsys, overrides, key):
+    out = tmp_path / "out"
+    tiny = [
+        "backbone=tiny",
+        "data.synthetic.n=16",
+        "data.synthetic.size=40",
+        "data.image_size=40",
+        "augmentations.crop_size=32",
+        "data.batch_size=8",
+    ]
+    code = main(["pretrain", *tiny, f"output_dir={out}", "run_name=r", *overrides.split()])
+    err = capsys.readouterr().err
+    assert code == 2 and key in err, err
+    run = out / "mbcf" / "r"
+    assert not run.exists()
+
+
+def test_a_rejected_setting_on_resume_keeps_the_runs_config(tmp_path, capsys):
+    out = tmp_path / "out"
+    tiny = [
+        "backbone=tiny",
+        "data.synthetic.n=16",
+        "data.synthetic.size=40",
+        "data.image_size=40",
+        "augmentations.crop_size=32",
+        "data.batch_size=8",
+        "method_kwargs.stage1_epochs=1",
+        "method_kwargs.stage2_epochs=1",
+        "method_kwargs.queue_size=16",
+        f"output_dir={out}",
+        "run_name=r",
+    ]
+    assert main(["pretrain", *tiny, "trainer.max_epochs=1"]) == 0
+    config = (out / "mbcf" / "r" / "config.yaml").read_text()
+    assert main(["pretrain", *tiny, "resume=last", "trainer.strategy=bogus"]) == 2
+    assert (out / "mbcf" / "r" / "config.yaml").read_text() == config
+    assert not list((out / "mbcf" / "r").glob("config.before-resume-*"))

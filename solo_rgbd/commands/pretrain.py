@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.config import check_missing
@@ -89,13 +90,7 @@ def run_pretrain(
             "data.batch_size or add data."
         )
 
-    run_dir = plan.run_dir
-    lock = hold_run_lock(run_dir) if plan.rank_zero else None  # for the life of the run
-    try:
-        return _fit(cfg, plan, model, datamodule, devices, extra_callbacks, argv)
-    finally:
-        if lock is not None:
-            lock.release()
+    return _fit(cfg, plan, model, datamodule, devices, extra_callbacks, argv)
 
 
 def _fit(
@@ -107,12 +102,9 @@ def _fit(
     extra_callbacks: list[pl.Callback] | None,
     argv: Sequence[str] | None,
 ) -> Path:
-    """Write the run's config, build the Trainer and train (rank 0 holds the run's lock)."""
+    """Build and check the Trainer, then write the run's config and train (rank 0 holds the
+    run's lock). Nothing is written before every setting has been accepted."""
     run_dir = plan.run_dir
-    if plan.rank_zero:
-        _write_config(cfg, plan)
-        if devices > 1:  # the DDP processes Lightning launches use this folder
-            os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     last = run_dir / "checkpoints" / "last.ckpt"
     hint = resume_command(list(argv), last) if argv is not None else ""
     callbacks = [
@@ -125,15 +117,34 @@ def _fit(
         NonFiniteGuard(**OmegaConf.to_container(cfg.nan_guard, resolve=True)),
         RunCheckpoint(run_dir / "checkpoints", int(cfg.checkpoint.every_n_steps), hint),
     ]
-    trainer = build_trainer(
-        cfg.trainer,
-        run_dir,
-        model.planned_epochs(),
-        callbacks,
-        int(cfg.log_every_n_steps),
-        loggers=_loggers(cfg, run_dir),
-        strategy=resolve_strategy(cfg.trainer, model.has_unused_parameters),
-        use_distributed_sampler=False,  # the EpochSampler shards by rank itself
-    )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
+    for callback in callbacks:  # e.g. a probe that needs labels the data does not have
+        if hasattr(callback, "check_data"):
+            callback.check_data(datamodule)
+    try:
+        trainer = build_trainer(
+            cfg.trainer,
+            run_dir,
+            model.planned_epochs(),
+            callbacks,
+            int(cfg.log_every_n_steps),
+            loggers=_loggers(cfg, run_dir),
+            strategy=resolve_strategy(cfg.trainer, model.has_unused_parameters),
+            use_distributed_sampler=False,  # the EpochSampler shards by rank itself
+        )
+    except (ValueError, MisconfigurationException) as exc:
+        raise ConfigError(
+            f"Lightning refused the trainer settings: {str(exc).splitlines()[0]} Check "
+            "trainer.strategy, trainer.accelerator and trainer.devices (solo-rgbd pretrain "
+            "--cfg prints them)."
+        ) from None
+    lock = hold_run_lock(run_dir) if plan.rank_zero else None  # for the life of the run
+    try:
+        if plan.rank_zero:
+            _write_config(cfg, plan)
+            if devices > 1:  # the DDP processes Lightning launches use this folder
+                os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+        trainer.fit(model, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
+    finally:
+        if lock is not None:
+            lock.release()
     return run_dir

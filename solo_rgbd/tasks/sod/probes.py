@@ -29,7 +29,10 @@ from solo_rgbd.tasks.sod.module import fit_decoder, score_loader
 
 
 def _require_labels(trainer: pl.Trainer, who: str) -> tuple:
-    dm = trainer.datamodule
+    return _labels_of(trainer.datamodule, who)
+
+
+def _labels_of(dm, who: str) -> tuple:
     train, val = getattr(dm, "train_cache", None), getattr(dm, "val_cache", None)
     if train is None or val is None or train.gt is None:
         raise ConfigError(
@@ -119,6 +122,10 @@ class OnlineSODProbe(pl.Callback):
             scores.update(torch.sigmoid(logits.float()), gt)
         return scores.compute()
 
+    def check_data(self, datamodule) -> None:
+        """Before anything is written: the data has labels and a validation split."""
+        _labels_of(datamodule, "online")
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _require_labels(trainer, "online")
 
@@ -151,6 +158,10 @@ class FrozenDecoderProbe(pl.Callback):
     ) -> None:
         self.size, self.every, self.steps, self.lr = size, max(1, every_n_epochs), steps, lr
         self.batch_size, self.dim = batch_size, dim
+
+    def check_data(self, datamodule) -> None:
+        """Before anything is written: the data has labels and a validation split."""
+        _labels_of(datamodule, "frozen")
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _require_labels(trainer, "frozen")
