@@ -5,7 +5,10 @@ The check runs in ``on_before_optimizer_step`` (after backward, before the updat
 every loss term and the lr; the last checkpoint and export on disk are from before the bad step
 (checkpoints and exports refuse non-finite weights). With ``policy=skip`` the bad step's
 gradients are dropped (the optimizer leaves every parameter untouched) up to ``max_skips`` times
-in a row before stopping as above.
+in a row before stopping as above. A skipped step leaves no trace: the state its forward pass
+and momentum update changed (BatchNorm running statistics, the queues and their pointers, the
+momentum encoders: every buffer and every parameter without a gradient) is put back as it was
+before the step. That costs one copy of that state per checked step, under ``policy=skip`` only.
 
 Host syncs: ``every_n_steps=1`` reads one boolean per optimizer step. With ``every_n_steps=N >
 1`` and ``policy=stop`` every step is still checked, on the device (the first bad step is kept
@@ -43,6 +46,21 @@ class NonFiniteGuard(pl.Callback):
         self.skipped_in_a_row = 0
         #: stop policy, every_n_steps > 1: the first bad step so far (-1: none), on the device
         self.first_bad: torch.Tensor | None = None
+        #: skip policy: the state a step changes besides the optimizer's (restored if skipped)
+        self._before: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._skipped_now = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._before, self._skipped_now = None, False
+        if self.policy == "skip" and trainer.global_step % self.every == 0:
+            self._before = [(t, t.detach().clone()) for t in _side_state(pl_module)]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._skipped_now and self._before is not None:
+            with torch.no_grad():
+                for tensor, saved in self._before:
+                    tensor.copy_(saved)
+        self._before, self._skipped_now = None, False
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         self.loss = loss.detach()
@@ -80,6 +98,7 @@ class NonFiniteGuard(pl.Callback):
         if self.policy == "skip" and self.skipped_in_a_row < self.max_skips:
             self.skipped_in_a_row += 1
             optimizer.zero_grad(set_to_none=True)  # the optimizer now skips every parameter
+            self._skipped_now = True  # and the step's side effects are undone at its end
             rank_zero_warn(
                 f"non-finite loss or gradient at step {trainer.global_step}; step skipped "
                 f"({self.skipped_in_a_row}/{self.max_skips} in a row)."
@@ -92,6 +111,13 @@ class NonFiniteGuard(pl.Callback):
                 f"non-finite loss or gradient norm (grad norm {float(norm):.4g})",
             )
         )
+
+
+def _side_state(module: torch.nn.Module) -> list[torch.Tensor]:
+    """What a step changes outside the optimizer: buffers (BatchNorm statistics, queues and
+    their pointers) and parameters trained by no gradient (momentum encoders)."""
+    frozen = [p for p in module.parameters() if not p.requires_grad]
+    return [*module.buffers(), *frozen]
 
 
 def non_finite_message(trainer, pl_module, what: str) -> str:

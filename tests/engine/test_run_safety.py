@@ -5,6 +5,7 @@ import math
 import os
 import signal
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -210,3 +211,58 @@ def test_deferred_stop_check_names_the_first_bad_step_without_a_sync_in_between(
         clean.on_before_backward(trainer, module, torch.tensor(1.0))
         clean.on_before_optimizer_step(trainer, module, opt)  # finite: never raises
     assert int(clean.first_bad) == -1
+
+
+class _PoisonStep(pl.Callback):
+    """Makes the online RGB encoder's input NaN on one step: its BatchNorm statistics, the
+    fused queue and (via the loss) the gradients all see the bad batch."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.handle = step, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            self.handle = pl_module.encoders["rgb"].register_forward_pre_hook(
+                lambda m, args: (args[0] * float("nan"),)
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+
+class _StateAt(pl.Callback):
+    def __init__(self, steps) -> None:
+        self.steps, self.states = steps, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step in self.steps and trainer.global_step not in self.states:
+            self.states[trainer.global_step] = {
+                k: v.detach().clone() for k, v in pl_module.state_dict().items()
+            }
+
+
+def test_a_skipped_bad_step_leaves_no_trace_and_the_run_ends_finite(tmp_path):
+    over = tiny_overrides(
+        tmp_path,
+        **{
+            "method_kwargs.schedule": "one_stage",
+            "method_kwargs.one_stage_epochs": "2",
+            "method_kwargs.queue_size": "16",
+            "trainer.limit_train_batches": "3",
+            "nan_guard.policy": "skip",
+            "run_name": "bad",
+        },
+    )
+    states = _StateAt({2, 3})
+    run = run_pretrain(compose("pretrain", over), [_PoisonStep(2), states])
+    before, after = states.states[2], states.states[3]
+    # weights, BatchNorm statistics, queues and pointers, momentum encoders: as before step 2
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed == []
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for key, value in ckpt.items():
+        if value.is_floating_point():
+            assert torch.isfinite(value).all(), key
+    assert not torch.equal(ckpt["queues.rgb.keys"], after["queues.rgb.keys"])  # training went on
