@@ -37,10 +37,44 @@ class DepthInfo:
     hole_fraction: float
 
 
+#: PIL's own default guard against decompression bombs (about 89 M pixels)
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def max_pixels() -> int:
+    """The largest image (in pixels) solo-rgbd decodes: ``SOLO_RGBD_MAX_PIXELS``, else PIL's
+    default. Raising it raises PIL's own guard with it."""
+    raw = os.environ.get("SOLO_RGBD_MAX_PIXELS", "")
+    limit = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_PIXELS
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+    return limit
+
+
+def _too_large(path: Path, kind: str, size: str) -> DataError:
+    return DataError(
+        f"{kind} file '{path}' declares {size} pixels, more than the {max_pixels():,} that "
+        "solo-rgbd decodes (a guard against decompression bombs: a small file that expands to "
+        "gigabytes). If the image is genuine, resize it, or raise the limit with "
+        "SOLO_RGBD_MAX_PIXELS=N."
+    )
+
+
+def open_image(path: str | os.PathLike[str], kind: str) -> Image.Image:
+    """Open and decode an image, with one-paragraph errors for unreadable or oversized files."""
+    return _open(Path(path), kind)
+
+
 def _open(path: Path, kind: str) -> Image.Image:
+    limit = max_pixels()
     try:
         img = Image.open(path)
+        w, h = img.size
+        if w * h > limit:
+            raise _too_large(path, kind, f"{w} x {h} = {w * h:,}")
         img.load()
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path, kind, str(exc).split(" pixels")[0].split()[-1]) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             f"cannot read {kind} file '{path}': {exc}. The file is truncated, empty or not an "
@@ -102,6 +136,11 @@ def read_depth_raw(path: str | os.PathLike[str]) -> np.ndarray:
     if arr.ndim != 2:
         raise DataError(
             f"depth file '{path}' has shape {arr.shape}; expected a single-channel (H, W) map."
+        )
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(
+            f"depth file '{path}' holds {arr.dtype} values; depth must be real numbers (integer "
+            "or float). Save the real depth map, e.g. np.save(path, depth.real.astype('float32'))."
         )
     if arr.dtype == np.int32 and arr.size and arr.max() <= 65535 and arr.min() >= 0:
         arr = arr.astype(np.uint16)  # PIL's mode 'I' for 16-bit PNGs

@@ -13,6 +13,7 @@ computes when it is stepped over the same images.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from solo_rgbd.data.layout import IMAGE_EXTS
+from solo_rgbd.data.readers import open_image
 from solo_rgbd.errors import DataError
 
 METRICS = ("maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "S", "wF", "MAE")
@@ -36,7 +38,7 @@ def _score_image(pred_path: Path, gt_path: Path) -> dict[str, np.ndarray]:
     import py_sod_metrics as M
 
     gt = _gray(Path(gt_path))
-    img = Image.open(pred_path).convert("L")
+    img = open_image(pred_path, "prediction").convert("L")
     if img.size != (gt.shape[1], gt.shape[0]):
         img = img.resize((gt.shape[1], gt.shape[0]), Image.BILINEAR)
     pred = np.asarray(img)
@@ -155,7 +157,16 @@ def score_pairs(
 
 def match_predictions(pred_dir: Path, gt_paths: dict[str, Path]) -> list[Path]:
     """The prediction file of every GT stem; missing stems are an error naming them."""
-    preds = {p.stem: p for p in Path(pred_dir).iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    files = sorted(p for p in Path(pred_dir).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    preds = {p.stem: p for p in files}
+    counts = Counter(p.stem for p in files)
+    twice = sorted(s for s, n in counts.items() if n > 1 and s in gt_paths)
+    if twice:
+        names = ", ".join(sorted(p.name for p in files if p.stem in twice[:5]))
+        raise DataError(
+            f"prediction folder '{pred_dir}' has more than one map for {len(twice)} stem(s) "
+            f"({names}); which one to score is ambiguous. Keep one file per stem."
+        )
     missing = sorted(set(gt_paths) - set(preds))
     if missing:
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
