@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,32 @@ class CSVRows:
     def drop_from_step(self, step: int) -> int:
         """Remove rows with ``step >= step``; returns how many were dropped."""
         rows = self.rows()
-        keep = [r for r in rows if r.get("step", "") == "" or int(float(r["step"])) < step]
+        # a row cut short by a kill (too few or too many fields, a step that is no number)
+        # cannot be redone from the checkpoint's step: it is dropped, with a warning
+        readable = [
+            r for r in rows if None not in r and None not in r.values() and _step(r) is not None
+        ]
+        keep = [r for r in readable if _step(r) < step]
+        if len(readable) != len(rows):
+            warnings.warn(
+                f"{self.path}: dropped {len(rows) - len(readable)} unreadable row(s) (a write cut "
+                "short by a kill, or an edit); the other rows are kept.",
+                stacklevel=2,
+            )
         if len(keep) != len(rows):
             self._rewrite(keep, self.keys)
         return len(rows) - len(keep)
+
+
+def _step(row: dict[str, Any]) -> int | None:
+    """The row's step (-1 for a row without one: kept on resume), or None if unreadable."""
+    raw = row.get("step")
+    if raw == "":
+        return -1
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def to_floats(values: dict[str, Any]) -> dict[str, float]:

@@ -8,6 +8,7 @@ so the rename itself survives a crash. On an exception the temporary is removed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -62,7 +63,20 @@ def torch_save_bytes(obj: Any, path: str | os.PathLike[str]) -> None:
     import torch
 
     with open(path, "wb") as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write this way
+            raise _write_failed(Path(path), exc) from None
+
+
+def _write_failed(path: Path, exc: RuntimeError) -> OSError:
+    """torch.save's RuntimeError as the OSError it stands for (ENOSPC when the disk is full)."""
+    try:
+        full = shutil.disk_usage(path.parent).free < (64 << 20)
+    except OSError:
+        full = False
+    code = errno.ENOSPC if full else errno.EIO
+    return OSError(code, f"{os.strerror(code)} (torch.save: {str(exc).splitlines()[0]})", str(path))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:

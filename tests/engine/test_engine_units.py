@@ -75,6 +75,42 @@ def test_metrics_csv_grows_its_header_keeps_rows_and_forgets_only_the_future(tmp
     assert got == [("0", "1.5", ""), ("1", "1.0", "2.0"), ("2", "0.25", "")]
 
 
+@pytest.mark.parametrize(
+    "bad_line",
+    ["0,1", "0,x,3.0", "0,1,2.0,9,9,9", "\x00\x00"],
+    ids=["short", "nan-step", "long", "nul"],
+)
+def test_a_corrupt_metrics_row_is_dropped_with_a_warning_on_resume(tmp_path, bad_line):
+    path = tmp_path / "metrics.csv"
+    path.write_text(f"epoch,step,loss\n0,0,1.5\n0,1,1.0\n{bad_line}\n")
+    with pytest.warns(UserWarning, match="dropped 1 unreadable row"):
+        assert CSVRows(path).drop_from_step(1) == 2
+    assert [r["step"] for r in CSVRows(path).rows()] == ["0"]
+
+
+def test_torch_save_failing_on_a_full_disk_is_enospc(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    def broken_save(obj, f):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed "
+            "writing file data/0: file write failed"
+        )
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
+    with pytest.raises(OSError) as info:
+        atomic_torch_save({"w": torch.ones(2)}, tmp_path / "x.pt")
+    assert info.value.errno == errno.ENOSPC and "file write failed" in str(info.value)
+    assert not (tmp_path / "x.pt").exists() and list(tmp_path.iterdir()) == []
+    from solo_rgbd.cli import _os_error
+
+    assert "the disk is full" in _os_error(info.value)
+
+
 # ----- exports ------------------------------------------------------------------------------
 def _encoders(seed: int = 0) -> dict[str, Encoder]:
     torch.manual_seed(seed)
