@@ -41,3 +41,9 @@ class Preempted(SoloRGBDError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class Aborted(SoloRGBDError):
+    """A second Ctrl-C: the run stops at once, without a checkpoint of the current step."""
+
+    exit_code = 130

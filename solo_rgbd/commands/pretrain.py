@@ -28,14 +28,16 @@ from solo_rgbd.engine.trainer import build_trainer, resolve_strategy, world_size
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
 from solo_rgbd.tasks.sod.probes import probes_from_config
-from solo_rgbd.utils.atomic import atomic_write_text
+from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
 from solo_rgbd.utils.locks import hold_run_lock
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 
 def _write_config(cfg: DictConfig, plan: RunPlan) -> None:
     """config.yaml of the run; on a resume with changed settings the old one is kept aside."""
-    text = OmegaConf.to_yaml(cfg, resolve=True)
+    run = OmegaConf.to_container(cfg, resolve=True)
+    run["resume"] = None  # how this process started is not a setting of the run
+    text = OmegaConf.to_yaml(run)
     path = plan.run_dir / "config.yaml"
     if plan.ckpt is not None and path.is_file() and path.read_text() != text:
         n = len(list(plan.run_dir.glob("config.before-resume-*.yaml")))
@@ -140,6 +142,8 @@ def _fit(
     lock = hold_run_lock(run_dir) if plan.rank_zero else None  # for the life of the run
     try:
         if plan.rank_zero:
+            for target in ("config.yaml", "checkpoints/last.ckpt", "logs/metrics.csv"):
+                remove_leftovers(run_dir / target)  # temporaries of a writer killed earlier
             _write_config(cfg, plan)
             if devices > 1:  # the DDP processes Lightning launches use this folder
                 os.environ[RUN_DIR_ENV] = str(run_dir.resolve())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from solo_rgbd.errors import DataError
-from solo_rgbd.utils.atomic import atomic_dir
+from solo_rgbd.utils.atomic import atomic_dir, remove_leftovers
 
 SYNTH_VERSION = 1
 META_COLUMNS = ("stem", "camouflaged", "n_distractors", "n_nearer", "object_depth", "gt_area")
@@ -243,12 +244,25 @@ def _write_scenes(
     return rows
 
 
+def _parent_death_signal():
+    """A ``preexec_fn`` that makes a worker get SIGKILL when the process that started it dies
+    (Linux ``prctl(PR_SET_PDEATHSIG)``), so a killed generation leaves no worker behind; None
+    where that is not available. Resolved here, in the parent: the child only makes the call."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+
+
 def _run_worker(
     tmp: Path, seed: int, size: int, ratio: float, start: int, step: int, n: int, difficulty: str
 ) -> list[dict]:
     cmd = [sys.executable, "-m", "solo_rgbd.data.synthetic", str(tmp), str(seed), str(size)]
     cmd += [repr(ratio), str(start), str(step), str(n), difficulty]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_parent_death_signal())
     if proc.returncode != 0:
         raise DataError(
             f"a synthetic-data worker failed ({proc.stderr.strip().splitlines()[-1:]}); retry "
@@ -290,6 +304,7 @@ def write_synthetic(
         import shutil
 
         shutil.rmtree(out)
+    remove_leftovers(out)  # a generation killed earlier (callers hold the cache's lock)
     with atomic_dir(out) as tmp:
         for sub in ("RGB", "depth", "GT"):
             (tmp / sub).mkdir()

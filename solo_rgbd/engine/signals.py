@@ -26,6 +26,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from solo_rgbd.errors import Aborted
+
 WATCHED = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
@@ -51,7 +53,12 @@ class SignalWatch:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without a checkpoint
+            # a second Ctrl-C: stop now, without a checkpoint. Not KeyboardInterrupt, which
+            # Lightning turns into a silent exit 1
+            raise Aborted(
+                "aborted by a second Ctrl-C: this step was not checkpointed; the last "
+                "checkpoint on disk (checkpoints/last.ckpt, if any) is from before it."
+            )
         if self.signum is None:
             self.signum = signum
             print(

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from omegaconf import DictConfig
 
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
-from solo_rgbd.utils.atomic import fsync_dir, fsync_file, torch_save_bytes
+from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir, torch_save_bytes
 from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -93,7 +92,7 @@ def export_encoders(
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     resolve_export_dir(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    tmp = temp_dir(out_dir)
     try:
         manifest: dict[str, Any] = {**info, "encoders": {}}
         for name, encoder in encoders.items():

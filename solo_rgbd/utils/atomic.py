@@ -36,6 +36,48 @@ def fsync_file(path: str | os.PathLike[str]) -> None:
         os.fsync(f.fileno())
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file(path: Path, suffix: str = ".tmp") -> Path:
+    """An empty temporary file beside ``path``, with the mode a plain ``open`` would give it
+    (mkstemp makes 0600; runs are shared in labs, so the umask decides)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
+def temp_dir(path: Path, suffix: str = ".partial") -> Path:
+    """A temporary folder beside ``path`` with the umask's mode (mkdtemp makes 0700)."""
+    tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.chmod(tmp, 0o777 & ~_umask())
+    return Path(tmp)
+
+
+def remove_leftovers(path: Path) -> int:
+    """Delete the temporaries of ``path`` (``.<name>.*.tmp`` files and ``.<name>.*.partial``
+    folders) that a killed writer left beside it; the caller must own ``path`` (hold its lock).
+    Returns how many were removed."""
+    found = [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.partial")]
+    for leftover in found:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return len(found)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto it.
@@ -44,9 +86,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temp_file(path)
     try:
         yield tmp_path
         fsync_file(tmp_path)
@@ -98,7 +138,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tmp = temp_dir(path)
     try:
         yield tmp
         if path.exists():
