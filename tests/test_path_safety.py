@@ -147,3 +147,12 @@ def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_sod_train_never_overwrites_another_run(tmp_path, capsys):
+    out = tmp_path / "sod"
+    (out / "train" / "r").mkdir(parents=True)
+    (out / "train" / "r" / "summary.json").write_text("theirs")
+    code = main(["sod", "train", "encoders=random", f"output_dir={out}", "run_name=r", *SOD_TINY])
+    assert code == 2 and "already holds another run's files" in capsys.readouterr().err
+    assert (out / "train" / "r" / "summary.json").read_text() == "theirs"

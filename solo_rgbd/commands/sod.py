@@ -20,6 +20,7 @@ from solo_rgbd.data.sources import build_from_config, index_loader, resolve_root
 from solo_rgbd.errors import ConfigError, SoloRGBDError
 from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
+from solo_rgbd.utils.locks import RUN_LOCK_FILES, run_lock
 from solo_rgbd.utils.paths import PREDICTIONS_MARKER, check_component, remove_own_dir
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -77,39 +78,46 @@ def sod_train(cfg: DictConfig) -> Path:
     perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(int(cfg.seed)))
     val, train = cache.subset(perm[:n_val].tolist()), cache.subset(_labelled(perm[n_val:], cfg))
     run_dir = _run_dir(cfg, "train")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
-    # with a validation split: the best epoch by select_by; without (the paper trains on all
-    # pairs): the last epoch, saved under the same name
-    monitor, mode = ("val/MAE", "min") if cfg.select_by == "MAE" else ("val/maxF", "max")
-    best = ModelCheckpoint(
-        dirpath=str(run_dir / "checkpoints"),
-        filename="best",
-        monitor=monitor if n_val else None,
-        mode=mode,
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,
-    )
-    trainer = build_trainer(
-        cfg.trainer, run_dir, int(cfg.trainer.max_epochs or 100), [best], log_every_n_steps=5
-    )
-    bs = int(cfg.batch_size)
-    trainer.fit(
-        module,
-        index_loader(train, bs, True, len(train) >= bs, int(cfg.seed)),
-        index_loader(val, bs, False, False) if n_val else None,
-    )
-    summary = {
-        "best_checkpoint": best.best_model_path,
-        "select_by": cfg.select_by,
-        "best_score": float(best.best_model_score) if best.best_model_score is not None else None,
-        "train_pairs": len(train),
-        "labelled_pairs": len(set(_labelled(perm[n_val:], cfg))),
-        "val_pairs": len(val),
-    }
-    atomic_write_text(json.dumps(summary, indent=2), run_dir / "summary.json")
-    print(f"best checkpoint ({monitor} {summary['best_score']}): {best.best_model_path}")
+    if run_dir.is_dir() and any(p.name not in RUN_LOCK_FILES for p in run_dir.iterdir()):
+        raise ConfigError(
+            f"run folder '{run_dir}' already holds another run's files, and a new run never "
+            "overwrites them; choose another run_name (or output_dir)."
+        )
+    with run_lock(run_dir):  # a second process with this run_name: exit 2
+        atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
+        # with a validation split: the best epoch by select_by; without (the paper trains on all
+        # pairs): the last epoch, saved under the same name
+        monitor, mode = ("val/MAE", "min") if cfg.select_by == "MAE" else ("val/maxF", "max")
+        best = ModelCheckpoint(
+            dirpath=str(run_dir / "checkpoints"),
+            filename="best",
+            monitor=monitor if n_val else None,
+            mode=mode,
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+        )
+        trainer = build_trainer(
+            cfg.trainer, run_dir, int(cfg.trainer.max_epochs or 100), [best], log_every_n_steps=5
+        )
+        bs = int(cfg.batch_size)
+        trainer.fit(
+            module,
+            index_loader(train, bs, True, len(train) >= bs, int(cfg.seed)),
+            index_loader(val, bs, False, False) if n_val else None,
+        )
+        summary = {
+            "best_checkpoint": best.best_model_path,
+            "select_by": cfg.select_by,
+            "best_score": float(best.best_model_score)
+            if best.best_model_score is not None
+            else None,
+            "train_pairs": len(train),
+            "labelled_pairs": len(set(_labelled(perm[n_val:], cfg))),
+            "val_pairs": len(val),
+        }
+        atomic_write_text(json.dumps(summary, indent=2), run_dir / "summary.json")
+        print(f"best checkpoint ({monitor} {summary['best_score']}): {best.best_model_path}")
     return run_dir
 
 

@@ -37,6 +37,7 @@ class RootReport:
     depth_without_rgb: list[str] = field(default_factory=list)
     missing_gt: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    unreadable_reasons: dict[str, str] = field(default_factory=dict)  # file -> why
     constant_depth: list[str] = field(default_factory=list)
     size_mismatch: list[str] = field(default_factory=list)
     depth_dtypes: dict[str, int] = field(default_factory=dict)
@@ -54,7 +55,11 @@ class RootReport:
                 f"{_few(self.rgb_without_depth)}"
             )
         if self.unreadable:
-            out.append(f"{len(self.unreadable)} unreadable file(s): {_few(self.unreadable)}")
+            first = next(iter(self.unreadable_reasons.values()), "")
+            out.append(
+                f"{len(self.unreadable)} unreadable file(s): {_few(self.unreadable)}"
+                + (f" (the first: {first})" if first else "")
+            )
         if self.constant_depth:
             out.append(
                 f"{len(self.constant_depth)} constant depth map(s): {_few(self.constant_depth)}"
@@ -104,20 +109,20 @@ def check_root(root: str | Path, invert_depth: bool = False) -> RootReport:
     for stem in pairs.stems:
         try:
             rgb = read_rgb(pairs.rgb[stem])
-        except DataError:
-            report.unreadable.append(str(pairs.rgb[stem]))
+        except DataError as exc:
+            _unreadable(report, pairs.rgb[stem], exc)
             rgb = None
         try:
             raw = read_depth_raw(pairs.depth[stem])
-        except DataError:
-            report.unreadable.append(str(pairs.depth[stem]))
+        except DataError as exc:
+            _unreadable(report, pairs.depth[stem], exc)
             continue
         gt = None
         if stem in pairs.gt:
             try:
                 gt = read_mask(pairs.gt[stem])
-            except DataError:
-                report.unreadable.append(str(pairs.gt[stem]))
+            except DataError as exc:
+                _unreadable(report, pairs.gt[stem], exc)
         info = depth_info(raw)
         dtypes[info.dtype] += 1
         holes.append(info.hole_fraction)
@@ -194,3 +199,8 @@ def report_dict(report: RootReport) -> dict:
     d = asdict(report)
     d["problems"], d["warnings"] = report.problems(), report.warnings()
     return d
+
+
+def _unreadable(report: RootReport, path, exc: DataError) -> None:
+    report.unreadable.append(str(path))
+    report.unreadable_reasons[str(path)] = str(exc)

@@ -14,6 +14,7 @@ Depth is the modality datasets get wrong most often, so its reader is explicit:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def _open(path: Path, kind: str) -> Image.Image:
             raise _too_large(path, kind, f"{w} x {h} = {w * h:,}")
         img.load()
     except Image.DecompressionBombError as exc:
-        raise _too_large(path, kind, str(exc).split(" pixels")[0].split()[-1]) from None
+        found = re.search(r"(\d+) pixels", str(exc))
+        raise _too_large(path, kind, f"{int(found.group(1)):,}" if found else "too many") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             f"cannot read {kind} file '{path}': {exc}. The file is truncated, empty or not an "

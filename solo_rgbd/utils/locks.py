@@ -4,6 +4,8 @@ generating the synthetic dataset, building shared caches."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -65,3 +67,13 @@ def hold_run_lock(run_dir: str | os.PathLike[str]) -> FileLock:
         ) from None
     (run_dir / RUN_LOCK_FILES[1]).write_text(f"process {os.getpid()} on {os.uname().nodename}\n")
     return lock
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """:func:`hold_run_lock` for a ``with`` block."""
+    lock = hold_run_lock(run_dir)
+    try:
+        yield
+    finally:
+        lock.release()
