@@ -35,7 +35,7 @@ from solo_rgbd.compare.protocols import (
     probe_table,
 )
 from solo_rgbd.config import compose, config_dir
-from solo_rgbd.errors import ConfigError
+from solo_rgbd.errors import Aborted, ConfigError, Preempted
 from solo_rgbd.evaluation.report import SOD_REPORT, Report, paper_table, write_tables
 from solo_rgbd.utils.atomic import atomic_write_text
 
@@ -178,6 +178,8 @@ def run_compare(
             print(f"[compare] run {row['name']} seed {seed}")
             try:
                 scores = run_cell(cfg, row, int(seed), cell)
+            except (Preempted, Aborted):
+                raise  # a signal stops the whole grid; the cell reruns next time
             except Exception as exc:  # a failed cell must not stop the others
                 failed.append(f"{row['name']} (seed {seed}): {type(exc).__name__}: {exc}")
                 atomic_write_text(

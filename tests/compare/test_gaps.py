@@ -35,3 +35,22 @@ def test_a_gap_naming_an_unknown_row_is_a_config_error():
     with pytest.raises(ConfigError, match=r"gaps\[0\].*two names from rows"):
         _check_gaps(cfg, [r.name for r in cfg.rows])
     _check_gaps(compose("compare/cpu"), [r.name for r in compose("compare/cpu").rows])
+
+
+def test_a_signal_in_a_cell_stops_the_grid_instead_of_failing_the_cell(tmp_path):
+    from solo_rgbd.compare.runner import run_compare
+    from solo_rgbd.errors import Preempted
+
+    cfg = compose(
+        "compare/quick",
+        [f"out={tmp_path}", "rows=[{name: A, init: random}, {name: B, init: random}]", "tables=[]"],
+    )
+    ran = []
+
+    def cell(cfg, row, seed, path):
+        ran.append(row["name"])
+        raise Preempted("stopped by SIGTERM", 15)
+
+    with pytest.raises(Preempted):
+        run_compare(cfg, cell)
+    assert ran == ["A"]  # B never started
