@@ -114,12 +114,16 @@ def plot_label_curves(finetune: dict, key: str, fractions: list[str], path: Path
 
 
 #: pretraining diagnostics read from each cell's metrics.csv (the last epoch's mean); the
-#: paper's balance shows in the gradient norms per modality and the fusion attention
+#: paper's balance shows in the gradient norms per modality and the fusion attention; the
+#: batch top-1 (no stale keys, no BatchNorm leak) says whether the objectives were learned
 DIAGNOSTICS = (
     ("grad_norm_rgb_encoder", "‖∇‖ RGB enc."),
     ("grad_norm_depth_encoder", "‖∇‖ depth enc."),
-    ("acc_rgb", "top-1 RGB"),
-    ("acc_depth", "top-1 depth"),
+    ("acc_batch_rgb", "batch top-1 RGB"),
+    ("acc_batch_depth", "batch top-1 depth"),
+    ("acc_batch_inter", "batch top-1 fused"),
+    ("acc_rgb", "queue top-1 RGB"),
+    ("acc_depth", "queue top-1 depth"),
     ("attention_entropy_rgb", "attn. entropy RGB"),
     ("attention_entropy_depth", "attn. entropy depth"),
     ("rgb_masked_attention_mass", "masked RGB attn."),
