@@ -39,3 +39,11 @@ def tiny_overrides(tmp_path: Path, **extra: str) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+#: a two-epoch MBCF schedule with a small queue, for runs that need stages but little time
+SHORT_MBCF = {
+    "method_kwargs.stage1_epochs": "1",
+    "method_kwargs.stage2_epochs": "1",
+    "method_kwargs.queue_size": "16",
+}

@@ -4,6 +4,7 @@ the key, and nothing written."""
 import pytest
 
 from solo_rgbd.cli import main
+from tests.conftest import SHORT_MBCF, tiny_overrides
 
 BAD = {
     "augmentations.rgb.blur_sigma=[0,0]": "augmentations.rgb.blur_sigma",
@@ -55,39 +56,17 @@ NOTHING_WRITTEN = {
 
 @pytest.mark.parametrize("overrides, key", NOTHING_WRITTEN.items(), ids=list(NOTHING_WRITTEN))
 def test_settings_refused_by_the_trainer_write_nothing(tmp_path, capsys, overrides, key):
-    out = tmp_path / "out"
-    tiny = [
-        "backbone=tiny",
-        "data.synthetic.n=16",
-        "data.synthetic.size=40",
-        "data.image_size=40",
-        "augmentations.crop_size=32",
-        "data.batch_size=8",
-    ]
-    code = main(["pretrain", *tiny, f"output_dir={out}", "run_name=r", *overrides.split()])
+    code = main(["pretrain", *tiny_overrides(tmp_path, run_name="r"), *overrides.split()])
     err = capsys.readouterr().err
     assert code == 2 and key in err, err
-    run = out / "mbcf" / "r"
-    assert not run.exists()
+    assert not (tmp_path / "outputs" / "mbcf" / "r").exists()
 
 
 def test_a_rejected_setting_on_resume_keeps_the_runs_config(tmp_path, capsys):
-    out = tmp_path / "out"
-    tiny = [
-        "backbone=tiny",
-        "data.synthetic.n=16",
-        "data.synthetic.size=40",
-        "data.image_size=40",
-        "augmentations.crop_size=32",
-        "data.batch_size=8",
-        "method_kwargs.stage1_epochs=1",
-        "method_kwargs.stage2_epochs=1",
-        "method_kwargs.queue_size=16",
-        f"output_dir={out}",
-        "run_name=r",
-    ]
+    tiny = tiny_overrides(tmp_path, run_name="r", **SHORT_MBCF)
     assert main(["pretrain", *tiny, "trainer.max_epochs=1"]) == 0
-    config = (out / "mbcf" / "r" / "config.yaml").read_text()
+    run = tmp_path / "outputs" / "mbcf" / "r"
+    config = (run / "config.yaml").read_text()
     assert main(["pretrain", *tiny, "resume=last", "trainer.strategy=bogus"]) == 2
-    assert (out / "mbcf" / "r" / "config.yaml").read_text() == config
-    assert not list((out / "mbcf" / "r").glob("config.before-resume-*"))
+    assert (run / "config.yaml").read_text() == config
+    assert not list(run.glob("config.before-resume-*"))

@@ -10,6 +10,7 @@ import pytest
 
 from solo_rgbd.errors import Aborted
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text, remove_leftovers
+from tests.conftest import SHORT_MBCF, tiny_overrides
 
 
 def test_leftovers_of_a_killed_writer_are_removed_and_nothing_else(tmp_path):
@@ -50,28 +51,12 @@ def test_a_second_ctrl_c_aborts_with_130_and_a_message():
 def test_a_resume_with_unchanged_settings_keeps_no_backup_config(tmp_path):
     from solo_rgbd.cli import main
 
-    args = [
-        "pretrain",
-        "backbone=tiny",
-        "data.synthetic.n=16",
-        "data.synthetic.size=40",
-        "data.image_size=40",
-        "augmentations.crop_size=32",
-        "data.batch_size=8",
-        "method_kwargs.stage1_epochs=1",
-        "method_kwargs.stage2_epochs=1",
-        "method_kwargs.queue_size=16",
-        "trainer.max_epochs=1",
-        f"output_dir={tmp_path}",
-        "run_name=r",
-    ]
-    assert main(args) == 0
-    assert main([*args, "resume=last"]) == 0
-    run = tmp_path / "mbcf" / "r"
-    assert (
-        not list(run.glob("config.before-resume-*"))
-        and "resume: null" in (run / "config.yaml").read_text()
-    )
+    args = ["pretrain", *tiny_overrides(tmp_path, run_name="r", **SHORT_MBCF)]
+    assert main([*args, "trainer.max_epochs=1"]) == 0
+    assert main([*args, "trainer.max_epochs=1", "resume=last"]) == 0
+    run = tmp_path / "outputs" / "mbcf" / "r"
+    assert not list(run.glob("config.before-resume-*"))
+    assert "resume: null" in (run / "config.yaml").read_text()
 
 
 def test_a_synthetic_generation_killed_earlier_leaves_nothing_after_the_next(tmp_path):

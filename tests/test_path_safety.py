@@ -8,7 +8,7 @@ import pytest
 from solo_rgbd.cli import main
 from solo_rgbd.errors import CheckpointError
 from solo_rgbd.nn.encoder_io import resolve_export_dir
-from solo_rgbd.utils.paths import PREDICTIONS_MARKER, is_component
+from solo_rgbd.utils.paths import is_component, own_marker
 
 SOD_TINY = [
     "backbone=tiny",
@@ -70,7 +70,7 @@ def test_sod_eval_never_deletes_outside_its_out_folder(tmp_path, capsys, synth_r
         assert "test_sets[0].name" in capsys.readouterr().err
     # 2. data.name climbing out of predictions/ after predictions/ exists
     assert main(["sod", "eval", f"ckpt={ckpt}", f"out={evals}", *SOD_TINY]) == 0
-    assert (evals / "predictions" / "synthetic" / PREDICTIONS_MARKER).is_file()
+    assert own_marker(evals / "predictions" / "synthetic").is_file()
     assert main(["sod", "eval", f"ckpt={ckpt}", f"out={evals}", *SOD_TINY]) == 0  # ours: replaced
     assert (
         main(["sod", "eval", f"ckpt={ckpt}", f"out={evals}", "data.name=../../victim", *SOD_TINY])
@@ -79,7 +79,7 @@ def test_sod_eval_never_deletes_outside_its_out_folder(tmp_path, capsys, synth_r
     assert "data.name" in capsys.readouterr().err
     # 3. a predictions folder that solo-rgbd did not write is not replaced
     theirs = evals / "predictions" / "synthetic"
-    (theirs / PREDICTIONS_MARKER).unlink()
+    own_marker(theirs).unlink()
     (theirs / "notes.txt").write_text("mine")
     assert main(["sod", "eval", f"ckpt={ckpt}", f"out={evals}", *SOD_TINY]) == 2
     assert "not written by solo-rgbd" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from solo_rgbd.errors import ConfigError, SoloRGBDError
 from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
 from solo_rgbd.utils.locks import RUN_LOCK_FILES, run_lock
-from solo_rgbd.utils.paths import PREDICTIONS_MARKER, check_component, remove_own_dir
+from solo_rgbd.utils.paths import check_component, mark_own_dir, remove_own_dir
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 ACTIONS = ("train", "eval", "predict", "score")
@@ -153,7 +153,6 @@ def predict_cache(
     """Write 8-bit PNG saliency maps named by stem, at the GT's (or RGB's) original size."""
     probs_all: list[np.ndarray] = []
     with atomic_dir(out_dir) as tmp:
-        (tmp / PREDICTIONS_MARKER).touch()  # ours: a later eval may replace this folder
         for start in range(0, len(cache), batch_size):
             idx = list(range(start, min(start + batch_size, len(cache))))
             batch = {k: v.to(module.device) for k, v in cache.batch(idx).items()}
@@ -232,8 +231,9 @@ def sod_eval(cfg: DictConfig) -> Path:
             on_constant_depth=str(cfg.data.on_constant_depth),
         )
         pred_dir = out / "predictions" / name
-        remove_own_dir(pred_dir, PREDICTIONS_MARKER)
+        remove_own_dir(pred_dir)
         preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
+        mark_own_dir(pred_dir)  # a later eval may replace this folder, and only this one
         gt_paths = {s: Path(p) for s, p in zip(cache.stems, cache.gt_paths, strict=True)}
         results[name] = score_folder(pred_dir, gt_paths, _subsets(cache, cfg.subset_keys))
         curves[name] = results[name]["all"]

@@ -28,17 +28,23 @@ def check_component(value: object, key: str) -> str:
     return str(value)
 
 
-#: an empty file in every folder of predictions solo-rgbd writes: the only ones it replaces
-PREDICTIONS_MARKER = ".solo-rgbd-predictions"
+def own_marker(path: Path) -> Path:
+    """The empty file beside a folder solo-rgbd wrote (``.<name>.solo-rgbd``), which marks it as
+    one it may replace; outside the folder, so the folder holds only its own files."""
+    return path.parent / f".{path.name}.solo-rgbd"
 
 
-def remove_own_dir(path: Path, marker: str) -> None:
-    """Delete ``path`` only if it holds solo-rgbd's ``marker``; anything else is an error."""
+def mark_own_dir(path: Path) -> None:
+    own_marker(path).touch()
+
+
+def remove_own_dir(path: Path) -> None:
+    """Delete ``path`` only if solo-rgbd marked it as its own; anything else is an error."""
     if not path.exists():
         return
-    if not (path / marker).is_file():
+    if not own_marker(path).is_file():
         raise ConfigError(
-            f"'{path}' exists and was not written by solo-rgbd (no {marker} in it), so it is "
-            "not replaced; move it away or write elsewhere with out=DIR."
+            f"'{path}' exists and was not written by solo-rgbd (no {own_marker(path).name} "
+            "beside it), so it is not replaced; move it away or write elsewhere with out=DIR."
         )
     shutil.rmtree(path)
