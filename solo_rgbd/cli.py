@@ -4,6 +4,7 @@ solo-rgbd pretrain [method=NAME] [group=option] [key=value ...]
 solo-rgbd data synth OUT --n N [--seed S] [--size PX]
 solo-rgbd data check PATH [PATH ...] [--invert-depth] [--json]
 solo-rgbd sod {train,eval,predict} [key=value ...]
+solo-rgbd ckpt info PATH
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from solo_rgbd.errors import SoloRGBDError
 
-MAIN_HELP = """usage: solo-rgbd {pretrain,sod,data,compare} ...
+MAIN_HELP = """usage: solo-rgbd {pretrain,sod,data,compare,ckpt} ...
 
 Self-supervised pretraining for paired RGB-D images.
 
@@ -24,6 +25,7 @@ subcommands:
   sod        train / evaluate / predict with the SOD decoder on frozen encoders
   data       synthesise or check RGB-D datasets ('solo-rgbd data --help')
   compare    pretrain -> SOD -> evaluation for a grid of methods; the paper's tables
+  ckpt       'solo-rgbd ckpt info PATH': what a checkpoint holds, part by part
 
 'solo-rgbd pretrain --help' lists the config groups and the registered methods.
 """
@@ -91,13 +93,25 @@ def cmd_compare(args: Sequence[str]) -> int:
     return run_compare_command(args)
 
 
+def cmd_ckpt(args: Sequence[str]) -> int:
+    from solo_rgbd.commands.ckpt import run_ckpt_command
+
+    return run_ckpt_command(args)
+
+
 def cmd_sod(args: Sequence[str]) -> int:
     from solo_rgbd.commands.sod import run_sod_command
 
     return run_sod_command(args)
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "data": cmd_data, "sod": cmd_sod, "compare": cmd_compare}
+COMMANDS = {
+    "pretrain": cmd_pretrain,
+    "data": cmd_data,
+    "sod": cmd_sod,
+    "compare": cmd_compare,
+    "ckpt": cmd_ckpt,
+}
 
 
 def _os_error(exc: OSError) -> str:

@@ -133,6 +133,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.exclude_bias_and_norm": _choice(True, False),
     "checkpoint.every_n_steps": _int(0),
     "checkpoint.snapshot_every_n_epochs": _int(0),
+    "checkpoint.every_n_minutes": _num(0.0, 1e6),
     "nan_guard.policy": _choice("stop", "skip"),
     "nan_guard.max_skips": _int(0),
     "nan_guard.every_n_steps": _int(1),

@@ -117,6 +117,8 @@ class TrainerConfig:
 @dataclass
 class CheckpointConfig:
     every_n_steps: int = 0  # also every N optimizer steps if N > 0 (always: each epoch, signals)
+    every_n_minutes: float = 0.0  # also every N minutes of wall time if N > 0 (long runs)
+    async_save: bool = True  # written by a background thread; the loop pays for a host copy
     # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
     snapshot_every_n_epochs: int = 0
 

@@ -117,7 +117,12 @@ def _fit(
         ),
         MetricsWriter(run_dir / "logs" / "metrics.csv"),
         NonFiniteGuard(**OmegaConf.to_container(cfg.nan_guard, resolve=True)),
-        RunCheckpoint(run_dir / "checkpoints", int(cfg.checkpoint.every_n_steps), hint),
+        RunCheckpoint(
+            run_dir / "checkpoints",
+            int(cfg.checkpoint.every_n_steps),
+            hint,
+            every_n_minutes=float(cfg.checkpoint.get("every_n_minutes") or 0.0),
+        ),
     ]
     for callback in callbacks:  # e.g. a probe that needs labels the data does not have
         if hasattr(callback, "check_data"):
@@ -131,6 +136,7 @@ def _fit(
             int(cfg.log_every_n_steps),
             loggers=_loggers(cfg, run_dir),
             strategy=resolve_strategy(cfg.trainer, model.has_unused_parameters),
+            async_checkpoints=bool(cfg.checkpoint.get("async_save", True)),
             use_distributed_sampler=False,  # the EpochSampler shards by rank itself
         )
     except (ValueError, MisconfigurationException) as exc:

@@ -1,8 +1,11 @@
 """Checkpoints that hold everything deciding a run's future, written atomically.
 
 :class:`RunCheckpoint` writes ``checkpoints/last.ckpt`` at the end of every epoch, every
-``every_n_steps`` optimizer steps if set, and when a preemption signal arrived (then it raises
-:class:`~solo_rgbd.errors.Preempted`). Besides what Lightning saves (weights, momentum encoders,
+``every_n_steps`` optimizer steps and every ``every_n_minutes`` of wall time if set, and when a
+preemption signal arrived (then it waits for the write and raises
+:class:`~solo_rgbd.errors.Preempted`). With ``checkpoint.async_save`` (the default) the file is
+written by a background thread (:mod:`solo_rgbd.engine.async_io`); the step loop only pays for
+a host copy of the state. Besides what Lightning saves (weights, momentum encoders,
 queues as buffers, optimizer, loop progress, the data position of
 :class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG states of torch (CPU and
 CUDA), numpy and python, restored at ``on_train_start`` of the resumed run, so augmentation
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +93,26 @@ class RunCheckpoint(Checkpoint):
     """``last.ckpt`` every epoch, every ``every_n_steps`` steps, and on preemption signals."""
 
     def __init__(
-        self, dirpath: str | os.PathLike[str], every_n_steps: int = 0, resume_hint: str = ""
+        self,
+        dirpath: str | os.PathLike[str],
+        every_n_steps: int = 0,
+        resume_hint: str = "",
+        every_n_minutes: float = 0.0,
+        clock=time.monotonic,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_steps = int(every_n_steps or 0)
+        self.every_s = float(every_n_minutes or 0.0) * 60.0
         self.resume_hint = resume_hint
         self.signals = SignalWatch()
         self.last_path: Path | None = None
         self.saved_step: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
+        self._clock = clock
+        self._last_save_time = clock()
+        #: seconds the step loop spent in each save (state copy, or the whole synchronous write)
+        self.stalls: list[float] = []
+        self.sizes: dict[str, int] | None = None
 
     @property
     def state_key(self) -> str:
@@ -126,6 +142,21 @@ class RunCheckpoint(Checkpoint):
             restore_rng(self._rng_to_restore)
             self._rng_to_restore = None
         self.signals.install()
+        self._last_save_time = self._clock()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        wait_for_checkpoint(trainer)
+        if trainer.is_global_zero and self.stalls:
+            from solo_rgbd.engine.ckpt_info import summary_line
+
+            self.sizes = _sizes_of(trainer, pl_module)  # the state of the last save
+            mode = "in the background" if _async_io(trainer) is not None else "synchronously"
+            print(
+                f"checkpoint: {summary_line(self.sizes)}; {len(self.stalls)} saves written "
+                f"{mode}, the step loop waited {statistics.median(self.stalls) * 1e3:.0f} ms "
+                "per save (median)",
+                flush=True,
+            )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.signals.restore()
@@ -137,11 +168,15 @@ class RunCheckpoint(Checkpoint):
         stop = self.signals.signum is not None
         if trainer.world_size > 1:  # every rank stops at the same step
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        due = self.every_s > 0 and self._clock() - self._last_save_time >= self.every_s
+        if trainer.world_size > 1 and self.every_s > 0:  # rank 0's clock decides for all
+            due = bool(trainer.strategy.broadcast(due, src=0))
         step = trainer.global_step
         periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
-        if stop or periodic:
+        if stop or periodic or due:
             self.save(trainer, pl_module)
         if stop:
+            wait_for_checkpoint(trainer)  # the file named below is on disk before the exit
             signum = self.signals.signum or 15
             hint = self.resume_hint or f"solo-rgbd pretrain <same overrides> resume={self.path}"
             raise Preempted(
@@ -161,8 +196,37 @@ class RunCheckpoint(Checkpoint):
             )
         for logger in trainer.loggers:  # metrics up to this step are on disk before the ckpt
             logger.save()
+        start = time.perf_counter()
         trainer.save_checkpoint(self.path, weights_only=False)
+        self.stalls.append(time.perf_counter() - start)
+        self._last_save_time = self._clock()
         self.last_path, self.saved_step = self.path, trainer.global_step
+
+
+def _async_io(trainer: pl.Trainer):
+    io = getattr(trainer.strategy, "checkpoint_io", None)
+    return io if hasattr(io, "wait") else None
+
+
+def wait_for_checkpoint(trainer: pl.Trainer) -> None:
+    """Block until a checkpoint written in the background is on disk (no-op otherwise)."""
+    io = _async_io(trainer)
+    if io is not None:
+        io.wait()
+
+
+def _sizes_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int]:
+    """The parts of the checkpoint just saved, from the live state (no file read)."""
+    from solo_rgbd.engine.ckpt_info import breakdown
+
+    roles = pl_module.state_roles() if hasattr(pl_module, "state_roles") else {}
+    return breakdown(
+        {
+            "state_dict": pl_module.state_dict(),
+            "optimizer_states": [opt.state_dict() for opt in trainer.optimizers],
+            "state_roles": roles,
+        }
+    )
 
 
 # ----- checking a resume checkpoint against the model ----------------------------------------

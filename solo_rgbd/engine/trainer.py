@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
 
+from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
 from solo_rgbd.errors import ConfigError
 
@@ -57,9 +58,11 @@ def build_trainer(
     log_every_n_steps: int = 10,
     loggers: list | bool | None = None,
     strategy: Any = None,
+    async_checkpoints: bool = False,
     **kwargs: Any,
 ) -> pl.Trainer:
-    """A Lightning Trainer logging to ``loggers`` (default: Lightning's CSV in run_dir/logs)."""
+    """A Lightning Trainer logging to ``loggers`` (default: Lightning's CSV in run_dir/logs);
+    checkpoints are atomic, and written by a background thread with ``async_checkpoints``."""
     t = trainer_cfg
     if loggers is None:
         from lightning.pytorch.loggers import CSVLogger
@@ -82,7 +85,7 @@ def build_trainer(
             log_every_n_steps=log_every_n_steps,
             logger=loggers,
             callbacks=callbacks,
-            plugins=[AtomicCheckpointIO()],
+            plugins=[AsyncAtomicCheckpointIO() if async_checkpoints else AtomicCheckpointIO()],
             default_root_dir=str(run_dir),
             enable_model_summary=False,
             num_sanity_val_steps=0,

@@ -25,6 +25,7 @@ from solo_rgbd.config import all_keys, did_you_mean
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import cosine_tau, warmup_cosine
+from solo_rgbd.nn.queue import KeyQueue
 from solo_rgbd.nn.shuffle_bn import shuffled_forward
 
 
@@ -258,6 +259,20 @@ class BaseMethod(pl.LightningModule):
                 "in_chans": enc.in_chans,
             }
             for name, enc in self.export_encoders().items()
+        }
+        checkpoint["state_roles"] = self.state_roles()
+
+    def state_roles(self) -> dict[str, list[str]]:
+        """Module prefixes of the state that is not trained weights (``solo-rgbd ckpt info``):
+        the momentum copies and the queues."""
+        names = {id(m): n for n, m in self.named_modules()}
+        try:
+            pairs = getattr(self, "momentum_pairs", [])
+        except NotImplementedError:
+            pairs = []
+        return {
+            "momentum": sorted(names[id(target)] for _, target in pairs if id(target) in names),
+            "queues": sorted(n for n, m in self.named_modules() if isinstance(m, KeyQueue)),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -100,6 +100,13 @@ class MoCoStreams(BaseMomentumMethod):
     def extra_momentum_active(self) -> bool:
         return True
 
+    def state_roles(self) -> dict[str, list[str]]:
+        roles = super().state_roles()  # the momentum copies of extra modules in every stage
+        names = {id(m): n for n, m in self.named_modules()}
+        extra = [names[id(m)] for _, m in self.extra_modules() if m is not None]
+        roles["momentum"] = sorted({*roles["momentum"], *extra})
+        return roles
+
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
         groups = [

@@ -100,9 +100,77 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, referen
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpt = run / "checkpoints" / "last.ckpt"
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]  # no temp files
+    # the last checkpoint is whole (a background write may have been cut short beside it)
+    assert "state_dict" in torch.load(ckpt, weights_only=True)
     rc, err = _finish(_start(out, *extra, "resume=last"))
     assert rc == 0, f"killed at step {kill_at}: {err[-3000:]}"
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]  # no temp files
+    _assert_identical(run, reference)
+
+
+# the checkpoint write of step 10 (the stage switch) stalls in the background thread after its
+# bytes are in the temporary file, before the fsync and rename; the marker says it started
+SLOW_WRITE = """
+import sys, time, pathlib
+import solo_rgbd.engine.checkpoint as ck
+marker, pause = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+save = ck.torch_save_bytes
+def slow(obj, path):
+    save(obj, path)
+    if obj.get("global_step") == 10:
+        marker.write_text("10")
+        time.sleep(pause)
+ck.torch_save_bytes = slow
+from solo_rgbd.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _start_slow(out: Path, marker: Path, pause: float, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "SOLO_RGBD_CACHE": str(out / "cache")}
+    cmd = [sys.executable, "-c", SLOW_WRITE, str(marker), str(pause), "pretrain", *TINY]
+    cmd += [f"output_dir={out}", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, path: Path) -> None:
+    deadline = time.time() + 600
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.005)
+
+
+def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_path, reference):
+    out, marker = tmp_path / "out", tmp_path / "writing"
+    run = out / "mbcf" / "w"
+    proc = _start_slow(out, marker, 60.0, "run_name=w")
+    _wait_for(proc, marker)  # step 10's checkpoint is being written...
+    _wait_for_step(proc, run, 12)  # ...while the loop trains on, not waiting for it
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 5  # the previous one
+    assert any(p.name.endswith(".tmp") for p in ckpt.parent.iterdir())  # the cut-short write
+    rc, err = _finish(_start(out, "run_name=w", "resume=last"))
+    assert rc == 0, err[-3000:]
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]
+    _assert_identical(run, reference)
+
+
+def test_a_signal_during_a_background_write_waits_for_it_then_checkpoints(tmp_path, reference):
+    out, marker = tmp_path / "out", tmp_path / "writing"
+    run = out / "mbcf" / "s"
+    proc = _start_slow(out, marker, 2.0, "run_name=s")
+    _wait_for(proc, marker)
+    proc.send_signal(signal.SIGTERM)
+    rc, err = _finish(proc)
+    assert rc == 128 + signal.SIGTERM, err[-3000:]
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 10 < step < 20 and f"after step {step}" in err  # the step after the slow write
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    rc, err = _finish(_start(out, "run_name=s", "resume=last"))
+    assert rc == 0, err[-3000:]
     _assert_identical(run, reference)
 
 

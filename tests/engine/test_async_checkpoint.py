@@ -1,0 +1,145 @@
+"""Checkpoints written in the background: a consistent snapshot, each storage once, one write in
+flight, errors surfaced; the time-based checkpoint; ``solo-rgbd ckpt info``."""
+
+import threading
+import time
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from solo_rgbd.cli import main
+from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO, host_snapshot
+from solo_rgbd.engine.checkpoint import RunCheckpoint
+from solo_rgbd.engine.ckpt_info import breakdown, describe
+from tests.conftest import tiny_overrides
+
+
+def test_snapshot_shares_what_the_original_shares_and_nothing_with_it():
+    base = torch.arange(12.0)
+    state = OrderedDict(a=base, b=base, view=base[2:6], step=3, meta={"names": ["x"]})
+    snap = host_snapshot(state)
+    assert type(snap) is OrderedDict and snap["step"] == 3 and snap["meta"] == {"names": ["x"]}
+    assert snap["a"].untyped_storage().data_ptr() == snap["b"].untyped_storage().data_ptr()
+    assert snap["view"].untyped_storage().data_ptr() == snap["a"].untyped_storage().data_ptr()
+    assert snap["view"].storage_offset() == 2 and snap["view"].tolist() == [2, 3, 4, 5]
+    assert snap["a"].untyped_storage().data_ptr() != base.untyped_storage().data_ptr()
+    base.add_(100)  # the loop moves on: the snapshot does not
+    state["meta"]["names"].append("y")
+    assert snap["a"].tolist() == list(range(12)) and snap["meta"] == {"names": ["x"]}
+
+
+def test_a_checkpoint_holds_the_state_of_the_call_and_each_storage_once(tmp_path):
+    io = AsyncAtomicCheckpointIO()
+    weight = torch.ones(256, 256)
+    io.save_checkpoint({"state_dict": {"w": weight, "alias": weight}}, tmp_path / "a.ckpt")
+    weight.mul_(0)  # changed while (or before) the thread writes
+    io.teardown()
+    loaded = torch.load(tmp_path / "a.ckpt", weights_only=True)["state_dict"]
+    assert loaded["w"].sum().item() == 256 * 256
+    assert loaded["w"].untyped_storage().data_ptr() == loaded["alias"].untyped_storage().data_ptr()
+    # written once: about the size of one 256 x 256 float tensor, not two
+    assert (tmp_path / "a.ckpt").stat().st_size < 1.2 * 256 * 256 * 4
+
+
+def _slow(io: AsyncAtomicCheckpointIO, seconds: float, order: list) -> None:
+    inner = io.checkpoint_io.save_checkpoint
+
+    def save(checkpoint, path, storage_options=None):
+        time.sleep(seconds)
+        inner(checkpoint, path, storage_options)
+        order.append((checkpoint["n"], threading.current_thread() is threading.main_thread()))
+
+    io.checkpoint_io.save_checkpoint = save
+
+
+def test_one_write_in_flight_in_order_and_the_loop_only_waits_for_a_slow_disk(tmp_path):
+    io, order = AsyncAtomicCheckpointIO(), []
+    _slow(io, 0.3, order)
+    start = time.perf_counter()
+    io.save_checkpoint({"n": 1, "t": torch.zeros(4)}, tmp_path / "last.ckpt")
+    first = time.perf_counter() - start
+    io.save_checkpoint({"n": 2, "t": torch.zeros(4)}, tmp_path / "last.ckpt")
+    assert first < 0.15  # returned before the write
+    assert io.stalls[1] >= 0.25  # the second save waited for the first write
+    io.wait()
+    assert order == [(1, False), (2, False)]  # in order, both in the background thread
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["n"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    io.teardown()
+
+
+def test_a_failed_background_write_is_raised_and_leaves_the_previous_file(tmp_path):
+    io = AsyncAtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"n": 1}, path)
+    io.wait()
+
+    def fail(checkpoint, path, storage_options=None):
+        raise OSError(28, "No space left on device", str(path))
+
+    io.checkpoint_io.save_checkpoint = fail
+    io.save_checkpoint({"n": 2}, path)
+    with pytest.raises(OSError, match="No space"):
+        io.wait()
+    io.save_checkpoint({"n": 3}, path)
+    with pytest.raises(OSError, match="No space"):  # teardown surfaces it too
+        io.teardown()
+    assert torch.load(path, weights_only=True)["n"] == 1
+
+
+def test_the_time_based_checkpoint_follows_the_clock():
+    now = [0.0]
+    cb = RunCheckpoint("/nonexistent", every_n_minutes=0.5, clock=lambda: now[0])
+    saved = []
+    cb.save = lambda trainer, module: (saved.append(trainer.global_step), cb._mark())
+    cb._mark = lambda: setattr(cb, "_last_save_time", now[0])
+    trainer = SimpleNamespace(world_size=1, global_step=0)
+    for step, t in enumerate([10, 20, 31, 40, 60, 60.5, 95]):
+        now[0], trainer.global_step = float(t), step + 1
+        cb.on_train_batch_end(trainer, None, None, None, step)
+    assert saved == [3, 7]  # 31 s and 95 s: 30 s after the previous save
+
+
+def _tiny_checkpoint(tmp_path):
+    args = ["pretrain", *tiny_overrides(tmp_path), "run_name=r"]
+    args += ["method_kwargs.stage1_epochs=1", "method_kwargs.stage2_epochs=1"]
+    assert main([*args, "method_kwargs.queue_size=16"]) == 0
+    return tmp_path / "outputs" / "mbcf" / "r" / "checkpoints" / "last.ckpt"
+
+
+def test_ckpt_info_names_each_part_once(tmp_path, capsys):
+    path = _tiny_checkpoint(tmp_path)
+    ckpt = torch.load(path, weights_only=True)
+    sizes = breakdown(ckpt)
+    model = ckpt["state_dict"]
+    online = sum(
+        t.untyped_storage().nbytes() for k, t in model.items() if k.startswith("encoders.")
+    )
+    momentum = sum(t.untyped_storage().nbytes() for k, t in model.items() if "_k." in k)
+    queues = sum(t.untyped_storage().nbytes() for k, t in model.items() if "queue" in k)
+    assert sizes["momentum copies"] == momentum and sizes["queues"] == queues > 0
+    assert sizes["weights"] >= online > 0
+    # SGD with momentum keeps one buffer per trained parameter: the size of the weights that
+    # train (BatchNorm statistics are buffers, with no optimizer state)
+    trained = sum(
+        t.untyped_storage().nbytes()
+        for k, t in model.items()
+        if "_k." not in k and "queue" not in k and "running_" not in k and "num_batches" not in k
+    )
+    assert sizes["optimizer"] == pytest.approx(trained, rel=0.01)
+    assert sum(sizes.values()) <= path.stat().st_size  # nothing counted twice
+    text = describe(path)
+    assert "momentum copies" in text and "optimizer" in text and "state_roles" not in text
+    assert main(["ckpt", "info", str(path)]) == 0
+    assert "momentum copies" in capsys.readouterr().out
+
+
+def test_ckpt_info_refuses_what_is_not_a_checkpoint(tmp_path, capsys):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["ckpt", "info", str(junk)]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert main(["ckpt", "info", str(tmp_path / "missing.ckpt")]) == 2
+    assert main(["ckpt", "nope", "x"]) == 2
