@@ -47,7 +47,7 @@ def time_steps(model, opt, views, args) -> float:
 
     def step():
         with autocast:
-            loss = model.training_step({"views": views}, 0)
+            loss = model.training_step({"views": views, "index": torch.arange(args.batch)}, 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -10,7 +10,7 @@ from solo_rgbd.errors import ConfigError
 def test_default_composition_is_the_quick_mbcf_run():
     cfg = compose("pretrain")
     assert cfg.method == "mbcf" and cfg.data.name == "synthetic"
-    assert cfg.backbone.name == "resnet18"  # quick preset
+    assert cfg.backbone.name == "resnet10t"  # quick preset (the main job)
     assert cfg.method_kwargs.queue_size == 1024  # method_preset/mbcf_quick
     assert OmegaConf.is_struct(cfg)
 

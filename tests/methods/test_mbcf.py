@@ -182,8 +182,8 @@ def test_quick_preset_cli_run_learns_and_writes_its_files(tmp_path, capsys):
     manifest = json.loads((run_dir / "encoders" / "encoders.json").read_text())
     for name, in_chans in (("rgb", 3), ("depth", 1)):
         entry = manifest["encoders"][name]
-        assert entry["in_chans"] == in_chans and entry["backbone"] == "resnet18"
-        plain = timm.create_model("resnet18", in_chans=in_chans, num_classes=0)
+        assert entry["in_chans"] == in_chans and entry["backbone"] == "resnet10t"
+        plain = timm.create_model("resnet10t", in_chans=in_chans, num_classes=0)
         plain.load_state_dict(torch.load(run_dir / "encoders" / entry["file"]))  # strict
     assert "run folder:" in capsys.readouterr().out
 

@@ -1,0 +1,196 @@
+"""What the training loop costs beyond the model: the real ``solo-rgbd pretrain`` against a bare
+PyTorch loop, in one process (issue 18).
+
+    python bench/overhead.py                              # the main job (quick preset, MBCF)
+    python bench/overhead.py experiment=cpu method=mbcf   # any pretrain overrides
+    python bench/overhead.py --rounds 2 --json out.json
+
+- **Lightning loop**: ``run_pretrain`` as users run it (data from the RAM cache, the two views,
+  forward, backward, the non-finite guard, SGD, momentum update, enqueue, metrics, the per-epoch
+  export and checkpoint). Its time is the wall time from ``on_train_start`` to the end of the
+  last epoch, divided by its optimizer steps: checkpoints and exports amortised.
+- **Bare loop**: the same method class with the same config, seed, threads and batch, doing
+  only ``training_step`` (forward and loss), backward and ``SGD.step`` on views made once
+  beforehand, for the same number of steps in each MBCF stage.
+
+The ratio is the first over the second (goal: <= 1.15 on CPU, <= 1.10 on a GPU). The shares say
+where the difference goes; the real code's hooks are wrapped with timers (a few microseconds
+each). Rounds alternate bare / Lightning, so drift in machine speed hits both alike; take
+timings on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import lightning.pytorch as pl
+import torch
+
+from solo_rgbd.commands.pretrain import run_pretrain
+from solo_rgbd.config import compose
+from solo_rgbd.engine.checkpoint import RunCheckpoint
+from solo_rgbd.engine.export import EncoderExport
+from solo_rgbd.engine.guard import NonFiniteGuard
+from solo_rgbd.engine.metrics import MetricsWriter
+from solo_rgbd.methods.base import BaseMethod, BaseMomentumMethod
+from solo_rgbd.methods.registry import METHODS
+
+TIMED = {  # share name -> (class, method) whose time is attributed to it
+    "views": [(BaseMethod, "on_after_batch_transfer")],
+    "momentum update": [(BaseMomentumMethod, "after_optimizer_step")],
+    "guard": [
+        (NonFiniteGuard, "on_before_optimizer_step"),
+        (NonFiniteGuard, "on_train_batch_start"),
+        (NonFiniteGuard, "on_train_batch_end"),
+        (NonFiniteGuard, "on_before_backward"),
+    ],
+    "metrics": [(MetricsWriter, "on_train_batch_end"), (MetricsWriter, "on_train_epoch_end")],
+    "checkpoint": [(RunCheckpoint, "on_train_batch_end"), (RunCheckpoint, "on_train_epoch_end")],
+    "export": [(EncoderExport, "on_train_epoch_end")],
+}
+SPENT: dict[str, float] = defaultdict(float)
+
+
+def _wrap(share: str, cls: type, name: str) -> None:
+    original = cls.__dict__[name]
+
+    @functools.wraps(original)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            SPENT[share] += time.perf_counter() - start
+
+    setattr(cls, name, timed)
+
+
+class LoopClock(pl.Callback):
+    """Fit-loop wall time (first step to the end of the last epoch), steps, data fetch time."""
+
+    def __init__(self) -> None:
+        self.start = self.end = 0.0
+        self.steps = 0
+        self.fetch = 0.0
+        self._batch_end = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.end = time.perf_counter()
+
+
+def lightning_loop(overrides: list[str], out: str) -> dict:
+    SPENT.clear()
+    cfg = compose(
+        "pretrain", [*overrides, f"output_dir={out}", "trainer.enable_progress_bar=false"]
+    )
+    clock = LoopClock()
+    run_pretrain(cfg, extra_callbacks=[clock])
+    wall = clock.end - clock.start
+    return {"wall_s": wall, "steps": clock.steps, "spent": dict(SPENT)}
+
+
+def bare_loop(overrides: list[str], steps_per_stage: list[int]) -> dict:
+    """forward + loss, backward, SGD step on pre-made views; MBCF's stages in order."""
+    cfg = compose("pretrain", overrides)
+    torch.manual_seed(int(cfg.seed))
+    batch = int(cfg.data.batch_size)
+    size, crop = int(cfg.data.image_size), int(cfg.augmentations.crop_size)
+    method = METHODS[str(cfg.method)]
+    wall, steps = 0.0, 0
+    for stage, n in enumerate(steps_per_stage, start=1):
+        if n == 0:
+            continue
+        over = list(overrides)
+        if str(cfg.method) == "mbcf":  # stage 1: IntraCLM alone; stage 2: both
+            over.append(f"method_kwargs.stage1_epochs={10**6 if stage == 1 else 0}")
+        model = method(compose("pretrain", over))
+        opt = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9
+        )
+        rgb = torch.rand(batch, 3, size, size)
+        depth = torch.rand(batch, 1, size, size)
+        views = model.augment(rgb, depth)
+        assert views[0][0].shape[-1] == crop
+        data = {"views": views, "index": torch.arange(batch)}
+        for i in range(n + 1):  # the first step (allocations) is not timed
+            start = time.perf_counter()
+            loss = model.training_step(data, i)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i:
+                wall += time.perf_counter() - start
+                steps += 1
+    return {"wall_s": wall, "steps": steps}
+
+
+def stage_steps(overrides: list[str], steps: int) -> list[int]:
+    cfg = compose("pretrain", overrides)
+    if str(cfg.method) != "mbcf":
+        return [steps]
+    kw = cfg.method_kwargs
+    first, second = int(kw.stage1_epochs), int(kw.stage2_epochs)
+    if kw.get("schedule", "two_stage") != "two_stage":
+        return [0, steps] if kw.get("schedule") == "one_stage" else [steps]
+    s1 = round(steps * first / (first + second))
+    return [s1, steps - s1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("overrides", nargs="*", help="pretrain overrides (default: method=mbcf)")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--json", default=None, help="also write the result here")
+    args = p.parse_args()
+    overrides = args.overrides or ["method=mbcf"]
+    for share, targets in TIMED.items():
+        for cls, name in targets:
+            _wrap(share, cls, name)
+    rounds = []
+    for r in range(args.rounds):
+        with tempfile.TemporaryDirectory() as out:
+            light = lightning_loop([*overrides, f"run_name=overhead{r}"], out)
+        bare = bare_loop(overrides, stage_steps(overrides, light["steps"]))
+        rounds.append((light, bare))
+        print(
+            f"round {r}: lightning {light['wall_s']:.1f} s / {light['steps']} steps, bare "
+            f"{bare['wall_s']:.1f} s / {bare['steps']} steps",
+            file=sys.stderr,
+        )
+    per_light = statistics.median(li["wall_s"] / li["steps"] for li, _ in rounds)
+    per_bare = statistics.median(b["wall_s"] / b["steps"] for _, b in rounds)
+    light, _ = rounds[-1]
+    shares = {k: round(v / light["wall_s"], 4) for k, v in light["spent"].items()}
+    shares["model (forward, backward, optimizer)"] = round(per_bare / per_light, 4)
+    shares["rest (data, Lightning's loop, hooks)"] = round(1 - sum(shares.values()), 4)
+    result = {
+        "overrides": overrides,
+        "threads": torch.get_num_threads(),
+        "steps": light["steps"],
+        "lightning_ms_per_step": round(per_light * 1e3, 1),
+        "bare_ms_per_step": round(per_bare * 1e3, 1),
+        "ratio": round(per_light / per_bare, 3),
+        "share_of_lightning_loop": shares,
+        "rounds": args.rounds,
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
