@@ -1,0 +1,69 @@
+"""How long the step loop stalls per checkpoint: synchronous against background writes.
+
+    python bench/ckpt_stall.py RUN/checkpoints/last.ckpt [--rounds 3]
+
+Loads a real checkpoint (any run's ``last.ckpt``) and saves it again into a temporary folder
+beside it, alternating, through
+
+- ``AtomicCheckpointIO`` (synchronous: serialise, write, fsync, rename before returning), and
+- ``AsyncAtomicCheckpointIO`` (the default: a host copy of the state, then the same write in a
+  background thread); the stall is the time until the call returns, the write time is how long
+  the thread took.
+
+A run pays the stall once per checkpoint (every epoch, plus ``every_n_steps`` /
+``every_n_minutes``). Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
+from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
+from solo_rgbd.engine.ckpt_info import breakdown, summary_line
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("ckpt")
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    path = Path(args.ckpt)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    sync_io, async_io = AtomicCheckpointIO(), AsyncAtomicCheckpointIO()
+    sync_s, stall_s = [], []
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        target = Path(tmp) / "last.ckpt"
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            sync_io.save_checkpoint(ckpt, target)
+            sync_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            async_io.save_checkpoint(ckpt, target)
+            stall_s.append(time.perf_counter() - start)
+            async_io.wait()  # the next synchronous save does not compete with this write
+        async_io.teardown()
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(path),
+                "size": summary_line(breakdown(ckpt)),
+                "rounds": args.rounds,
+                "sync_stall_ms": round(statistics.median(sync_s) * 1e3, 1),
+                "async_stall_ms": round(statistics.median(stall_s) * 1e3, 1),
+                "async_write_ms": round(statistics.median(async_io.write_times) * 1e3, 1),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
