@@ -24,6 +24,8 @@ BAD = {
     "seed=99999999999999": "seed",
     "method_kwargs.proj_output_dim=0": "method_kwargs.proj_output_dim",
     "+foo=1": "foo",
+    "checkpoint.every_n_minutes=-5": "checkpoint.every_n_minutes",
+    "checkpoint.async_save=sometimes": "checkpoint.async_save",
 }
 
 
