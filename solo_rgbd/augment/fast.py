@@ -21,6 +21,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from kornia.enhance import adjust_hue
 
 _GRAY = (0.299, 0.587, 0.114)
@@ -115,8 +116,8 @@ def random_blur(x: torch.Tensor, kernel: int, sigma: tuple[float, float], p: flo
     t = torch.arange(kernel, device=x.device, dtype=x.dtype) - (kernel - 1) / 2
     k = torch.exp(-(t[None] ** 2) / (2 * s[:, None].to(x.dtype) ** 2))
     k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B * C, K)
-    y = x.reshape(1, b * c, h, w)
+    y = rearrange(x, "b c h w -> 1 (b c) h w")  # one group per sample and channel
     pad = kernel // 2
     y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="reflect"), k[:, None, None, :], groups=b * c)
     y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="reflect"), k[:, None, :, None], groups=b * c)
-    return torch.where(_per_sample(pick), y.view(b, c, h, w), x)
+    return torch.where(_per_sample(pick), rearrange(y, "1 (b c) h w -> b c h w", b=b), x)

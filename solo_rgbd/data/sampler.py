@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch.utils.data import DataLoader, Sampler
 
 
@@ -73,8 +74,8 @@ class EpochSampler(Sampler[int]):
             else torch.arange(self.n)
         )
         b, w = self.batch_size, self.world_size
-        per_step = order[: self.num_batches * b * w].view(self.num_batches, w, b)  # (T, W, B)
-        return per_step[:, self.rank].reshape(-1)
+        per_step = rearrange(order[: self.num_batches * b * w], "(t w b) -> t w b", w=w, b=b)
+        return rearrange(per_step[:, self.rank], "t b -> (t b)")  # step after step
 
     def __iter__(self) -> Iterator[int]:
         # a generator: the position is read at the first next(), after Lightning's set_epoch

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from einops import rearrange
 
 
 def _tree_map(fn: Callable[[torch.Tensor], torch.Tensor], tree: Any) -> Any:
@@ -69,11 +70,11 @@ def shuffled_forward(fn: Callable[..., Any], *inputs: torch.Tensor, groups: int 
         gathered = [_all_gather(x) for x in inputs]  # (W * B, ...)
         perm = torch.randperm(world * b, device=device)
         dist.broadcast(perm, src=0)  # one permutation for all ranks
-        mine = perm.view(world, b)[rank]
+        mine = rearrange(perm, "(w b) -> w b", w=world)[rank]  # (B,) this rank's share
         out = fn(*(x[mine] for x in gathered))  # this rank's shuffled slice
         full = _tree_map(_all_gather, out)  # (W * B, ...) in shuffled order
         inverse = torch.argsort(perm)
-        own = inverse.view(world, b)[rank]
+        own = rearrange(inverse, "(w b) -> w b", w=world)[rank]
         return _tree_map(lambda t: t[own], full)
     if groups <= 1 or b < 2 * groups:
         return fn(*inputs)
