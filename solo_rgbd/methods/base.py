@@ -156,7 +156,9 @@ class BaseMethod(pl.LightningModule):
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
-        """Parameter groups: dicts with 'name', 'params' and optional 'lr'/'weight_decay'."""
+        """Parameter groups: dicts with 'name', 'params' and optional 'lr', 'weight_decay' and
+        'static_lr' (True: the group keeps its lr and skips the schedule, e.g. SimSiam's
+        predictor)."""
         raise NotImplementedError
 
     # ----- optimisation -------------------------------------------------------------------
@@ -228,9 +230,7 @@ class BaseMethod(pl.LightningModule):
         Runs once per optimizer step, so with gradient accumulation the momentum encoders move
         once per update, not once per micro-batch.
         """
-        lr = self.lr_at(self.global_step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        set_scheduled_lr(optimizer, self.lr_at(self.global_step))
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         self.after_optimizer_step()
 
@@ -316,6 +316,13 @@ class BaseMethod(pl.LightningModule):
     def pop_log_row(self) -> dict[str, Any]:
         row, self._log_row = self._log_row, {}
         return row
+
+
+def set_scheduled_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """This step's lr for every group (times its ``lr_scale``), except ``static_lr`` groups."""
+    for group in optimizer.param_groups:
+        if not group.get("static_lr", False):
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def stream_inputs(streams, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:

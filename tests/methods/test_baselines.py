@@ -131,3 +131,23 @@ def test_queues_store_sample_ids_and_a_queue_larger_than_the_data_warns_without_
     written = ids[ids >= 0]
     assert len(written) == 2 * 8 and len(set(written.tolist())) == 16  # 2 batches of 8 pairs
     assert torch.equal(ids, state["queues.depth.ids"])
+
+
+def test_a_static_lr_group_keeps_its_lr_while_the_others_follow_the_schedule(tmp_path):
+    from solo_rgbd.methods.base import set_scheduled_lr
+
+    cfg = compose("pretrain", tiny_overrides(tmp_path) + ["method=simclr"])
+    model = METHODS["simclr"](cfg)
+    groups = model.learnable_params
+    groups[-1] = {**groups[-1], "lr": 0.5, "static_lr": True}  # e.g. SimSiam's predictor
+    type(model).learnable_params = property(lambda self: groups)
+    try:
+        opt = model.configure_optimizers()
+    finally:
+        del type(model).learnable_params
+    base = model.base_lr
+    for lr in (base, base / 4, 0.0):
+        set_scheduled_lr(opt, lr)
+        static = [g["lr"] for g in opt.param_groups if g.get("static_lr")]
+        scheduled = [g["lr"] for g in opt.param_groups if not g.get("static_lr")]
+        assert static and set(static) == {0.5} and scheduled and set(scheduled) == {lr}
