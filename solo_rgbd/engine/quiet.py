@@ -1,4 +1,5 @@
-"""Quiet by default: a run shows its progress bar, the stage switch and where it was written.
+"""Quiet by default: a run shows its progress bar, the stage switch, one line on its checkpoints
+(size and stall per save) and where it was written.
 
 Lightning's start-up banner (accelerator lines, tips), known-harmless library warnings and
 Lightning's INFO lines are hidden unless ``verbose=true``.

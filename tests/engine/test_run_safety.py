@@ -12,6 +12,7 @@ import torch
 from solo_rgbd.cli import main
 from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.config import compose
+from solo_rgbd.engine.checkpoint import wait_for_checkpoint
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
 from solo_rgbd.nn.encoder_io import verify_export
 from tests.conftest import tiny_overrides
@@ -35,6 +36,7 @@ def test_a_checkpoint_and_an_export_after_every_epoch(tmp_path):
     class AfterEpoch(__import__("lightning.pytorch").pytorch.Callback):
         def on_train_epoch_start(self, trainer, m):
             ckpt = tmp_path / "outputs" / "mbcf" / "e" / "checkpoints" / "last.ckpt"
+            wait_for_checkpoint(trainer)  # the background write the epoch's end started
             if ckpt.exists():
                 seen.append(torch.load(ckpt, weights_only=True)["global_step"])
 

@@ -61,6 +61,8 @@ def test_two_stage_trains_fusion_only_after_the_switch(tmp_path):
                 "method_kwargs.stage2_epochs": "1",
                 "method_kwargs.queue_size": "16",
                 "trainer.limit_train_batches": "3",
+                "method_kwargs.stage1_lr": "0.03",  # the paper's stage lrs
+                "method_kwargs.stage2_lr": "0.05",
             },
         ),
     )
