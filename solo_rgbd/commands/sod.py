@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,11 +15,10 @@ from PIL import Image
 
 from solo_rgbd.config import check_missing, compose
 from solo_rgbd.data.cache import RGBDCache, RootSpec, build_cache, decode_depth
-from solo_rgbd.data.sources import build_from_config, index_loader, resolve_roots
+from solo_rgbd.data.sources import build_from_config, resolve_roots
 from solo_rgbd.errors import ConfigError, SoloRGBDError
 from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir, atomic_write_text
-from solo_rgbd.utils.locks import RUN_LOCK_FILES, run_lock
 from solo_rgbd.utils.paths import check_component, mark_own_dir, remove_own_dir
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -29,11 +27,6 @@ ACTIONS = ("train", "eval", "predict", "score")
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _run_dir(cfg: DictConfig, kind: str) -> Path:
-    name = cfg.get("run_name") or time.strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.output_dir) / kind / check_component(name, "run_name")
 
 
 # ----- train ------------------------------------------------------------------------------
@@ -49,23 +42,8 @@ def _labelled(train_ids: torch.Tensor, cfg: DictConfig) -> list[int]:
     return [kept[i % len(kept)] for i in range(len(ids))]
 
 
-def sod_train(cfg: DictConfig) -> Path:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from solo_rgbd.engine.trainer import build_trainer
-    from solo_rgbd.nn.encoder_io import load_encoders
-    from solo_rgbd.tasks.sod.module import SODModule
-
-    check_missing(cfg)
-    if cfg.select_by not in ("MAE", "maxF"):
-        hint = " (metric names are MAE and maxF)" if str(cfg.select_by).lower() == "mae" else ""
-        raise ConfigError(f"select_by must be MAE or maxF, not '{cfg.select_by}'{hint}.")
-    pl.seed_everything(int(cfg.seed), verbose=False)
-    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
-    cfg.backbone.name = rgb.name  # the architecture the encoders come with
-    cfg.encoder_layout = "early_fusion" if depth is None else "two_stream"
-    module = SODModule(cfg)
-    module.set_encoders(rgb, depth)
+def _split(cfg: DictConfig) -> tuple[RGBDCache, RGBDCache | None, dict[str, int]]:
+    """(training pairs with labels used, validation pairs or None, their counts)."""
     cache = build_from_config(
         cfg.data, "train", require_gt=True, size=int(cfg.image_size), labels=SOD.labels
     )
@@ -76,49 +54,74 @@ def sod_train(cfg: DictConfig) -> Path:
     if frac > 0:
         n_val = min(max(1, n_val), len(cache) - 1)
     perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(int(cfg.seed)))
-    val, train = cache.subset(perm[:n_val].tolist()), cache.subset(_labelled(perm[n_val:], cfg))
-    run_dir = _run_dir(cfg, "train")
-    if run_dir.is_dir() and any(p.name not in RUN_LOCK_FILES for p in run_dir.iterdir()):
-        raise ConfigError(
-            f"run folder '{run_dir}' already holds another run's files, and a new run never "
-            "overwrites them; choose another run_name (or output_dir)."
-        )
-    with run_lock(run_dir):  # a second process with this run_name: exit 2
-        atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")
-        # with a validation split: the best epoch by select_by; without (the paper trains on all
-        # pairs): the last epoch, saved under the same name
-        monitor, mode = ("val/MAE", "min") if cfg.select_by == "MAE" else ("val/maxF", "max")
-        best = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            filename="best",
-            monitor=monitor if n_val else None,
-            mode=mode,
-            save_top_k=1,
-            save_last=True,
-            enable_version_counter=False,
-        )
-        trainer = build_trainer(
-            cfg.trainer, run_dir, int(cfg.trainer.max_epochs or 100), [best], log_every_n_steps=5
-        )
-        bs = int(cfg.batch_size)
-        trainer.fit(
-            module,
-            index_loader(train, bs, True, len(train) >= bs, int(cfg.seed)),
-            index_loader(val, bs, False, False) if n_val else None,
-        )
+    labelled = _labelled(perm[n_val:], cfg)
+    train = cache.subset(labelled)
+    val = cache.subset(perm[:n_val].tolist()) if n_val else None
+    counts = {"train_pairs": len(train), "labelled_pairs": len(set(labelled)), "val_pairs": n_val}
+    return train, val, counts
+
+
+def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
+    """Train the decoder (and the encoders with ``freeze=false``) through the engine: run
+    folder ``output_dir/train/<run_name>``, ``last.ckpt``, exact resume (``resume=last|auto|
+    PATH``), preemption exit codes, the non-finite guard; ``best.ckpt`` by ``select_by``."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from solo_rgbd.engine.datamodule import CacheDataModule
+    from solo_rgbd.engine.fit import RunSpec, check_resume, fit_run
+    from solo_rgbd.engine.run import plan_run, resume_command
+    from solo_rgbd.nn.encoder_io import load_encoders
+    from solo_rgbd.tasks.sod.module import SODModule
+
+    check_missing(cfg)
+    if cfg.select_by not in ("MAE", "maxF"):
+        hint = " (metric names are MAE and maxF)" if str(cfg.select_by).lower() == "mae" else ""
+        raise ConfigError(f"select_by must be MAE or maxF, not '{cfg.select_by}'{hint}.")
+    if cfg.get("run_name"):
+        check_component(str(cfg.run_name), "run_name")
+    plan = plan_run(cfg, group="train")
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
+    cfg.backbone.name = rgb.name  # the architecture the encoders come with
+    cfg.encoder_layout = "early_fusion" if depth is None else "two_stream"
+    module = SODModule(cfg)
+    module.set_encoders(rgb, depth)
+    check_resume(plan, module)
+    train, val, counts = _split(cfg)
+    data = CacheDataModule(train, val, int(cfg.batch_size), int(cfg.seed))
+    # with a validation split: the best epoch by select_by; without (the paper trains on all
+    # pairs): the last epoch, saved under the same name
+    monitor, mode = ("val/MAE", "min") if cfg.select_by == "MAE" else ("val/maxF", "max")
+    best = ModelCheckpoint(
+        dirpath=str(plan.run_dir / "checkpoints"),
+        filename="best",
+        monitor=monitor if val is not None else None,
+        mode=mode,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    last = plan.run_dir / "checkpoints" / "last.ckpt"
+    spec = RunSpec(
+        cfg=cfg,
+        plan=plan,
+        max_epochs=int(cfg.trainer.max_epochs or 100),
+        resume_hint=resume_command(list(argv), last, ("sod", "train")) if argv else "",
+        log_every_n_steps=int(cfg.log_every_n_steps),
+        callbacks=[best],
+        trainer_kwargs={"use_distributed_sampler": False},  # the EpochSampler shards by rank
+    )
+    fit_run(spec, module, datamodule=data)
+    if plan.rank_zero:
+        score = best.best_model_score
         summary = {
             "best_checkpoint": best.best_model_path,
             "select_by": cfg.select_by,
-            "best_score": float(best.best_model_score)
-            if best.best_model_score is not None
-            else None,
-            "train_pairs": len(train),
-            "labelled_pairs": len(set(_labelled(perm[n_val:], cfg))),
-            "val_pairs": len(val),
+            "best_score": float(score) if score is not None else None,
+            **counts,
         }
-        atomic_write_text(json.dumps(summary, indent=2), run_dir / "summary.json")
+        atomic_write_text(json.dumps(summary, indent=2), plan.run_dir / "summary.json")
         print(f"best checkpoint ({monitor} {summary['best_score']}): {best.best_model_path}")
-    return run_dir
+    return plan.run_dir
 
 
 # ----- predictions ------------------------------------------------------------------------
@@ -341,5 +344,8 @@ def run_sod_command(args: Sequence[str]) -> int:
 
         print(OmegaConf.to_yaml(cfg), end="")
         return 0
-    {"train": sod_train, "eval": sod_eval, "predict": sod_predict, "score": sod_score}[args[0]](cfg)
+    if args[0] == "train":
+        sod_train(cfg, args[1:])
+        return 0
+    {"eval": sod_eval, "predict": sod_predict, "score": sod_score}[args[0]](cfg)
     return 0

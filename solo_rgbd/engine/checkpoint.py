@@ -108,6 +108,7 @@ class RunCheckpoint(Checkpoint):
         self.last_path: Path | None = None
         self.saved_step: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
+        self._stop_at: tuple[int, int, int] | None = None  # (signal, step, epoch) to exit after
         self._clock = clock
         self._last_save_time = clock()
         #: seconds the step loop spent in each save (state copy, or the whole synchronous write)
@@ -145,6 +146,7 @@ class RunCheckpoint(Checkpoint):
         self._last_save_time = self._clock()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._exit_if_stopped(trainer)
         wait_for_checkpoint(trainer)
         if trainer.is_global_zero and self.stalls:
             from solo_rgbd.engine.ckpt_info import summary_line
@@ -173,21 +175,44 @@ class RunCheckpoint(Checkpoint):
             due = bool(trainer.strategy.broadcast(due, src=0))
         step = trainer.global_step
         periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
-        if stop or periodic or due:
+        if stop:  # exit once Lightning has logged this step's self.log values (after this hook)
+            self._stop_at = (self.signals.signum or 15, step, trainer.current_epoch)
+        # the epoch's last step is saved at the epoch's end (after its validation), so that
+        # a checkpoint inside an epoch never holds rows the epoch's end logs after it
+        last = batch_idx + 1 >= getattr(trainer, "num_training_batches", float("inf"))
+        if (stop or periodic or due) and not last:
             self.save(trainer, pl_module)
-        if stop:
-            wait_for_checkpoint(trainer)  # the file named below is on disk before the exit
-            signum = self.signals.signum or 15
-            hint = self.resume_hint or f"solo-rgbd pretrain <same overrides> resume={self.path}"
-            raise Preempted(
-                f"stopped by signal {signum} after step {step} (epoch {trainer.current_epoch}); "
-                f"the checkpoint is '{self.path}'. Resume exactly where it stopped with: "
-                f"{hint}",
-                signum,
-            )
+
+    def _exit_if_stopped(self, trainer: pl.Trainer) -> None:
+        """Raise :class:`Preempted` at the first hook after the step (or the epoch's end) that
+        saw the signal: its checkpoint is on disk, and so are the rows Lightning logged after
+        the checkpoint (a step's ``self.log`` values, an epoch's means)."""
+        if self._stop_at is None:
+            return
+        signum, step, epoch = self._stop_at
+        self._stop_at = None
+        wait_for_checkpoint(trainer)  # the file named below is on disk before the exit
+        for logger in trainer.loggers:
+            logger.save()
+        hint = self.resume_hint or f"solo-rgbd <same command and overrides> resume={self.path}"
+        raise Preempted(
+            f"stopped by signal {signum} after step {step} (epoch {epoch}); the checkpoint is "
+            f"'{self.path}'. Resume exactly where it stopped with: {hint}",
+            signum,
+        )
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._exit_if_stopped(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._exit_if_stopped(trainer)  # after the rows of the last epoch's end
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # what wrote the checkpoint, so that a resume by something else fails clearly
+        checkpoint["run_kind"] = run_kind(pl_module)
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not params_finite(pl_module):
@@ -230,19 +255,26 @@ def _sizes_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, i
 
 
 # ----- checking a resume checkpoint against the model ----------------------------------------
+def run_kind(module: torch.nn.Module) -> str:
+    """What a run trains (a method's name, or a task's): a checkpoint resumes only its kind."""
+    return str(getattr(module, "run_kind", None) or getattr(module, "method_name", "?"))
+
+
 def check_resume_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
     """The checkpoint was written by this method with this backbone (same keys and shapes)."""
     cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}
-    method = getattr(model, "method_name", "?")
+    kind = run_kind(model)
     if "state_dict" not in ckpt or not cfg:
         raise CheckpointError(
-            f"resume checkpoint '{path}' is not a solo-rgbd pretraining checkpoint (no "
-            "state_dict or method config); resume from a run's checkpoints/last.ckpt."
+            f"resume checkpoint '{path}' is not a solo-rgbd run checkpoint (no state_dict or "
+            "config); resume from a run's checkpoints/last.ckpt."
         )
-    if cfg.get("method") != method:
+    written_by = ckpt.get("run_kind") or cfg.get("method") or "an older solo-rgbd version"
+    if written_by != kind:
         raise CheckpointError(
-            f"resume checkpoint '{path}' was written by method '{cfg.get('method')}', not "
-            f"'{method}'; resume with method={cfg.get('method')} or pick another checkpoint."
+            f"resume checkpoint '{path}' was written by a '{written_by}' run, not '{kind}'; "
+            f"resume it with the command (and method=) that wrote it, or pick another "
+            "checkpoint."
         )
     own = model.state_dict()
     saved = ckpt["state_dict"]

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from solo_rgbd.data.cache import RGBDCache
-from solo_rgbd.data.sources import build_from_config, train_loader
+from solo_rgbd.data.sources import build_from_config, index_loader, train_loader
 
 
 class RGBDDataModule(pl.LightningDataModule):
@@ -43,3 +43,25 @@ class RGBDDataModule(pl.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return train_loader(self.train_cache, self.batch_size, self.seed, rank, world)
+
+
+class CacheDataModule(pl.LightningDataModule):
+    """A task's labelled data, already cached: resumable training batches (sharded by rank),
+    plain validation batches. ``batch_size`` is per device."""
+
+    def __init__(
+        self, train: RGBDCache, val: RGBDCache | None, batch_size: int, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.seed = int(batch_size), int(seed)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return train_loader(self.train, self.batch_size, self.seed, rank, world)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val is None or len(self.val) == 0:
+            return []
+        return index_loader(self.val, self.batch_size, False, False)

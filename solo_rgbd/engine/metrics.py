@@ -1,13 +1,14 @@
-"""``logs/metrics.csv`` that survives kills and resumes.
+"""The rows a method logs without Lightning's ``self.log``, and the CSV file they land in.
 
 Methods and probes put their scalars into ``pl_module.log_scalars`` (a row of device tensors,
 no host sync); :class:`MetricsWriter` turns the row into floats once (one sync, on logging
-steps only) and appends it to the CSV at ``on_train_batch_end`` / ``on_train_epoch_end``, i.e.
-*before* :class:`~solo_rgbd.engine.checkpoint.RunCheckpoint` writes the checkpoint of that
-step. Other Lightning loggers (TensorBoard) receive the same rows.
+steps only) and hands it to every logger at ``on_train_batch_end`` / ``on_train_epoch_end``,
+i.e. *before* :class:`~solo_rgbd.engine.checkpoint.RunCheckpoint` writes the checkpoint of that
+step. :class:`~solo_rgbd.engine.csv_logger.RunCSVLogger` writes them to ``logs/metrics.csv``
+(with whatever ``self.log`` logs); other Lightning loggers (TensorBoard) receive the same rows.
 
-A resumed run never deletes the file: it drops only the rows logged after the checkpoint it
-resumes from (the resumed run logs those steps again, with the same values) and appends.
+:class:`CSVRows` is that file: append-only, and on resume only the rows logged after the
+checkpoint are dropped (the resumed run logs those steps again, with the same values).
 """
 
 from __future__ import annotations
@@ -102,23 +103,23 @@ def to_floats(values: dict[str, Any]) -> dict[str, float]:
 
 
 class MetricsWriter(pl.Callback):
-    """Writes the rows of :meth:`BaseMethod.log_scalars` to ``metrics.csv`` (rank 0)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.csv = CSVRows(path)
+    """Hands the rows of :meth:`BaseMethod.log_scalars` to the loggers (rank 0), and rewinds
+    the loggers that can (:class:`RunCSVLogger`) to the step a run starts at."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:  # rows past the starting step (resumed, or resume=auto
-            self.csv.drop_from_step(trainer.global_step)  # restarting epoch 0) are redone
+        # rows past the starting point (resumed, or resume=auto restarting epoch 0) are redone
+        for logger in trainer.loggers:
+            if hasattr(logger, "rewind"):
+                logger.rewind(trainer.global_step)
 
     def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
-        row = pl_module.pop_log_row()
+        pop = getattr(pl_module, "pop_log_row", None)
+        row = pop() if pop is not None else {}
         if not row or not trainer.is_global_zero:
             return
         values = to_floats(row)
-        self.csv.append({"epoch": trainer.current_epoch, "step": step, **values})
         for logger in trainer.loggers:
-            logger.log_metrics(values, step=step)
+            logger.log_metrics({"epoch": trainer.current_epoch, **values}, step=step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # the step just finished: global_step counts it already

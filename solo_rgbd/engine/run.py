@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,9 @@ class RunPlan:
     rank_zero: bool
 
 
-def _method_dir(cfg: DictConfig) -> Path:
-    return Path(str(cfg.output_dir)).expanduser() / str(cfg.method)
+def _method_dir(cfg: DictConfig, group: str | None = None) -> Path:
+    """``output_dir/<group>``: the method's name for pretraining, e.g. ``train`` for a task."""
+    return Path(str(cfg.output_dir)).expanduser() / str(group or cfg.method)
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -58,12 +60,12 @@ def default_run_name(cfg: DictConfig) -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def _last_of(cfg: DictConfig, allow_fresh: bool) -> RunPlan:
+def _last_of(cfg: DictConfig, allow_fresh: bool, group: str | None) -> RunPlan:
     name = cfg.get("run_name") or (
         default_run_name(cfg) if os.environ.get("SLURM_JOB_ID") else None
     )
     if name:
-        run_dir = _method_dir(cfg) / str(name)
+        run_dir = _method_dir(cfg, group) / str(name)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         if ckpt.is_file():
             return RunPlan(run_dir, ckpt, env_rank() == 0)
@@ -78,23 +80,25 @@ def _last_of(cfg: DictConfig, allow_fresh: bool) -> RunPlan:
             "resume=auto needs run_name=NAME (the run to continue or to start); under SLURM it "
             "defaults to slurm-<job id>."
         )
-    found = sorted(_method_dir(cfg).glob("*/checkpoints/last.ckpt"))
+    where = _method_dir(cfg, group)
+    found = sorted(where.glob("*/checkpoints/last.ckpt"))
     if not found:
         raise ConfigError(
-            f"resume=last found no run with checkpoints/last.ckpt under '{_method_dir(cfg)}'; "
+            f"resume=last found no run with checkpoints/last.ckpt under '{where}'; "
             "pass run_name=NAME or resume=/path/to/run/checkpoints/last.ckpt."
         )
     if len(found) > 1:
         names = ", ".join(p.parent.parent.name for p in found[:10])
         raise ConfigError(
-            f"resume=last is ambiguous: {len(found)} runs under '{_method_dir(cfg)}' have a "
+            f"resume=last is ambiguous: {len(found)} runs under '{where}' have a "
             f"checkpoint ({names}). Say which with run_name=NAME."
         )
     return RunPlan(found[0].parent.parent, found[0], env_rank() == 0)
 
 
-def plan_run(cfg: DictConfig) -> RunPlan:
-    """Where this run writes and what it resumes from; creates nothing."""
+def plan_run(cfg: DictConfig, group: str | None = None) -> RunPlan:
+    """Where this run writes (``output_dir/<group or method>/<run_name>``) and what it resumes
+    from; creates nothing."""
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and env_rank() != 0:  # a DDP process launched by rank 0
         run_dir = Path(inherited)
@@ -104,7 +108,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         return RunPlan(run_dir, ckpt if ckpt is not None and ckpt.is_file() else None, False)
     resume = cfg.get("resume")
     if resume in ("last", "auto"):
-        return _last_of(cfg, allow_fresh=resume == "auto")
+        return _last_of(cfg, resume == "auto", group)
     if resume:
         path = Path(str(resume)).expanduser().resolve()
         if not path.is_file():
@@ -118,7 +122,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
                 "or start a new run."
             )
         return RunPlan(run_dir, path, env_rank() == 0)
-    run_dir = _method_dir(cfg) / default_run_name(cfg)
+    run_dir = _method_dir(cfg, group) / default_run_name(cfg)
     if run_dir.is_dir() and any(p.name not in RUN_LOCK_FILES for p in run_dir.iterdir()):
         what = "checkpoints" if (run_dir / "checkpoints").is_dir() else "another run's files"
         raise ConfigError(
@@ -130,7 +134,8 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     return RunPlan(run_dir, None, env_rank() == 0)
 
 
-def resume_command(argv: list[str], ckpt: Path) -> str:
+def resume_command(argv: list[str], ckpt: Path, command: Sequence[str] = ("pretrain",)) -> str:
     """The command line that resumes this run: the same overrides, ``resume=<ckpt>``."""
     kept = [a for a in argv if not a.startswith(("resume=", "+resume="))]
-    return " ".join(shlex.quote(a) for a in ["solo-rgbd", "pretrain", *kept, f"resume={ckpt}"])
+    words = ["solo-rgbd", *command, *kept, f"resume={ckpt}"]
+    return " ".join(shlex.quote(a) for a in words)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from solo_rgbd.schema import BackboneConfig, DataConfig, TrainerConfig
+from solo_rgbd.schema import (
+    BackboneConfig,
+    CheckpointConfig,
+    DataConfig,
+    NanGuardConfig,
+    TrainerConfig,
+)
 
 
 @dataclass
@@ -35,7 +41,11 @@ class SODConfig:
     seed: int = 0
     output_dir: str = "outputs/sod"
     run_name: str | None = None
+    resume: str | None = None  # train: last | auto | <run>/checkpoints/last.ckpt
+    log_every_n_steps: int = 5
     verbose: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)  # as pretrain's
+    nan_guard: NanGuardConfig = field(default_factory=NanGuardConfig)

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchmetrics import MeanMetric
 
 from solo_rgbd.augment.paired import Normalize, to_unit_float
 from solo_rgbd.evaluation.fast import FastSODScores
@@ -40,6 +41,8 @@ class SODInputs(nn.Module):
 
 
 class SODModule(pl.LightningModule):
+    run_kind = "sod"  # what a resume checkpoint of this module must have been written by
+
     def __init__(self, cfg: DictConfig | dict) -> None:
         super().__init__()
         if not isinstance(cfg, DictConfig):
@@ -55,6 +58,14 @@ class SODModule(pl.LightningModule):
         self.net = SODNet(rgb, depth, int(cfg.decoder_dim), bool(cfg.freeze))
         self.inputs = SODInputs(int(cfg.image_size))
         self.val_scores = FastSODScores()
+        # the epoch's mean loss lives in the checkpoint, so a resumed epoch's mean is exact
+        self.train_loss = MeanMetric()
+        self.train_loss.persistent(True)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict", {})
+        for key, value in self.train_loss.state_dict(prefix="train_loss.").items():
+            state.setdefault(key, value)  # checkpoints written before the mean was saved
 
     def set_encoders(self, rgb: Encoder, depth: Encoder | None) -> None:
         self.net.rgb_encoder.model.load_state_dict(rgb.model.state_dict())
@@ -73,10 +84,13 @@ class SODModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         rgb, depth, gt = self.inputs(batch, train=True)
         loss = sod_loss(self.net(rgb, depth), gt)
-        self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=gt.shape[0]
-        )
+        self.train_loss.update(loss.detach(), weight=gt.shape[0])
+        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute(), on_step=False, on_epoch=True)
+        self.train_loss.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.val_scores.update(self.predict_probs(batch), batch["gt"].float() / 255)

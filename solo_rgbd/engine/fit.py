@@ -1,0 +1,137 @@
+"""One way to train anything: a pretraining method, a task's decoder, a fine-tune, the
+Supervised bound.
+
+:func:`fit_run` gives every run the same folder and the same guarantees: ``config.yaml``,
+``logs/metrics.csv`` (:class:`~solo_rgbd.engine.csv_logger.RunCSVLogger`, appended across
+resumes), ``checkpoints/last.ckpt`` (:class:`~solo_rgbd.engine.checkpoint.RunCheckpoint`: every
+epoch, every ``checkpoint.every_n_steps`` / ``every_n_minutes``, on preemption signals, with
+the RNG states), exact resume, and the non-finite guard. Commands decide what to train; the
+engine does not know methods or tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+
+from solo_rgbd.engine.checkpoint import RunCheckpoint, check_resume_fits
+from solo_rgbd.engine.csv_logger import RunCSVLogger
+from solo_rgbd.engine.guard import NonFiniteGuard
+from solo_rgbd.engine.metrics import MetricsWriter
+from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan
+from solo_rgbd.engine.trainer import build_trainer
+from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
+from solo_rgbd.utils.locks import hold_run_lock
+from solo_rgbd.utils.safe_load import load_user_checkpoint
+
+
+@dataclass
+class RunSpec:
+    """What :func:`fit_run` needs besides the module and its data."""
+
+    cfg: DictConfig  # the run's settings (written to config.yaml); trainer, checkpoint, nan_guard
+    plan: RunPlan
+    max_epochs: int
+    resume_hint: str = ""  # the command line that resumes this run
+    log_every_n_steps: int = 10
+    callbacks: list[pl.Callback] = field(default_factory=list)  # the task's or method's own
+    extra_loggers: list[Any] = field(default_factory=list)  # e.g. TensorBoard
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def write_config(cfg: DictConfig, plan: RunPlan) -> None:
+    """config.yaml of the run; on a resume with changed settings the old one is kept aside."""
+    run = OmegaConf.to_container(cfg, resolve=True)
+    run["resume"] = None  # how this process started is not a setting of the run
+    text = OmegaConf.to_yaml(run)
+    path = plan.run_dir / "config.yaml"
+    if plan.ckpt is not None and path.is_file() and path.read_text() != text:
+        n = len(list(plan.run_dir.glob("config.before-resume-*.yaml")))
+        atomic_write_text(path.read_text(), plan.run_dir / f"config.before-resume-{n}.yaml")
+    atomic_write_text(text, path)
+
+
+def check_resume(plan: RunPlan, module: pl.LightningModule) -> None:
+    """A corrupt or foreign resume checkpoint fails here, before anything is written."""
+    if plan.ckpt is not None:
+        check_resume_fits(load_user_checkpoint(plan.ckpt, "resume checkpoint"), module, plan.ckpt)
+
+
+def engine_callbacks(spec: RunSpec) -> list[pl.Callback]:
+    cfg = spec.cfg
+    return [
+        MetricsWriter(),
+        NonFiniteGuard(**OmegaConf.to_container(cfg.nan_guard, resolve=True)),
+        RunCheckpoint(
+            spec.plan.run_dir / "checkpoints",
+            int(cfg.checkpoint.every_n_steps),
+            spec.resume_hint,
+            every_n_minutes=float(cfg.checkpoint.get("every_n_minutes") or 0.0),
+        ),
+    ]
+
+
+def build_run_trainer(spec: RunSpec, callbacks: list[pl.Callback]) -> pl.Trainer:
+    run_dir = spec.plan.run_dir
+    try:
+        return build_trainer(
+            spec.cfg.trainer,
+            run_dir,
+            spec.max_epochs,
+            callbacks,
+            spec.log_every_n_steps,
+            loggers=[RunCSVLogger(run_dir / "logs" / "metrics.csv"), *spec.extra_loggers],
+            async_checkpoints=bool(spec.cfg.checkpoint.get("async_save", True)),
+            **spec.trainer_kwargs,
+        )
+    except (ValueError, MisconfigurationException) as exc:
+        raise ConfigError(
+            f"Lightning refused the trainer settings: {str(exc).splitlines()[0]} Check "
+            "trainer.strategy, trainer.accelerator and trainer.devices (--cfg prints them)."
+        ) from None
+
+
+def fit_run(
+    spec: RunSpec,
+    module: pl.LightningModule,
+    *,
+    datamodule: pl.LightningDataModule | None = None,
+    train: Any = None,
+    val: Any = None,
+) -> pl.Trainer:
+    """Build and check the Trainer, then write the run's config and train (rank 0 holds the
+    run's lock). Nothing is written before every setting has been accepted."""
+    plan = spec.plan
+    callbacks = [*spec.callbacks, *engine_callbacks(spec)]
+    trainer = build_run_trainer(spec, callbacks)
+    lock = hold_run_lock(plan.run_dir) if plan.rank_zero else None  # for the life of the run
+    try:
+        if plan.rank_zero:
+            for target in _LEFTOVERS:
+                remove_leftovers(plan.run_dir / target)  # temporaries of a writer killed earlier
+            write_config(spec.cfg, plan)
+            if trainer.world_size > 1:  # the DDP processes Lightning launches use this folder
+                os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
+        if datamodule is not None:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
+        else:
+            trainer.fit(module, train, val, ckpt_path=plan.ckpt, weights_only=True)
+    finally:
+        if lock is not None:
+            lock.release()
+    return trainer
+
+
+_LEFTOVERS: Sequence[str] = (
+    "config.yaml",
+    "checkpoints/last.ckpt",
+    "checkpoints/best.ckpt",
+    "logs/metrics.csv",
+)
