@@ -262,6 +262,11 @@ class BaseMethod(pl.LightningModule):
         }
         checkpoint["state_roles"] = self.state_roles()
 
+    @property
+    def run_kind(self) -> str:
+        """A resume checkpoint must come from a run of this method."""
+        return self.method_name
+
     def state_roles(self) -> dict[str, list[str]]:
         """Module prefixes of the state that is not trained weights (``solo-rgbd ckpt info``):
         the momentum copies and the queues."""

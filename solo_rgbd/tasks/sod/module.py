@@ -67,6 +67,9 @@ class SODModule(pl.LightningModule):
         for key, value in self.train_loss.state_dict(prefix="train_loss.").items():
             state.setdefault(key, value)  # checkpoints written before the mean was saved
 
+    def state_roles(self) -> dict[str, list[str]]:
+        return {"momentum": [], "queues": []}  # every tensor is trained (or frozen) weights
+
     def set_encoders(self, rgb: Encoder, depth: Encoder | None) -> None:
         self.net.rgb_encoder.model.load_state_dict(rgb.model.state_dict())
         if depth is not None:
