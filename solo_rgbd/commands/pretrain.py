@@ -20,7 +20,6 @@ from solo_rgbd.engine.datamodule import RGBDDataModule
 from solo_rgbd.engine.export import EncoderExport
 from solo_rgbd.engine.fit import RunSpec, check_resume, fit_run
 from solo_rgbd.engine.run import RunPlan, plan_run, resume_command
-from solo_rgbd.engine.trainer import resolve_strategy, world_size
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
 from solo_rgbd.tasks.sod.probes import probes_from_config
@@ -56,14 +55,8 @@ def run_pretrain(
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = method_cls(cfg)  # validates method_kwargs
     check_resume(plan, model)
-    devices = world_size(cfg.trainer)
     batch = int(cfg.data.batch_size)  # global: split across devices, as in the paper
-    if batch % devices:
-        raise ConfigError(
-            f"data.batch_size={batch} is the global batch and must split evenly over the "
-            f"{devices} devices (trainer.devices x trainer.num_nodes); use a multiple of {devices}."
-        )
-    datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed), batch_size=batch // devices)
+    datamodule = RGBDDataModule(cfg.data, seed=int(cfg.seed))
     datamodule.setup("fit")  # reads and validates the data
     n_train = len(datamodule.train_cache) if datamodule.train_cache is not None else 0
     if n_train < batch:
@@ -72,7 +65,16 @@ def run_pretrain(
             "data.batch_size or add data."
         )
 
-    return _fit(cfg, plan, model, datamodule, devices, extra_callbacks, argv)
+    return _fit(cfg, plan, model, datamodule, extra_callbacks, argv)
+
+
+def _check_batch_split(batch: int, devices: int) -> None:
+    if batch % devices:
+        raise ConfigError(
+            f"data.batch_size={batch} is the global batch and must split evenly over the "
+            f"{devices} processes Lightning starts (trainer.devices x trainer.num_nodes); use a "
+            f"multiple of {devices}."
+        )
 
 
 def _fit(
@@ -80,7 +82,6 @@ def _fit(
     plan: RunPlan,
     model: pl.LightningModule,
     datamodule: RGBDDataModule,
-    devices: int,
     extra_callbacks: list[pl.Callback] | None,
     argv: Sequence[str] | None,
 ) -> Path:
@@ -105,10 +106,9 @@ def _fit(
         log_every_n_steps=int(cfg.log_every_n_steps),
         callbacks=callbacks,
         extra_loggers=_loggers(cfg, run_dir),
-        trainer_kwargs={
-            "strategy": resolve_strategy(cfg.trainer, model.has_unused_parameters),
-            "use_distributed_sampler": False,  # the EpochSampler shards by rank itself
-        },
+        trainer_kwargs={"use_distributed_sampler": False},  # the EpochSampler shards by rank
+        unused_parameters=model.has_unused_parameters,
+        check=lambda trainer: _check_batch_split(int(cfg.data.batch_size), trainer.world_size),
     )
     fit_run(spec, model, datamodule=datamodule)
     return run_dir

@@ -12,13 +12,14 @@ from solo_rgbd.data.sources import build_from_config, index_loader, train_loader
 
 
 class RGBDDataModule(pl.LightningDataModule):
-    """Pretraining data; ``batch_size`` is per device (default: ``data.batch_size``)."""
+    """Pretraining data; ``data.batch_size`` is the global batch, split over the Trainer's
+    ``world_size`` (``batch_size`` overrides the per-device batch)."""
 
     def __init__(self, data: DictConfig, seed: int = 0, batch_size: int | None = None) -> None:
         super().__init__()
         self.data = data
         self.seed = seed
-        self.batch_size = int(batch_size or data.batch_size)
+        self.per_device_batch = int(batch_size) if batch_size else None
         self.train_cache: RGBDCache | None = None
         self.val_cache: RGBDCache | None = None
 
@@ -42,7 +43,8 @@ class RGBDDataModule(pl.LightningDataModule):
         assert self.train_cache is not None, "call setup() first"
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return train_loader(self.train_cache, self.batch_size, self.seed, rank, world)
+        batch = self.per_device_batch or int(self.data.batch_size) // world
+        return train_loader(self.train_cache, batch, self.seed, rank, world)
 
 
 class CacheDataModule(pl.LightningDataModule):

@@ -12,7 +12,7 @@ engine does not know methods or tasks.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from solo_rgbd.engine.csv_logger import RunCSVLogger
 from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
 from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan
-from solo_rgbd.engine.trainer import build_trainer
+from solo_rgbd.engine.trainer import build_trainer, resolve_strategy
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
 from solo_rgbd.utils.locks import hold_run_lock
@@ -44,6 +44,11 @@ class RunSpec:
     callbacks: list[pl.Callback] = field(default_factory=list)  # the task's or method's own
     extra_loggers: list[Any] = field(default_factory=list)  # e.g. TensorBoard
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: some parameters get no gradient in some steps (DDP then needs find_unused_parameters)
+    unused_parameters: bool = False
+    #: checks that need the Trainer (e.g. the batch over ``trainer.world_size``), run before
+    #: anything is written; raise ConfigError
+    check: Callable[[pl.Trainer], None] | None = None
 
 
 def write_config(cfg: DictConfig, plan: RunPlan) -> None:
@@ -79,6 +84,16 @@ def engine_callbacks(spec: RunSpec) -> list[pl.Callback]:
 
 
 def build_run_trainer(spec: RunSpec, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer of the run; how many processes train is Lightning's answer
+    (``trainer.world_size``), never parsed here."""
+    trainer = _trainer(spec, callbacks, str(spec.cfg.trainer.strategy))
+    strategy = resolve_strategy(spec.cfg.trainer, spec.unused_parameters, trainer.world_size)
+    if not isinstance(strategy, str):  # DDP that tolerates parameters without gradients
+        trainer = _trainer(spec, callbacks, strategy)
+    return trainer
+
+
+def _trainer(spec: RunSpec, callbacks: list[pl.Callback], strategy: Any) -> pl.Trainer:
     run_dir = spec.plan.run_dir
     try:
         return build_trainer(
@@ -88,6 +103,7 @@ def build_run_trainer(spec: RunSpec, callbacks: list[pl.Callback]) -> pl.Trainer
             callbacks,
             spec.log_every_n_steps,
             loggers=[RunCSVLogger(run_dir / "logs" / "metrics.csv"), *spec.extra_loggers],
+            strategy=strategy,
             async_checkpoints=bool(spec.cfg.checkpoint.get("async_save", True)),
             **spec.trainer_kwargs,
         )
@@ -111,6 +127,8 @@ def fit_run(
     plan = spec.plan
     callbacks = [*spec.callbacks, *engine_callbacks(spec)]
     trainer = build_run_trainer(spec, callbacks)
+    if spec.check is not None:
+        spec.check(trainer)
     lock = hold_run_lock(plan.run_dir) if plan.rank_zero else None  # for the life of the run
     try:
         if plan.rank_zero:

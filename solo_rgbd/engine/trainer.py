@@ -25,25 +25,12 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     return "32-true"
 
 
-def world_size(trainer_cfg: DictConfig) -> int:
-    devices = trainer_cfg.devices
-    if isinstance(devices, int):
-        n = devices
-    elif isinstance(devices, str) and devices.isdigit():
-        n = int(devices)
-    elif isinstance(devices, str) and devices == "auto":
-        n = max(1, torch.cuda.device_count()) if str(trainer_cfg.accelerator) != "cpu" else 1
-    else:
-        n = len(list(devices))
-    return n * int(trainer_cfg.get("num_nodes", 1) or 1)
-
-
-def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool) -> Any:
+def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool, world_size: int) -> Any:
     """``ddp`` (or ``auto`` on several devices) for a method whose stages leave parameters
-    without gradients becomes DDP with ``find_unused_parameters=True``."""
+    without gradients becomes DDP with ``find_unused_parameters=True``. ``world_size`` is what
+    Lightning resolved from ``trainer.devices`` and ``trainer.num_nodes``."""
     name = str(trainer_cfg.strategy)
-    several = world_size(trainer_cfg) > 1
-    if unused_parameters and (name == "ddp" or (name == "auto" and several)):
+    if unused_parameters and (name == "ddp" or (name == "auto" and world_size > 1)):
         from lightning.pytorch.strategies import DDPStrategy
 
         return DDPStrategy(find_unused_parameters=True)

@@ -188,12 +188,12 @@ def test_ddp_gets_find_unused_parameters_when_the_method_needs_it():
     from lightning.pytorch.strategies import DDPStrategy
 
     t = OmegaConf.create({"strategy": "ddp", "devices": 2, "accelerator": "cpu"})
-    strategy = resolve_strategy(t, unused_parameters=True)
+    strategy = resolve_strategy(t, unused_parameters=True, world_size=2)
     assert isinstance(strategy, DDPStrategy) and strategy._ddp_kwargs["find_unused_parameters"]
-    assert resolve_strategy(t, unused_parameters=False) == "ddp"
-    t.devices = 1
+    assert resolve_strategy(t, unused_parameters=False, world_size=2) == "ddp"
     t.strategy = "auto"
-    assert resolve_strategy(t, unused_parameters=True) == "auto"
+    assert isinstance(resolve_strategy(t, unused_parameters=True, world_size=2), DDPStrategy)
+    assert resolve_strategy(t, unused_parameters=True, world_size=1) == "auto"
 
 
 # ----- several processes on a fresh cache -----------------------------------------------------
@@ -219,3 +219,21 @@ def test_concurrent_processes_share_one_synthetic_generation(tmp_path):
     assert all(r == results[0] for r in results)
     made = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
     assert [m for m in made if not m.endswith(".lock")] == [made[0]]  # one dataset, no leftovers
+
+
+@pytest.mark.parametrize("devices, expected", [("3", "3 processes"), ("-1", "trainer.devices")])
+def test_the_device_count_is_lightnings_answer(tmp_path, devices, expected):
+    """A global batch that does not split over the processes Lightning would start, or a device
+    setting Lightning refuses: a clear error before anything is written (the old parser gave 2
+    devices for '-1', and a batch of -64 for -1)."""
+    from solo_rgbd.commands.pretrain import run_pretrain
+    from solo_rgbd.config import compose
+    from solo_rgbd.errors import ConfigError
+    from tests.conftest import tiny_overrides
+
+    over = tiny_overrides(tmp_path, **{"trainer.accelerator": "cpu", "trainer.devices": devices})
+    with pytest.raises(ConfigError, match=expected):
+        run_pretrain(compose("pretrain", over))
+    assert not (tmp_path / "outputs" / "mbcf").exists() or not any(
+        (tmp_path / "outputs" / "mbcf").rglob("config.yaml")
+    )
