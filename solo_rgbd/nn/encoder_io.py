@@ -1,6 +1,8 @@
 """Encoders on disk: exports written as one verified unit, and loading encoders for a task.
 
-Exports: ``<dir>/{rgb,depth}.pt`` + ``encoders.json``.
+Exports: ``<dir>/{rgb,depth}.safetensors`` + ``encoders.json``. safetensors holds tensors and
+nothing else (loading runs no pickle), and the same weights give the same bytes. Exports
+written by earlier versions (``.pt`` state dicts) still load.
 An export is built in a temporary sibling folder (state dicts first, the manifest with their
 sha256 last, every file fsynced), then swapped in by two renames: the old folder aside, the new
 one into place. :func:`resolve_export_dir` completes a swap that a kill interrupted, so a reader
@@ -22,12 +24,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
 from omegaconf import DictConfig
 
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
-from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir, torch_save_bytes
+from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir
 from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -76,7 +80,8 @@ def export_encoders(
 ) -> dict[str, Any]:
     """Write ``encoders`` ({name: Encoder}) as timm-loadable state dicts plus the manifest.
 
-    Each ``<name>.pt`` loads with ``timm.create_model(backbone, in_chans=..., num_classes=0)``.
+    Each ``<name>.safetensors`` loads into ``timm.create_model(backbone, in_chans=...,
+    num_classes=0)`` with ``model.load_state_dict(safetensors.torch.load_file(path))``.
     """
     out_dir = Path(out_dir)
     states = {name: export_state_dict(enc) for name, enc in encoders.items()}
@@ -96,8 +101,8 @@ def export_encoders(
     try:
         manifest: dict[str, Any] = {**info, "encoders": {}}
         for name, encoder in encoders.items():
-            path = tmp / f"{name}.pt"
-            torch_save_bytes(states[name], path)
+            path = tmp / f"{name}.safetensors"
+            path.write_bytes(safetensors.torch.save(states[name], {"backbone": encoder.name}))
             fsync_file(path)
             manifest["encoders"][name] = {
                 "file": path.name,
@@ -217,9 +222,22 @@ def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
     out: list[Encoder] = []
     for name in _pick(entries, str(folder / MANIFEST)):
         path = folder / entries[name]["file"]
-        state = load_user_checkpoint(path, f"{name} encoder file")
+        state = _read_state(path, name)
         out.append(_build(name, entries[name]["backbone"], state, str(path)))
     return out[0], (out[1] if len(out) > 1 else None)
+
+
+def _read_state(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """A safetensors file (current exports) or a ``.pt`` state dict (earlier exports)."""
+    if path.suffix != ".safetensors":
+        return load_user_checkpoint(path, f"{name} encoder file")
+    try:
+        return safetensors.torch.load_file(path)
+    except (OSError, safetensors.SafetensorError) as exc:
+        raise CheckpointError(
+            f"the {name} encoder file '{path}' cannot be read as safetensors ({exc}); export "
+            "the encoders again."
+        ) from None
 
 
 def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:

@@ -82,7 +82,7 @@ def _assert_identical(run: Path, reference: Path) -> float:
     diff = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
     assert diff == 0.0  # weights, momentum encoders, queues and their pointers
     assert _rows(run) == _rows(reference)  # every metric of every step, no row lost or doubled
-    for name in ("rgb.pt", "depth.pt", "encoders.json"):  # the same bytes
+    for name in ("rgb.safetensors", "depth.safetensors", "encoders.json"):  # the same bytes
         mine, theirs = run / "encoders" / name, reference / "encoders" / name
         assert mine.read_bytes() == theirs.read_bytes()
     return diff

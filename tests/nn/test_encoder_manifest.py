@@ -46,15 +46,51 @@ def _set(entry_key, value):
         ),
         (_set("sha256", ""), "has no sha256"),
         (_set("file", "/etc/hostname"), "not a file inside the export folder"),
-        (_set("file", "../rgb.pt"), "not a file inside the export folder"),
+        (_set("file", "../rgb.safetensors"), "not a file inside the export folder"),
         (lambda m: [m], "is not an encoders manifest"),
-        (lambda m: {**m, "encoders": "rgb.pt"}, "is not an encoders manifest"),
+        (lambda m: {**m, "encoders": "rgb.safetensors"}, "is not an encoders manifest"),
     ],
     ids=["no-hash", "empty-hash", "absolute-file", "climbing-file", "a-list", "a-string"],
 )
 def test_a_manifest_that_cannot_be_verified_is_refused(export, edit, message):
     verify_export(export)  # the untouched export verifies
-    (export / "rgb.pt").write_bytes((export / "rgb.pt").read_bytes() + b"tampered")
+    (export / "rgb.safetensors").write_bytes((export / "rgb.safetensors").read_bytes() + b"tampered")
     _edit(export, edit)
     with pytest.raises(CheckpointError, match=message):
         verify_export(export)
+
+
+def test_exports_are_safetensors_and_older_pt_exports_still_load(tmp_path, export):
+    """No pickle in an export; an export written by an earlier version (.pt state dicts,
+    the same manifest) loads to the same weights."""
+    import hashlib
+
+    import safetensors.torch
+    import torch
+    from omegaconf import OmegaConf
+
+    from solo_rgbd.nn.encoder_io import load_encoders
+
+    manifest = json.loads((export / MANIFEST).read_text())
+    assert {e["file"] for e in manifest["encoders"].values()} == {
+        "rgb.safetensors",
+        "depth.safetensors",
+    }
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for name, entry in manifest["encoders"].items():
+        state = safetensors.torch.load_file(export / entry["file"])
+        torch.save(state, legacy / f"{name}.pt")
+        entry["file"] = f"{name}.pt"
+        entry["sha256"] = hashlib.sha256((legacy / f"{name}.pt").read_bytes()).hexdigest()
+    (legacy / MANIFEST).write_text(json.dumps(manifest))
+    backbone = OmegaConf.create({"name": "test_resnet"})
+    new_rgb, new_depth = load_encoders(str(export), backbone)
+    old_rgb, old_depth = load_encoders(str(legacy), backbone)
+    for a, b in ((new_rgb, old_rgb), (new_depth, old_depth)):
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    (export / "rgb.safetensors").write_bytes(b"not safetensors")
+    _edit(export, lambda m: m)  # unchanged manifest: the hash check fires first
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        load_encoders(str(export), backbone)

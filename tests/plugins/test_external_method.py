@@ -98,7 +98,7 @@ def test_a_plugin_method_is_listed_and_trains_with_method_name(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     encoders = tmp_path / "out" / "foo_ssl" / "p" / "encoders"
-    assert (encoders / "rgb.pt").is_file() and (encoders / "encoders.json").is_file()
+    assert (encoders / "rgb.safetensors").is_file() and (encoders / "encoders.json").is_file()
     saved = (tmp_path / "out" / "foo_ssl" / "p" / "config.yaml").read_text()
     assert "temperature: 0.3" in saved and "rgbd_mode: two_stream" in saved  # schema defaults
     typo_key = subprocess.run(

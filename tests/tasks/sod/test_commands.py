@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from solo_rgbd.cli import main
 from solo_rgbd.commands.pretrain import run_pretrain
@@ -48,7 +49,7 @@ def pretrained_run(tmp_path_factory):
 def test_encoders_load_from_a_run_folder_and_from_its_checkpoint(pretrained_run):
     backbone = compose("sod", ["backbone=tiny"]).backbone
     rgb, depth = load_encoders(str(pretrained_run), backbone)
-    saved = torch.load(pretrained_run / "encoders" / "depth.pt")
+    saved = load_file(pretrained_run / "encoders" / "depth.safetensors")
     assert all(torch.equal(v, depth.model.state_dict()[k]) for k, v in saved.items())
     assert rgb.in_chans == 3 and depth.in_chans == 1
     rgb2, depth2 = load_encoders(str(pretrained_run / "checkpoints" / "last.ckpt"), backbone)
@@ -66,16 +67,16 @@ def test_encoder_files_that_do_not_fit_fail_naming_the_mismatch(pretrained_run, 
     backbone = compose("sod", ["backbone=tiny"]).backbone
     bad = tmp_path / "encoders"
     shutil.copytree(pretrained_run / "encoders", bad)
-    shutil.copy(bad / "rgb.pt", bad / "depth.pt")  # an RGB encoder where depth belongs
-    with pytest.raises(CheckpointError, match="depth.pt' does not match the sha256"):
-        load_encoders(str(bad), backbone)  # the manifest no longer vouches for depth.pt
+    shutil.copy(bad / "rgb.safetensors", bad / "depth.safetensors")  # an RGB encoder where depth belongs
+    with pytest.raises(CheckpointError, match="depth.safetensors' does not match the sha256"):
+        load_encoders(str(bad), backbone)  # the manifest no longer vouches for depth.safetensors
     _resign(bad)  # a manifest that lists the wrong file consistently
     with pytest.raises(ConfigError, match="in_chans=3.*needs in_chans=1"):
         load_encoders(str(bad), backbone)
     manifest = json.loads((bad / "encoders.json").read_text())
     manifest["encoders"]["depth"]["backbone"] = "resnet18"
     (bad / "encoders.json").write_text(json.dumps(manifest))
-    shutil.copy(pretrained_run / "encoders" / "depth.pt", bad / "depth.pt")
+    shutil.copy(pretrained_run / "encoders" / "depth.safetensors", bad / "depth.safetensors")
     _resign(bad)
     with pytest.raises(ConfigError, match="does not fit backbone 'resnet18'.*missing key"):
         load_encoders(str(bad), backbone)
