@@ -54,20 +54,37 @@ def _blur_kernel(crop_size: int) -> int:
     return max(3, k + 1 if k % 2 == 0 else k)
 
 
-class PairedAugment(nn.Module):
-    """Two views per RGB-D pair with shared geometry and RGB-only colour ops."""
+def _geometric(size: int, scale: tuple[float, float], hflip_prob: float) -> nn.Sequential:
+    return nn.Sequential(
+        K.RandomResizedCrop((size, size), scale=scale, cropping_mode="resample"),
+        K.RandomHorizontalFlip(p=hflip_prob),
+    )
 
-    def __init__(self, cfg: AugmentConfig | None = None) -> None:
+
+class PairedAugment(nn.Module):
+    """Views of each RGB-D pair with shared geometry and RGB-only colour ops: two global
+    crops, then ``local_crops`` small ones (multi-crop, as in SwAV and DINO) of ``local_size``
+    pixels from ``local_scale`` of the image. The colour and depth ops are the global ones."""
+
+    def __init__(
+        self,
+        cfg: AugmentConfig | None = None,
+        local_crops: int = 0,
+        local_size: int = 32,
+        local_scale: tuple[float, float] = (0.05, 0.4),
+    ) -> None:
         super().__init__()
         cfg = cfg or AugmentConfig()
         self.cfg = cfg
-        size = (cfg.crop_size, cfg.crop_size)
-        self.geometric = nn.Sequential(
-            K.RandomResizedCrop(
-                size, scale=(cfg.min_scale, cfg.max_scale), cropping_mode="resample"
-            ),
-            K.RandomHorizontalFlip(p=cfg.hflip_prob),
-        )
+        if local_crops < 0 or local_size < 8 or not 0 < local_scale[0] <= local_scale[1] <= 1:
+            raise ValueError(
+                f"local crops need local_crops >= 0, local_size >= 8 and 0 < local_scale[0] <= "
+                f"local_scale[1] <= 1 (got {local_crops}, {local_size}, {local_scale})"
+            )
+        self.local_crops, self.local_size = int(local_crops), int(local_size)
+        self.local_scale = (float(local_scale[0]), float(local_scale[1]))
+        self.geometric = _geometric(cfg.crop_size, (cfg.min_scale, cfg.max_scale), cfg.hflip_prob)
+        self.local_geometric = _geometric(self.local_size, self.local_scale, cfg.hflip_prob)
         c = cfg.rgb
         self.rgb_ops = nn.Sequential(
             K.ColorJitter(c.brightness, c.contrast, c.saturation, c.hue, p=c.color_jitter_prob),
@@ -88,22 +105,28 @@ class PairedAugment(nn.Module):
         self.normalize = Normalize()
 
     @torch.no_grad()
-    def view(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One view of float inputs in [0, 1]: rgb (B, 3, H, W), depth (B, 1, H, W)."""
+    def view(
+        self, rgb: torch.Tensor, depth: torch.Tensor, local: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One view of float inputs in [0, 1]: rgb (B, 3, H, W), depth (B, 1, H, W); a global
+        crop (``crop_size``), or a local one (``local_size``)."""
         if self.cfg.backend == "fast":
-            return self._fast_view(rgb, depth)
-        x = self.geometric(torch.cat([rgb, depth], dim=1))  # (B, 4, S, S): one box per pair
+            return self._fast_view(rgb, depth, local)
+        geometric = self.local_geometric if local else self.geometric
+        x = geometric(torch.cat([rgb, depth], dim=1))  # (B, 4, S, S): one box per pair
         rgb, depth = x[:, :3], x[:, 3:]
         rgb = self.rgb_ops(rgb).clamp_(0, 1)
         depth = self.depth_ops(depth).clamp_(0, 1)
         return self.normalize(rgb, depth)
 
-    def _fast_view(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _fast_view(self, rgb: torch.Tensor, depth: torch.Tensor, local: bool) -> tuple:
         cfg, c = self.cfg, self.cfg.rgb
         b, _, h, w = rgb.shape
-        boxes = fast.crop_boxes(b, h, w, (cfg.min_scale, cfg.max_scale), rgb.device)
+        size = self.local_size if local else cfg.crop_size
+        scale = self.local_scale if local else (cfg.min_scale, cfg.max_scale)
+        boxes = fast.crop_boxes(b, h, w, scale, rgb.device)
         flip = torch.rand(b, device=rgb.device) < cfg.hflip_prob
-        x = fast.crop_flip(torch.cat([rgb, depth], dim=1), cfg.crop_size, boxes, flip)
+        x = fast.crop_flip(torch.cat([rgb, depth], dim=1), size, boxes, flip)
         rgb, depth = x[:, :3], x[:, 3:]  # (B, 3|1, S, S): one box per pair
         if c.color_jitter_prob > 0:
             rgb = fast.color_jitter(
@@ -112,7 +135,7 @@ class PairedAugment(nn.Module):
         if c.grayscale_prob > 0:
             rgb = fast.random_grayscale(rgb, c.grayscale_prob)
         if c.blur_prob > 0:
-            kernel = _blur_kernel(cfg.crop_size)
+            kernel = _blur_kernel(size)
             rgb = fast.random_blur(rgb, kernel, tuple(c.blur_sigma), c.blur_prob)
         depth = self.depth_ops(depth).clamp_(0, 1)
         return self.normalize(rgb.clamp(0, 1), depth)
@@ -121,9 +144,11 @@ class PairedAugment(nn.Module):
     def forward(
         self, rgb_u8: torch.Tensor, depth_code: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The two views of a cached batch: [(rgb, depth), (rgb, depth)] as float tensors."""
+        """The views of a cached batch as float tensors: [(rgb, depth)] * (2 + local_crops),
+        the two global crops first."""
         rgb, depth = to_unit_float(rgb_u8, depth_code)
-        return [self.view(rgb, depth), self.view(rgb, depth)]
+        views = [self.view(rgb, depth), self.view(rgb, depth)]
+        return views + [self.view(rgb, depth, local=True) for _ in range(self.local_crops)]
 
 
 class EvalTransform(nn.Module):

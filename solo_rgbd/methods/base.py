@@ -27,6 +27,7 @@ from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import cosine_tau, warmup_cosine
 from solo_rgbd.nn.queue import KeyQueue
 from solo_rgbd.nn.shuffle_bn import shuffled_forward
+from solo_rgbd.schema import AugmentationConfig
 
 
 @dataclass
@@ -95,13 +96,18 @@ class BaseMethod(pl.LightningModule):
         self.cfg = cfg
         self.kwargs = self.validate_kwargs(cfg.get("method_kwargs") or {})
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
-        self.augment = PairedAugment(augment_config_from(cfg.augmentations))
+        self.augment = self.make_augment(augment_config_from(cfg.augmentations))
         self._channels_last = False
         self._horizon: dict[str, int] | None = None
         self._log_row: dict[str, Any] = {}
         self._log_now = False
         #: the current step's loss terms (detached), named in non-finite errors
         self.loss_terms: dict[str, torch.Tensor] = {}
+
+    def make_augment(self, cfg: AugmentationConfig) -> PairedAugment:
+        """The views of each batch (``batch["views"]``): two global crops; a multi-crop method
+        returns ``PairedAugment(cfg, local_crops=k, ...)`` for k more, smaller ones."""
+        return PairedAugment(cfg)
 
     # ----- config -------------------------------------------------------------------------
     @classmethod

@@ -10,7 +10,7 @@ subclass declares ``build_heads`` (online heads of one stream), optionally
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,6 +41,9 @@ class MomentumStreamKwargs(StreamKwargs):
 
 class StreamMethod(BaseMomentumMethod):
     uses_momentum: bool = False
+    #: the predictor heads (:meth:`make_predictor`) keep their lr; the rest follow the schedule
+    #: (SimSiam: "the predictor works better with a fixed lr")
+    predictor_static_lr: ClassVar[bool] = False
     Kwargs = StreamKwargs
 
     @classmethod
@@ -61,6 +64,10 @@ class StreamMethod(BaseMomentumMethod):
         self.heads = nn.ModuleDict(
             {s: self.build_heads(self.encoders[s].num_features) for s in self.stream_chans}
         )
+        # the predictor hook: a head on the projector's output, in its own parameter group
+        dim = int(self.kwargs["proj_output_dim"])
+        predictors = {s: self.make_predictor(dim) for s in self.stream_chans}
+        self.predictors = nn.ModuleDict({s: p for s, p in predictors.items() if p is not None})
         if self.uses_momentum:
             self.encoders_k = nn.ModuleDict({s: momentum_copy(e) for s, e in self.encoders.items()})
             self.heads_k = nn.ModuleDict(
@@ -70,6 +77,10 @@ class StreamMethod(BaseMomentumMethod):
     # ----- what a subclass provides -------------------------------------------------------
     def build_heads(self, in_dim: int) -> nn.ModuleDict:
         raise NotImplementedError
+
+    def make_predictor(self, dim: int) -> nn.Module | None:
+        """A predictor on the ``dim``-wide projection (SimSiam, BYOL-like); None: no predictor."""
+        return None
 
     def build_momentum(self, heads: nn.ModuleDict) -> nn.Module:
         return momentum_copy(heads["projector"])
@@ -84,6 +95,14 @@ class StreamMethod(BaseMomentumMethod):
         """Pooled backbone features (B, C) of one stream."""
         return Encoder.pool(self.encoders[stream](x))
 
+    def project(self, stream: str, x: torch.Tensor) -> torch.Tensor:
+        """The projector's output (B, D) of one stream's view."""
+        return self.heads[stream]["projector"](self.embed(stream, x))
+
+    def predict(self, stream: str, z: torch.Tensor) -> torch.Tensor:
+        """The predictor (:meth:`make_predictor`) on a projection; the projection without one."""
+        return self.predictors[stream](z) if stream in self.predictors else z
+
     @torch.no_grad()
     def embed_momentum(self, stream: str, x: torch.Tensor) -> torch.Tensor:
         return self.heads_k[stream](Encoder.pool(self.encoders_k[stream](x)))
@@ -93,10 +112,16 @@ class StreamMethod(BaseMomentumMethod):
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
-        return [
+        groups = [
             {"name": s, "params": [*self.encoders[s].parameters(), *self.heads[s].parameters()]}
             for s in self.stream_chans
         ]
+        static = bool(self.predictor_static_lr)
+        for s, predictor in self.predictors.items():
+            groups.append(
+                {"name": f"{s}_predictor", "params": [*predictor.parameters()], "static_lr": static}
+            )
+        return groups
 
     @property
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:

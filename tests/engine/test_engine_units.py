@@ -125,7 +125,9 @@ def test_export_is_one_verified_unit_with_reproducible_bytes(tmp_path):
     export_encoders(_encoders(1), out, {"epoch": 1})  # replaces the whole unit
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["encoders"]  # no leftovers
     assert verify_export(out)["epoch"] == 1
-    (out / "rgb.safetensors").write_bytes((tmp_path / "b" / "encoders" / "rgb.safetensors").read_bytes())
+    (out / "rgb.safetensors").write_bytes(
+        (tmp_path / "b" / "encoders" / "rgb.safetensors").read_bytes()
+    )
     with pytest.raises(CheckpointError, match="rgb.safetensors' does not match the sha256"):
         verify_export(out)  # a file of another epoch next to this manifest
 

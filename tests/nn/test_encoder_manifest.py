@@ -54,7 +54,9 @@ def _set(entry_key, value):
 )
 def test_a_manifest_that_cannot_be_verified_is_refused(export, edit, message):
     verify_export(export)  # the untouched export verifies
-    (export / "rgb.safetensors").write_bytes((export / "rgb.safetensors").read_bytes() + b"tampered")
+    (export / "rgb.safetensors").write_bytes(
+        (export / "rgb.safetensors").read_bytes() + b"tampered"
+    )
     _edit(export, edit)
     with pytest.raises(CheckpointError, match=message):
         verify_export(export)

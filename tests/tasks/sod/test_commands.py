@@ -67,7 +67,9 @@ def test_encoder_files_that_do_not_fit_fail_naming_the_mismatch(pretrained_run, 
     backbone = compose("sod", ["backbone=tiny"]).backbone
     bad = tmp_path / "encoders"
     shutil.copytree(pretrained_run / "encoders", bad)
-    shutil.copy(bad / "rgb.safetensors", bad / "depth.safetensors")  # an RGB encoder where depth belongs
+    shutil.copy(
+        bad / "rgb.safetensors", bad / "depth.safetensors"
+    )  # an RGB encoder where depth belongs
     with pytest.raises(CheckpointError, match="depth.safetensors' does not match the sha256"):
         load_encoders(str(bad), backbone)  # the manifest no longer vouches for depth.safetensors
     _resign(bad)  # a manifest that lists the wrong file consistently
