@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="probe training steps")
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     args, extra = parser.parse_known_args()
-    from solo_rgbd.commands.sod import sod_probe
+    from solo_rgbd.commands.sod_eval import sod_probe
     from solo_rgbd.config import compose
 
     rows = []

@@ -1,5 +1,5 @@
 """``solo-rgbd compare experiment=NAME [--plan]``: the grid of (row, seed) cells, each
-pretrain -> SOD decoder on the frozen encoders -> evaluation."""
+pretrain -> the task (``task=``, any registered one) on the frozen encoders -> evaluation."""
 
 from __future__ import annotations
 
@@ -13,28 +13,64 @@ from omegaconf import DictConfig
 from solo_rgbd.compare.protocols import FINETUNE, PROBES
 from solo_rgbd.config import compose
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.tasks.base import TaskSpec
 
 
-def _task_commands(name: str):
-    """(train, eval) of a task's command module; ``task=`` of the grid picks one."""
-    if name == "sod":
-        from solo_rgbd.commands.sod import sod_eval, sod_train
-        from solo_rgbd.tasks.sod.spec import SOD
+def task_of(cfg: DictConfig) -> TaskSpec:
+    """The grid's task (``task=``), from the task registry."""
+    from solo_rgbd.tasks.registry import task_spec
 
-        return SOD, sod_train, sod_eval
-    raise ConfigError(f"compare task '{name}' is unknown; tasks: sod.")
+    return task_spec(str(cfg.task))
+
+
+def task_overrides(cfg: DictConfig, spec: TaskSpec) -> list[str]:
+    """The task's settings for every cell: the experiment's list under the task's name."""
+    if spec.name not in cfg:
+        raise ConfigError(
+            f"experiment '{cfg.get('name')}' lists no settings for task '{spec.name}'; add "
+            f"+{spec.name}=[...] (the task's overrides for every cell, e.g. data and recipe)."
+        )
+    return [str(o) for o in cfg[spec.name]]
+
+
+def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
+    """pretrain (if any) -> task train -> task eval; returns {dataset: {subset: scores}}."""
+    from solo_rgbd.commands.pretrain import run_pretrain
+    from solo_rgbd.compare.runner import pretrain_config
+
+    spec = task_of(cfg)
+    common = [*task_overrides(cfg, spec), f"seed={seed}"]
+    if row["init"] == "pretrain":
+        encoders = str(run_pretrain(pretrain_config(cfg, row, seed, cell)))
+    elif row["init"] == "imagenet":
+        encoders = "imagenet"
+        common.append(f"backbone.weights={cfg.imagenet_weights}")
+    elif row["init"] == "supervised":
+        extra = [str(o) for o in cfg.get("supervised_overrides") or []]
+        encoders = str(_supervised_encoders(spec, common, cell, extra))
+    else:
+        encoders = "random"
+    results = _train_eval(spec, common, encoders, cell / spec.name, cell / "eval")
+    protocols = list(cfg.get("protocols") or ["frozen"])
+    if "probe" in protocols:
+        results[PROBES] = spec.linear_probe(
+            compose(spec.config_name, [*common, f"encoders={encoders}"])
+        )
+    if "finetune" in protocols:
+        results[FINETUNE] = {
+            f"{float(f):g}": _finetune(cfg, spec, common, encoders, float(f), cell)
+            for f in cfg.finetune_fractions
+        }
+    return results
 
 
 def _supervised_encoders(
-    spec, train, common: list[str], cell: Path, supervised_overrides: list[str]
+    spec: TaskSpec, common: list[str], cell: Path, supervised_overrides: list[str]
 ) -> Path:
     """The upper bound: train encoders and decoder with labels on the task's training pairs
     (``freeze=false``), then export the encoders; the cell then trains a fresh decoder on them,
     frozen, like every other row."""
-    from solo_rgbd.nn.encoder_io import export_encoders
-    from solo_rgbd.tasks.sod.module import SODModule
-
-    run = train(
+    run = spec.train(
         compose(
             spec.config_name,
             [
@@ -47,64 +83,26 @@ def _supervised_encoders(
             ],
         )
     )
-    net = SODModule.load_from_checkpoint(
-        run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True
-    ).net
-    out = cell / "supervised" / "encoders"
-    export_encoders(
-        {"rgb": net.rgb_encoder, "depth": net.depth_encoder}, out, {"method": "supervised"}
-    )
-    return out
+    return spec.export_encoders(run, cell / "supervised" / "encoders")
 
 
-def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
-    """pretrain (if any) -> task train -> task eval; returns {dataset: {subset: scores}}."""
-    from solo_rgbd.commands.pretrain import run_pretrain
-    from solo_rgbd.compare.runner import pretrain_config
-
-    spec, train, evaluate = _task_commands(str(cfg.get("task", "sod")))
-    common = [*cfg.sod, f"seed={seed}"]
-    if row["init"] == "pretrain":
-        encoders = str(run_pretrain(pretrain_config(cfg, row, seed, cell)))
-    elif row["init"] == "imagenet":
-        encoders = "imagenet"
-        common.append(f"backbone.weights={cfg.imagenet_weights}")
-    elif row["init"] == "supervised":
-        extra = [str(o) for o in cfg.get("supervised_overrides") or []]
-        encoders = str(_supervised_encoders(spec, train, common, cell, extra))
-    else:
-        encoders = "random"
-    results = _train_eval(spec, train, evaluate, common, encoders, cell / spec.name, cell / "eval")
-    protocols = list(cfg.get("protocols") or ["frozen"])
-    if "probe" in protocols:
-        from solo_rgbd.commands.sod import sod_probe
-
-        results[PROBES] = sod_probe(compose(spec.config_name, [*common, f"encoders={encoders}"]))
-    if "finetune" in protocols:
-        results[FINETUNE] = {
-            f"{float(f):g}": _finetune(cfg, spec, train, evaluate, common, encoders, float(f), cell)
-            for f in cfg.finetune_fractions
-        }
-    return results
-
-
-def _finetune(cfg, spec, train, evaluate, common, encoders, fraction, cell: Path) -> dict:
+def _finetune(cfg, spec: TaskSpec, common, encoders, fraction, cell: Path) -> dict:
     """The task trained end to end from these encoders with ``fraction`` of the labels."""
     out = cell / f"finetune-{fraction:g}"
     extra = [*common, "freeze=false", f"label_fraction={fraction}", *cfg.finetune_overrides]
-    return _train_eval(spec, train, evaluate, extra, encoders, out, out / "eval")
+    return _train_eval(spec, extra, encoders, out, out / "eval")
 
 
-def _train_eval(spec, train, evaluate, overrides, encoders: str, out: Path, eval_out: Path):
+def _train_eval(spec: TaskSpec, overrides, encoders: str, out: Path, eval_out: Path):
     """The task's train (run folder ``out/<kind>/run``) then eval into ``eval_out``; returns the
     first test set's {subset: scores} entry."""
-    run_dir = train(
+    run_dir = spec.train(
         compose(
             spec.config_name,
             [*overrides, f"encoders={encoders}", f"output_dir={out}", "run_name=run"],
         )
     )
-    eval_dir = evaluate(
+    eval_dir = spec.evaluate(
         compose(spec.config_name, [*overrides, f"ckpt={run_dir}", f"out={eval_out}"])
     )
     return next(iter(json.loads((eval_dir / "results.json").read_text()).values()))
@@ -113,7 +111,7 @@ def _train_eval(spec, train, evaluate, overrides, encoders: str, out: Path, eval
 PROTOCOLS = ("frozen", "finetune", "probe")
 
 
-def check_protocols(cfg: DictConfig) -> None:
+def check_protocols(cfg: DictConfig, spec: TaskSpec) -> None:
     protocols = list(cfg.get("protocols") or ["frozen"])
     unknown = sorted(set(protocols) - set(PROTOCOLS))
     if unknown:
@@ -132,6 +130,15 @@ def check_protocols(cfg: DictConfig) -> None:
             f"finetune_fractions={fractions} must list label fractions in (0, 1], e.g. "
             "finetune_fractions=[0.01,0.1,1.0]."
         )
+    for protocol, workflow in (("probe", spec.linear_probe), ("supervised", spec.export_encoders)):
+        wanted = protocol in protocols or any(
+            r.get("init") == protocol for r in cfg.get("rows") or []
+        )
+        if wanted and workflow is None:
+            raise ConfigError(
+                f"task '{spec.name}' has no {protocol} workflow; drop the {protocol} "
+                "protocol or row from the experiment."
+            )
 
 
 def run_compare_command(args: Sequence[str]) -> int:
@@ -140,8 +147,9 @@ def run_compare_command(args: Sequence[str]) -> int:
 
         print(
             "usage: solo-rgbd compare experiment=NAME [key=value ...]\n\n"
-            "Pretrain every row of configs/compare/NAME.yaml, train the SOD decoder on its\n"
-            "frozen encoders, evaluate, and write tables shaped like the paper's Tables 1-4\n"
+            "Pretrain every row of configs/compare/NAME.yaml, train the task (task=, SOD by\n"
+            "default) on its frozen encoders, evaluate, and write tables shaped like the\n"
+            "paper's Tables 1-4"
             f"plus bar charts. experiments: {', '.join(experiment_options())}.\n"
             "Finished cells are reused; seeds=[0,1,2] reports mean ± std."
         )
@@ -156,14 +164,18 @@ def run_compare_command(args: Sequence[str]) -> int:
         cfg = compose_experiment([a for a in args if a != "--plan"])
         if "data_base" in cfg.keys() and OmegaConf.is_missing(cfg, "data_base"):  # noqa: SIM118
             cfg.data_base = "DATA_BASE"  # a placeholder is fine for a plan
-        print(format_plan(cfg, plan_rows(cfg)))
+        spec = task_of(cfg)
+        print(
+            format_plan(cfg, plan_rows(cfg, compose(spec.config_name, task_overrides(cfg, spec))))
+        )
         return 0
     from solo_rgbd.config import check_missing
 
     cfg = compose_experiment(args)
     check_missing(cfg)
-    check_protocols(cfg)
-    spec, _, _ = _task_commands(str(cfg.get("task", "sod")))
+    spec = task_of(cfg)
+    task_overrides(cfg, spec)  # before any cell runs
+    check_protocols(cfg, spec)
     out, failed = run_compare(cfg, run_cell, spec.report)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")

@@ -22,7 +22,6 @@ from solo_rgbd.engine.fit import RunSpec, check_resume, fit_run
 from solo_rgbd.engine.run import RunPlan, plan_run, resume_command
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
-from solo_rgbd.tasks.sod.probes import probes_from_config
 
 
 def _loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -68,6 +67,19 @@ def run_pretrain(
     return _fit(cfg, plan, model, datamodule, extra_callbacks, argv)
 
 
+def _task_probes(cfg: DictConfig) -> list[pl.Callback]:
+    """The online probes of every registered task (each reads its own settings in ``probes``;
+    none is on by default)."""
+    from solo_rgbd.tasks.registry import registered_tasks, task_spec
+
+    probes: list[pl.Callback] = []
+    for name in registered_tasks():
+        spec = task_spec(name)
+        if spec.online_probes is not None:
+            probes += spec.online_probes(cfg)
+    return probes
+
+
 def _check_batch_split(batch: int, devices: int) -> None:
     if batch % devices:
         raise ConfigError(
@@ -89,7 +101,7 @@ def _fit(
     run_dir = plan.run_dir
     last = run_dir / "checkpoints" / "last.ckpt"
     callbacks = [
-        *probes_from_config(cfg),
+        *_task_probes(cfg),
         *(extra_callbacks or []),
         EncoderExport(
             run_dir / "encoders", int(cfg.checkpoint.get("snapshot_every_n_epochs") or 0)

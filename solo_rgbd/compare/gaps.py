@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from solo_rgbd.compare.protocols import FINETUNE, PROBES
-from solo_rgbd.evaluation.report import SOD_REPORT, Report
+from solo_rgbd.evaluation.report import Report
 
 
 def _quantities(scores: dict, key: str) -> Iterator[tuple[str, float]]:
@@ -33,9 +33,7 @@ def _quantities(scores: dict, key: str) -> Iterator[tuple[str, float]]:
             yield f"finetune {fraction}, {dataset} all", subsets["all"][key]
 
 
-def paired_gaps(
-    by_seed: dict[str, dict[int, dict]], pairs: list[list[str]], report: Report = SOD_REPORT
-) -> str:
+def paired_gaps(by_seed: dict[str, dict[int, dict]], pairs: list[list[str]], report: Report) -> str:
     """A markdown section: for each [A, B] in ``pairs``, A - B per quantity over the seeds both
     rows finished (``by_seed``: {row: {seed: cell scores}})."""
     key = report.headline

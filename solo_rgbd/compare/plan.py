@@ -63,23 +63,23 @@ def _schedule(pre: DictConfig, kw: dict[str, Any]) -> tuple[str, str, str]:
     return "-", str(pre.trainer.max_epochs), f"{pre.optimizer.lr:g}"
 
 
-def _test_sets(cfg: DictConfig) -> str:
-    from solo_rgbd.config import compose
-
-    sod = compose("sod", list(cfg.sod))
-    if sod.test_sets:
+def _test_sets(task: DictConfig) -> str:
+    """The test sets of the task's composed config (``test_sets``, else its data's test split)."""
+    if task.get("test_sets"):
         names = []
-        for entry in OmegaConf.to_container(sod.test_sets, resolve=True):
+        for entry in OmegaConf.to_container(task.test_sets, resolve=True):
             present = Path(str(entry["path"])).expanduser().exists()
             note = "" if present or not entry.get("optional") else " (optional, absent: skipped)"
             names.append(f"{entry.get('name') or Path(entry['path']).name}{note}")
         return ", ".join(names)
-    return f"{sod.data.name} (test split)"
+    return f"{task.data.name} (test split)"
 
 
-def plan_rows(cfg: DictConfig) -> list[dict[str, str]]:
+def plan_rows(cfg: DictConfig, task: DictConfig) -> list[dict[str, str]]:
+    """One entry per (row, seed); ``task`` is the grid's task config, composed with its
+    overrides."""
     out = Path(str(cfg.out))
-    tests = _test_sets(cfg)
+    tests = _test_sets(task)
     cells = []
     for row in _rows(cfg):
         for seed in cfg.seeds:

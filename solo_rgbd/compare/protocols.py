@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from solo_rgbd.evaluation.report import SOD_REPORT, Report
+from solo_rgbd.evaluation.report import Report
 from solo_rgbd.utils.atomic import atomic_path
 
 #: a cell's per-modality linear probe scores, beside its datasets: {dataset: {modality: scores}}
@@ -38,7 +38,7 @@ def aggregate_probes(per_seed: list[dict]) -> dict:
     return out
 
 
-def probe_table(probes: dict[str, dict], report: Report = SOD_REPORT) -> str:
+def probe_table(probes: dict[str, dict], report: Report) -> str:
     """Rows x (dataset, modality): what each encoder learned on its own (the metrics the
     probes report, e.g. maxF and MAE for SOD)."""
     first = next(c for ds in probes.values() for ms in ds.values() for c in ms.values())
@@ -66,7 +66,7 @@ def aggregate_finetune(
     return {f: aggregate([r[f] for r in runs if f in r], report) for f in fractions}
 
 
-def finetune_section(finetune: dict[str, dict], out: Path, report: Report = SOD_REPORT) -> str:
+def finetune_section(finetune: dict[str, dict], out: Path, report: Report) -> str:
     """Markdown: rows x label fractions of the headline metric (every test set, 'all'), and
     the curves as ``finetune_<metric>.png``."""
     key = report.headline

@@ -36,7 +36,7 @@ from solo_rgbd.compare.protocols import (
 )
 from solo_rgbd.config import compose, config_dir
 from solo_rgbd.errors import Aborted, ConfigError, Preempted
-from solo_rgbd.evaluation.report import SOD_REPORT, Report, paper_table, write_tables
+from solo_rgbd.evaluation.report import Report, paper_table, write_tables
 from solo_rgbd.utils.atomic import atomic_write_text
 
 CellRunner = Callable[[DictConfig, dict, int, Path], dict]
@@ -130,7 +130,7 @@ def _without_protocols(scores: dict) -> dict:
     return {k: v for k, v in scores.items() if k not in (PROBES, FINETUNE)}
 
 
-def aggregate(per_seed: list[dict], report: Report = SOD_REPORT) -> dict:
+def aggregate(per_seed: list[dict], report: Report) -> dict:
     """Mean and std over seeds per dataset / subset / metric (std 0 for one seed)."""
     out: dict = {}
     for dataset, subsets in per_seed[0].items():
@@ -146,9 +146,7 @@ def aggregate(per_seed: list[dict], report: Report = SOD_REPORT) -> dict:
     return out
 
 
-def run_compare(
-    cfg: DictConfig, run_cell: CellRunner, report: Report = SOD_REPORT
-) -> tuple[Path, list[str]]:
+def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[Path, list[str]]:
     """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
     {dataset: {subset: scores}}), reuse finished ones, and write the tables with the task's
     ``report`` (its metrics and headline)."""
@@ -211,7 +209,7 @@ def run_compare(
     return out, failed
 
 
-def separation_notes(results: dict, report: Report = SOD_REPORT) -> list[str]:
+def separation_notes(results: dict, report: Report) -> list[str]:
     """Whether each test set can rank representations: Supervised minus Random in the task's
     headline metric (signed so that positive means Supervised is better)."""
     if "Supervised" not in results or "Random" not in results:
@@ -240,15 +238,15 @@ def write_report(
     cfg: DictConfig,
     results: dict,
     out: Path,
-    probes: dict | None = None,
-    report: Report = SOD_REPORT,
+    probes: dict | None,
+    report: Report,
     finetune: dict | None = None,
     diagnostics: dict | None = None,
     gaps: str = "",
 ) -> None:
     from solo_rgbd.evaluation.report import plot_bars
 
-    write_tables(results, out, "all_rows", report)
+    write_tables(results, out, "all_rows", report=report)
     parts = [
         f"# compare experiment={cfg.name}\n",
         f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
@@ -260,8 +258,8 @@ def write_report(
         if not present:
             continue
         metrics = [report.info(m) for m in table.metrics]
-        parts.append(f"## {table.title}\n\n{paper_table(present, metrics, report)}\n")
-        write_tables(present, out, slug(table.title.split(":")[0]), report)
+        parts.append(f"## {table.title}\n\n{paper_table(present, metrics, report=report)}\n")
+        write_tables(present, out, slug(table.title.split(":")[0]), report=report)
     if probes:
         parts.append(
             "## Per-modality linear probes (a 1x1 conv on each frozen encoder alone)\n\n"

@@ -44,18 +44,7 @@ class Report:
         return self.info(key)[2]
 
 
-#: RGB-D SOD: the paper's maxF, E^max and MAE, plus S-measure and weighted F as the field reports
-SOD_REPORT = Report(
-    metrics=tuple(TABLE_METRICS),
-    main=("maxF", "maxE", "MAE", "S", "wF"),
-    headline="maxF",
-    bars=("maxF", "maxE", "MAE"),
-)
-
-
-def rows_of(
-    results: dict[str, dict[str, dict[str, dict]]], report: Report = SOD_REPORT
-) -> list[dict]:
+def rows_of(results: dict[str, dict[str, dict[str, dict]]], report: Report) -> list[dict]:
     """results[model][dataset][subset] = scores -> long rows."""
     rows = []
     for model, datasets in results.items():
@@ -85,7 +74,8 @@ def _cell(value: float | None, std: float | None, best: float | None) -> str:
 def paper_table(
     results: dict[str, dict[str, dict[str, dict]]],
     metrics: list[Metric] | None = None,
-    report: Report = SOD_REPORT,
+    *,
+    report: Report,
 ) -> str:
     """Markdown: | Dataset | Metrics | model columns |, one row per (dataset[, subset], metric)."""
     metrics = metrics or [report.info(k) for k in report.main]
@@ -115,12 +105,12 @@ def paper_table(
 
 
 def write_tables(
-    results: dict, out_dir: Path, stem: str = "results", report: Report = SOD_REPORT
+    results: dict, out_dir: Path, stem: str = "results", *, report: Report
 ) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"{stem}.md"
     main = paper_table(results, report=report)
-    every = paper_table(results, list(report.metrics), report)
+    every = paper_table(results, list(report.metrics), report=report)
     atomic_write_text(main + "\n\nAll metrics:\n\n" + every + "\n", md)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["model", "dataset", "subset", "metric", "value", "n"])

@@ -1,4 +1,4 @@
-"""Plug-ins: methods from any installed package, with their configs.
+"""Plug-ins: methods and tasks from any installed package, with their configs.
 
 A package adds a method with one entry point in the group ``solo_rgbd.methods``::
 
@@ -9,8 +9,10 @@ A package adds a method with one entry point in the group ``solo_rgbd.methods``:
 and, next to the module, ``configs/method/my_method.yaml`` (``my_pkg/configs/...``). The
 method's class registers itself with ``@register_method("my_method")`` when the entry point is
 loaded; the ``configs`` folder next to each entry point's module joins Hydra's search path, so
-``method=my_method`` composes like a built-in. Built-in methods are declared the same way in
-solo-rgbd's own ``setup.cfg``. ``SOLO_RGBD_CONFIGS=dir1:dir2`` adds config folders by hand.
+``method=my_method`` composes like a built-in. A task is one entry point in
+``solo_rgbd.tasks`` (a :class:`~solo_rgbd.tasks.base.TaskSpec`), its config in the same
+``configs/`` folder. Built-ins are declared the same way in solo-rgbd's own ``setup.cfg``.
+``SOLO_RGBD_CONFIGS=dir1:dir2`` adds config folders by hand.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 METHODS_GROUP = "solo_rgbd.methods"
+#: tasks: ``NAME = pkg.module:SPEC`` (a TaskSpec with its workflows)
+TASKS_GROUP = "solo_rgbd.tasks"
 #: root config schemas: ``NAME = pkg.module:Dataclass`` types ``configs/NAME.yaml``
 CONFIGS_GROUP = "solo_rgbd.configs"
 
@@ -29,6 +33,11 @@ CONFIGS_GROUP = "solo_rgbd.configs"
 @lru_cache(maxsize=1)
 def method_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=METHODS_GROUP)}
+
+
+@lru_cache(maxsize=1)
+def task_entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=TASKS_GROUP)}
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +58,7 @@ def _module_dir(module: str) -> Path | None:
 def config_search_dirs(own: Path) -> list[Path]:
     """Extra config roots: ``SOLO_RGBD_CONFIGS`` folders, then each plug-in's ``configs/``."""
     dirs = [Path(p) for p in os.environ.get("SOLO_RGBD_CONFIGS", "").split(os.pathsep) if p]
-    for ep in method_entry_points().values():
+    for ep in [*method_entry_points().values(), *task_entry_points().values()]:
         folder = _module_dir(ep.module)
         if folder is not None and (folder / "configs").is_dir():
             dirs.append(folder / "configs")

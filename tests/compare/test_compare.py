@@ -72,15 +72,16 @@ def test_a_failed_cell_is_reported_and_does_not_stop_the_others(tmp_path, capsys
 
 def test_the_report_says_whether_the_benchmark_separates_representations():
     from solo_rgbd.compare.runner import separation_notes
+    from solo_rgbd.tasks.sod.spec import SOD_REPORT
 
     def row(maxf):
         return {"NJUD": {"all": {"maxF": maxf}}}
 
-    close = separation_notes({"Random": row(0.80), "Supervised": row(0.83)})
+    close = separation_notes({"Random": row(0.80), "Supervised": row(0.83)}, SOD_REPORT)
     assert "cannot separate representations" in close[1] and "+0.030" in close[1]
-    apart = separation_notes({"Random": row(0.70), "Supervised": row(0.85)})
+    apart = separation_notes({"Random": row(0.70), "Supervised": row(0.85)}, SOD_REPORT)
     assert "separates representations" in apart[1] and "cannot" not in apart[1]
-    assert separation_notes({"Random": row(0.7)}) == []
+    assert separation_notes({"Random": row(0.7)}, SOD_REPORT) == []
 
 
 def test_the_report_takes_any_task_metrics_and_headline(tmp_path):

@@ -5,7 +5,7 @@ from solo_rgbd.config import compose
 
 def _paper_cells():
     cfg = compose("compare/paper", ["data_base=/datasets"])
-    return cfg, {c["row"]: c for c in plan_rows(cfg)}
+    return cfg, {c["row"]: c for c in plan_rows(cfg, compose("sod", list(cfg.sod)))}
 
 
 def test_paper_plan_keeps_each_rows_own_budget():

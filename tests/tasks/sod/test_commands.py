@@ -221,7 +221,7 @@ def test_label_fraction_keeps_a_seeded_prefix_cycled_to_the_full_count():
     import torch
     from omegaconf import OmegaConf
 
-    from solo_rgbd.commands.sod import _labelled
+    from solo_rgbd.commands.sod_train import _labelled
     from solo_rgbd.errors import ConfigError
 
     ids = torch.tensor([7, 3, 9, 1, 4, 8, 2, 6, 5, 0])

@@ -1,0 +1,127 @@
+"""``solo-rgbd sod {eval,predict,score}`` and the per-modality linear probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image
+
+from solo_rgbd.data.cache import RootSpec, build_cache, decode_depth
+from solo_rgbd.data.sources import build_from_config
+from solo_rgbd.errors import ConfigError
+from solo_rgbd.tasks.sod.predict import device, load_sod_module, predict_cache, subsets, test_sets
+from solo_rgbd.tasks.sod.spec import SOD
+from solo_rgbd.utils.paths import mark_own_dir, remove_own_dir
+
+
+def sod_eval(cfg: DictConfig) -> Path:
+    from solo_rgbd.evaluation.report import plot_curves, plot_qualitative, write_tables
+    from solo_rgbd.evaluation.scoring import score_folder
+
+    module, ckpt = load_sod_module(cfg)
+    train_cfg = module.cfg
+    out = Path(str(cfg.out)) if cfg.get("out") else ckpt.parent.parent / "eval"
+    results: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    label = str(cfg.get("run_name") or train_cfg.get("encoders", "model"))
+    label = Path(label).name if "/" in label else label
+    for name, spec in test_sets(cfg):
+        cache = build_cache(
+            [spec],
+            size=int(train_cfg.image_size),
+            require_gt=True,
+            labels=SOD.labels,
+            strict_pairs=bool(cfg.data.strict_pairs),
+            on_constant_depth=str(cfg.data.on_constant_depth),
+        )
+        pred_dir = out / "predictions" / name
+        remove_own_dir(pred_dir)
+        preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
+        mark_own_dir(pred_dir)  # a later eval may replace this folder, and only this one
+        gt_paths = {s: Path(p) for s, p in zip(cache.stems, cache.gt_paths, strict=True)}
+        results[name] = score_folder(pred_dir, gt_paths, subsets(cache, cfg.subset_keys))
+        curves[name] = results[name]["all"]
+        rows = []
+        for i in range(min(int(cfg.qualitative), len(cache))):
+            rgb = cache.rgb[i].permute(1, 2, 0).numpy()
+            depth = (decode_depth(cache.depth[i])[0] * 255).round().byte().numpy()
+            gt = np.asarray(Image.open(cache.gt_paths[i]).convert("L").resize(rgb.shape[1::-1]))
+            pred = np.asarray(Image.fromarray(preds[i]).resize(rgb.shape[1::-1]))
+            rows.append((rgb, depth, gt, pred))
+        if rows:
+            plot_qualitative(rows, out / f"qualitative_{name}.png")
+    paths = write_tables({label: results}, out, report=SOD.report)
+    plot_curves(curves, out)
+    print(paths["md"].read_text())
+    print(f"tables and plots: {out}")
+    return out
+
+
+def sod_probe(cfg: DictConfig, steps: int = 100) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-modality linear probes of ``cfg.encoders``: trained on the training pairs, scored on
+    every test set; {dataset: {modality: {"maxF", "MAE"}}}."""
+    from solo_rgbd.nn.encoder_io import load_encoders
+    from solo_rgbd.tasks.sod.linear_probe import probe_modalities
+
+    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
+    encoders = {"rgbd": rgb} if depth is None else {"rgb": rgb, "depth": depth}
+    size = int(cfg.image_size)
+    train = build_from_config(cfg.data, "train", require_gt=True, size=size, labels=SOD.labels)
+    out = {}
+    for name, spec in test_sets(cfg):
+        test = build_cache([spec], size=size, require_gt=True, labels=SOD.labels)
+        out[name] = probe_modalities(
+            encoders, train, test, size=size, steps=steps, device=device(), seed=int(cfg.seed)
+        )
+    return out
+
+
+def sod_predict(cfg: DictConfig) -> Path:
+    module, _ = load_sod_module(cfg)
+    if not cfg.get("input") or not cfg.get("out"):
+        raise ConfigError("sod predict needs input=DIR (with RGB/depth folders) and out=DIR.")
+    cache = build_cache(
+        [RootSpec(str(cfg.input), bool(cfg.data.invert_depth))],
+        size=int(module.cfg.image_size),
+        strict_pairs=bool(cfg.data.strict_pairs),
+        on_constant_depth=str(cfg.data.on_constant_depth),
+    )
+    out = Path(str(cfg.out))
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"out='{out}' exists and is not empty; choose an empty folder.")
+    predict_cache(module, cache, out, int(cfg.batch_size), to_gt_size=False)
+    print(f"wrote {len(cache)} saliency maps to {out}")
+    return out
+
+
+def sod_score(cfg: DictConfig) -> Path:
+    from solo_rgbd.data.layout import discover_pairs
+    from solo_rgbd.evaluation.report import write_tables
+    from solo_rgbd.evaluation.scoring import score_folder
+
+    if not cfg.get("pred"):
+        raise ConfigError("sod score needs pred=DIR, a folder of saliency maps named by stem.")
+    if not Path(str(cfg.pred)).expanduser().is_dir():
+        raise ConfigError(
+            f"pred='{cfg.pred}' is not a folder; pass the folder of saliency maps (PNG named by "
+            "stem) written by 'solo-rgbd sod predict' or 'sod eval'."
+        )
+    results = {}
+    for name, spec in test_sets(cfg):
+        pairs = discover_pairs(spec.path, strict=bool(cfg.data.strict_pairs))
+        if not pairs.gt:
+            raise ConfigError(f"test set '{spec.path}' has no GT folder; it cannot be scored.")
+        pred_dir = (
+            Path(str(cfg.pred)) / name
+            if (Path(str(cfg.pred)) / name).is_dir()
+            else Path(str(cfg.pred))
+        )
+        results[name] = score_folder(
+            pred_dir, {s: pairs.gt[s] for s in pairs.stems if s in pairs.gt}
+        )
+    out = Path(str(cfg.out)) if cfg.get("out") else Path(str(cfg.pred))
+    paths = write_tables({Path(str(cfg.pred)).name: results}, out, "scores", report=SOD.report)
+    print(paths["md"].read_text())
+    return out
