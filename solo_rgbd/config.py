@@ -128,10 +128,14 @@ def _hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     register_schemas()
 
-    extra = [f"file://{d}" for d in search_dirs()[1:]]
+    # Hydra finds a primary config only in the folder it starts from (hydra.searchpath is read
+    # from the primary config): a plug-in's root config (a task's) starts from its own folder
+    dirs = search_dirs()
+    primary = next((d for d in dirs if (d / f"{config_name}.yaml").is_file()), dirs[0])
+    extra = [f"file://{d}" for d in dirs if d != primary]
     hydra_overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=hydra_overrides + overrides)
 
 

@@ -210,7 +210,7 @@ def _pick(entries: dict, source: str) -> list[str]:
     names = ["rgbd"] if set(entries) == {"rgbd"} else ["rgb", "depth"]
     if not set(names) <= set(entries):
         raise ConfigError(
-            f"'{source}' lists encoders {sorted(entries)}; the SOD network needs 'rgb' and "
+            f"'{source}' lists encoders {sorted(entries)}; a task's network needs 'rgb' and "
             "'depth' (two streams) or 'rgbd' (early fusion)."
         )
     return names

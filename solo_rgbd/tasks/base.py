@@ -12,7 +12,7 @@ plug-in's). The spec names
   ones that may select the best checkpoint (``{key: "min" | "max"}``, the first by default),
 - its report (test-set metrics and headline for tables, compare and its bounds),
 - its workflows: ``train(cfg) -> run folder`` (with ``checkpoints/best.ckpt``),
-  ``evaluate(cfg) -> folder`` (with ``results.json``: ``{dataset: {subset: scores}}``),
+  ``evaluate(cfg) -> folder`` (with ``results.json``: ``{model: {dataset: {subset: scores}}}``),
   ``export_encoders(run, out) -> folder`` (the Supervised bound of ``compare``), and the optional
   ``linear_probe(cfg)`` and ``online_probes(cfg)`` (callbacks for pretraining).
 

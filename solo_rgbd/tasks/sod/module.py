@@ -16,6 +16,7 @@ from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.tasks.sod.model import SODNet
+from solo_rgbd.tasks.sod.spec import SOD
 
 
 class SODInputs(nn.Module):
@@ -57,7 +58,7 @@ class SODModule(pl.LightningModule):
             rgb, depth = Encoder(name, 3), Encoder(name, 1)
         self.net = SODNet(rgb, depth, int(cfg.decoder_dim), bool(cfg.freeze))
         self.inputs = SODInputs(int(cfg.image_size))
-        self.val_scores = FastSODScores()
+        self.val_scores = SOD.metrics()  # maxF and MAE on the device
         # the epoch's mean loss lives in the checkpoint, so a resumed epoch's mean is exact
         self.train_loss = MeanMetric()
         self.train_loss.persistent(True)
