@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+from lightly.models.utils import concat_all_gather
 
 
 def _world() -> int:
@@ -14,12 +15,11 @@ def _world() -> int:
 
 @torch.no_grad()
 def gather_keys(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (B, ...) from every rank along dim 0 (MoCo's concat_all_gather)."""
+    """Concatenate ``x`` (B, ...) from every rank along dim 0 (lightly's concat_all_gather;
+    ``x`` itself on one process)."""
     if _world() == 1:
         return x
-    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out, dim=0)
+    return concat_all_gather(x.contiguous())
 
 
 def batch_offset(local_batch: int) -> int:

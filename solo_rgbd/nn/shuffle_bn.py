@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from einops import rearrange
 
+from solo_rgbd.nn.distributed import gather_keys
+
 
 def _tree_map(fn: Callable[[torch.Tensor], torch.Tensor], tree: Any) -> Any:
     if isinstance(tree, torch.Tensor):
@@ -50,13 +52,6 @@ def _distributed() -> bool:
 
 
 @torch.no_grad()
-def _all_gather(x: torch.Tensor) -> torch.Tensor:
-    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out, dim=0)
-
-
-@torch.no_grad()
 def shuffled_forward(fn: Callable[..., Any], *inputs: torch.Tensor, groups: int = 2) -> Any:
     """``fn(*inputs)`` with shuffle-BN; ``inputs`` share the batch dimension (B, ...).
 
@@ -67,12 +62,12 @@ def shuffled_forward(fn: Callable[..., Any], *inputs: torch.Tensor, groups: int 
     device = inputs[0].device
     if _distributed():
         world, rank = dist.get_world_size(), dist.get_rank()
-        gathered = [_all_gather(x) for x in inputs]  # (W * B, ...)
+        gathered = [gather_keys(x) for x in inputs]  # (W * B, ...)
         perm = torch.randperm(world * b, device=device)
         dist.broadcast(perm, src=0)  # one permutation for all ranks
         mine = rearrange(perm, "(w b) -> w b", w=world)[rank]  # (B,) this rank's share
         out = fn(*(x[mine] for x in gathered))  # this rank's shuffled slice
-        full = _tree_map(_all_gather, out)  # (W * B, ...) in shuffled order
+        full = _tree_map(gather_keys, out)  # (W * B, ...) in shuffled order
         inverse = torch.argsort(perm)
         own = rearrange(inverse, "(w b) -> w b", w=world)[rank]
         return _tree_map(lambda t: t[own], full)
