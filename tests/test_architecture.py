@@ -22,9 +22,9 @@ LAYERS = {
     "methods": 4,
     "tasks": 4,
     "compare": 4,
-    "engine": 5,
-    "commands": 6,
-    "cli": 7,
+    "engine": 4,  # a sibling of methods and tasks: commands wire them together
+    "commands": 5,
+    "cli": 6,
 }
 # siblings on one layer that must not know each other
 FORBIDDEN = {
@@ -33,6 +33,12 @@ FORBIDDEN = {
     ("tasks", "methods"),
     ("tasks", "compare"),
     ("compare", "tasks"),
+    ("engine", "methods"),
+    ("engine", "tasks"),
+    ("engine", "compare"),
+    ("methods", "engine"),
+    ("tasks", "engine"),
+    ("compare", "engine"),
 }
 BLOCKS = {
     "errors",
