@@ -132,3 +132,14 @@ def test_no_module_is_over_400_lines_and_no_init_imports_everything():
         assert len(path.read_text().splitlines()) <= 400, module
         if path.name == "__init__.py":
             assert sum(1 for i in _imports(path) if i.startswith("solo_rgbd")) <= 1, module
+
+
+def test_no_function_is_over_60_lines():
+    long = []
+    for module, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{module}.{node.name}: {lines} lines")
+    assert not long, long

@@ -146,6 +146,35 @@ def aggregate(per_seed: list[dict], report: Report) -> dict:
     return out
 
 
+def _cell(
+    cfg: DictConfig, row: dict, seed: int, out: Path, run_cell: CellRunner, failed: list[str]
+) -> dict | None:
+    """A finished cell's scores, or the cell run now (None if it failed: noted in ``failed``
+    and its folder's failed.json)."""
+    cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
+    done = cell / "done.json"
+    if done.exists():
+        print(f"[compare] reuse {row['name']} seed {seed}")
+        return json.loads(done.read_text())
+    if cell.exists():
+        shutil.rmtree(cell)  # a partial cell from an interrupted run
+    cell.mkdir(parents=True)
+    print(f"[compare] run {row['name']} seed {seed}")
+    try:
+        scores = run_cell(cfg, row, seed, cell)
+    except (Preempted, Aborted):
+        raise  # a signal stops the whole grid; the cell reruns next time
+    except Exception as exc:  # a failed cell must not stop the others
+        failed.append(f"{row['name']} (seed {seed}): {type(exc).__name__}: {exc}")
+        atomic_write_text(
+            json.dumps({"error": str(exc), "traceback": traceback.format_exc()}, indent=2),
+            cell / "failed.json",
+        )
+        return None
+    atomic_write_text(json.dumps(scores, indent=2), done)
+    return scores
+
+
 def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[Path, list[str]]:
     """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
     {dataset: {subset: scores}}), reuse finished ones, and write the tables with the task's
@@ -163,31 +192,10 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
         per_seed = []
         mine = by_seed.setdefault(row["name"], {})
         for seed in cfg.seeds:
-            cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
-            done = cell / "done.json"
-            if done.exists():
-                per_seed.append(json.loads(done.read_text()))
-                mine[int(seed)] = per_seed[-1]
-                print(f"[compare] reuse {row['name']} seed {seed}")
-                continue
-            if cell.exists():
-                shutil.rmtree(cell)  # a partial cell from an interrupted run
-            cell.mkdir(parents=True)
-            print(f"[compare] run {row['name']} seed {seed}")
-            try:
-                scores = run_cell(cfg, row, int(seed), cell)
-            except (Preempted, Aborted):
-                raise  # a signal stops the whole grid; the cell reruns next time
-            except Exception as exc:  # a failed cell must not stop the others
-                failed.append(f"{row['name']} (seed {seed}): {type(exc).__name__}: {exc}")
-                atomic_write_text(
-                    json.dumps({"error": str(exc), "traceback": traceback.format_exc()}, indent=2),
-                    cell / "failed.json",
-                )
-                continue
-            atomic_write_text(json.dumps(scores, indent=2), done)
-            per_seed.append(scores)
-            mine[int(seed)] = scores
+            scores = _cell(cfg, row, int(seed), out, run_cell, failed)
+            if scores is not None:
+                per_seed.append(scores)
+                mine[int(seed)] = scores
         diagnostics[row["name"]] = [
             cell_diagnostics(out / "cells" / slug(row["name"]) / f"seed{seed}")
             for seed in cfg.seeds

@@ -220,24 +220,14 @@ def build_cache(
     return cache
 
 
-def _build_cache(
-    roots: Sequence[RootSpec],
-    size: int,
-    strict_pairs: bool,
-    on_constant_depth: str,
-    num_threads: int,
-    require_gt: bool,
-    labels: LabelPolicy,
-) -> RGBDCache:
-    if on_constant_depth not in ("error", "zeros"):
-        raise DataError(
-            f"data.on_constant_depth must be 'error' or 'zeros', not '{on_constant_depth}'."
-        )
-    if not roots:
-        raise DataError("no dataset root given: set data.path (or data.roots).")
-    rgb, depth, gt, stems, sources, meta, sizes = [], [], [], [], [], [], []
+def _pair_jobs(
+    roots: Sequence[RootSpec], strict_pairs: bool, require_gt: bool
+) -> tuple[list[tuple], list[dict], bool]:
+    """(spec, name, stem, rgb, depth, gt) of every pair of ``roots``, their meta rows, and
+    whether every root has a GT map for every pair."""
     use_gt = True
-    jobs = []
+    jobs: list[tuple] = []
+    meta: list[dict] = []
     for spec in roots:
         pairs = discover_pairs(spec.path, strict=strict_pairs)
         name = spec.name or Path(spec.path).name
@@ -266,6 +256,26 @@ def _build_cache(
         for stem in pairs.stems:
             jobs.append((spec, name, stem, pairs.rgb[stem], pairs.depth[stem], pairs.gt.get(stem)))
             meta.append(root_meta.get(stem, {}))
+    return jobs, meta, use_gt
+
+
+def _build_cache(
+    roots: Sequence[RootSpec],
+    size: int,
+    strict_pairs: bool,
+    on_constant_depth: str,
+    num_threads: int,
+    require_gt: bool,
+    labels: LabelPolicy,
+) -> RGBDCache:
+    if on_constant_depth not in ("error", "zeros"):
+        raise DataError(
+            f"data.on_constant_depth must be 'error' or 'zeros', not '{on_constant_depth}'."
+        )
+    if not roots:
+        raise DataError("no dataset root given: set data.path (or data.roots).")
+    jobs, meta, use_gt = _pair_jobs(roots, strict_pairs, require_gt)
+    rgb, depth, gt, stems, sources, sizes = [], [], [], [], [], []
     differ: dict[str, list[str]] = {}
 
     def work(job):

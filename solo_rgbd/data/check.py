@@ -91,6 +91,25 @@ def _few(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _read_pair(report: RootReport, pairs, stem: str) -> tuple:
+    """(rgb, raw depth, gt) of one pair, None for each unreadable file (noted in ``report``)."""
+    rgb = raw = gt = None
+    try:
+        rgb = read_rgb(pairs.rgb[stem])
+    except DataError as exc:
+        _unreadable(report, pairs.rgb[stem], exc)
+    try:
+        raw = read_depth_raw(pairs.depth[stem])
+    except DataError as exc:
+        _unreadable(report, pairs.depth[stem], exc)
+    if stem in pairs.gt:
+        try:
+            gt = read_mask(pairs.gt[stem])
+        except DataError as exc:
+            _unreadable(report, pairs.gt[stem], exc)
+    return rgb, raw, gt
+
+
 def check_root(root: str | Path, invert_depth: bool = False) -> RootReport:
     report = RootReport(root=str(root))
     try:
@@ -107,22 +126,9 @@ def check_root(root: str | Path, invert_depth: bool = False) -> RootReport:
     lo, hi, holes = np.inf, -np.inf, []
     inside_minus_outside, bottom_minus_top = [], []
     for stem in pairs.stems:
-        try:
-            rgb = read_rgb(pairs.rgb[stem])
-        except DataError as exc:
-            _unreadable(report, pairs.rgb[stem], exc)
-            rgb = None
-        try:
-            raw = read_depth_raw(pairs.depth[stem])
-        except DataError as exc:
-            _unreadable(report, pairs.depth[stem], exc)
+        rgb, raw, gt = _read_pair(report, pairs, stem)
+        if raw is None:
             continue
-        gt = None
-        if stem in pairs.gt:
-            try:
-                gt = read_mask(pairs.gt[stem])
-            except DataError as exc:
-                _unreadable(report, pairs.gt[stem], exc)
         info = depth_info(raw)
         dtypes[info.dtype] += 1
         holes.append(info.hole_fraction)

@@ -108,13 +108,8 @@ def _names(stems: list[str], limit: int = 10) -> str:
     return shown + more
 
 
-def discover_pairs(root: str | os.PathLike[str], strict: bool = True) -> PairList:
-    """Pair RGB, depth (and GT when present) files under ``root`` by shared stem.
-
-    With ``strict`` (the default), RGB files without a depth partner are an error that lists
-    them; otherwise they are left out and reported in :attr:`PairList.rgb_without_depth`.
-    """
-    root = Path(root).expanduser()
+def _modality_folders(root: Path) -> dict[str, Path]:
+    """The RGB / depth (/ GT) folders of a dataset root, or a DataError saying what is wrong."""
     if not root.exists():
         raise DataError(
             f"dataset root '{root}' does not exist. Check the path (data.path / data.roots) or "
@@ -132,6 +127,17 @@ def discover_pairs(root: str | os.PathLike[str], strict: bool = True) -> PairLis
             f"(sub-folders found: {', '.join(present)}). Accepted names ({accepted}, "
             "case-insensitive). Point the path at the folder that holds the modality folders."
         )
+    return folders
+
+
+def discover_pairs(root: str | os.PathLike[str], strict: bool = True) -> PairList:
+    """Pair RGB, depth (and GT when present) files under ``root`` by shared stem.
+
+    With ``strict`` (the default), RGB files without a depth partner are an error that lists
+    them; otherwise they are left out and reported in :attr:`PairList.rgb_without_depth`.
+    """
+    root = Path(root).expanduser()
+    folders = _modality_folders(root)
     rgb, dup_r = _files_by_stem(folders["rgb"], IMAGE_EXTS)
     depth, dup_d = _files_by_stem(folders["depth"], DEPTH_EXTS)
     gt: dict[str, Path] = {}

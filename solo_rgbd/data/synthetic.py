@@ -113,6 +113,58 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int = 8) -> np.nda
 DIFFICULTIES = ("standard", "hard")
 
 
+def _add_distractors(rng, xx, yy, layers, background, camouflaged, z_obj, n) -> int:
+    """``n`` background-like distractors appended to ``layers``; how many are nearer than the
+    object."""
+    n_nearer = 0
+    for _ in range(n):
+        mask, _ = _shape_mask(rng, xx, yy, rng.uniform(0.08, 0.18))
+        nearer = (not camouflaged) and rng.random() < 0.7
+        z = rng.uniform(0.8, z_obj - 0.4) if nearer else rng.uniform(z_obj + 0.6, z_obj + 2.5)
+        n_nearer += int(nearer)
+        # background-like: the background's pattern, slightly shifted and re-lit
+        app = Appearance(
+            background.colour_a * rng.uniform(0.85, 1.1),
+            background.colour_b * rng.uniform(0.85, 1.1),
+            background.pattern,
+            background.freq * rng.uniform(0.9, 1.1),
+            background.angle + rng.uniform(-0.3, 0.3),
+            background.phase + rng.uniform(0, np.pi),
+        )
+        layers.append((z, mask, app, False))
+    return n_nearer
+
+
+def _check_difficulty(difficulty: str) -> None:
+    if difficulty not in DIFFICULTIES:
+        raise DataError(
+            f"synthetic difficulty '{difficulty}' is unknown; use one of {DIFFICULTIES}."
+        )
+
+
+def _add_clutter(rng, xx, yy, layers, bg_hue, radius, z_obj, n) -> int:
+    """``n`` colourful, textured objects smaller than the salient one, at any depth, appended
+    to ``layers``; how many are nearer than the object."""
+    n_nearer = 0
+    for _ in range(n):
+        mask, _ = _shape_mask(rng, xx, yy, radius * rng.uniform(0.35, 0.6))
+        app = _random_appearance(rng, bg_hue + rng.uniform(0.2, 0.8))
+        z = rng.uniform(0.8, z_obj + 2.5)
+        n_nearer += int(z < z_obj)
+        layers.append((z, mask, app, False))
+    return n_nearer
+
+
+def _composite(rng, xx, yy, noise, layers, rgb, depth, label) -> tuple[np.ndarray, ...]:
+    """Paint the layers far to near onto (rgb, depth, label), each with a random depth slope."""
+    for z, mask, app, salient in sorted(layers, key=lambda layer: -layer[0]):
+        slope = rng.uniform(-0.3, 0.3)
+        depth = np.where(mask, z + slope * (xx - 0.5), depth)
+        rgb = np.where(mask[..., None], app.render(xx, yy, noise), rgb)
+        label = np.where(mask, salient, label)
+    return rgb, depth, label
+
+
 def make_scene(
     seed: int,
     index: int,
@@ -129,10 +181,7 @@ def make_scene(
     the salient object in plain scenes (largest distinct object) and depth still finds it in
     camouflaged ones (the nearest object), so the RGB-strong / depth-complementary imbalance
     and the camouflaged subset stay."""
-    if difficulty not in DIFFICULTIES:
-        raise DataError(
-            f"synthetic difficulty '{difficulty}' is unknown; use one of {DIFFICULTIES}."
-        )
+    _check_difficulty(difficulty)
     hard = difficulty == "hard"
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size
@@ -159,36 +208,11 @@ def make_scene(
     radius = rng.uniform(0.16, 0.3) if hard else rng.uniform(0.14, 0.26)
     obj_mask, _ = _shape_mask(rng, xx, yy, radius)
     layers.append((z_obj, obj_mask, obj_app, True))
-    n_nearer = 0
-    for _ in range(n_distractors):
-        mask, _ = _shape_mask(rng, xx, yy, rng.uniform(0.08, 0.18))
-        nearer = (not camouflaged) and rng.random() < 0.7
-        z = rng.uniform(0.8, z_obj - 0.4) if nearer else rng.uniform(z_obj + 0.6, z_obj + 2.5)
-        n_nearer += int(nearer)
-        # background-like: the background's pattern, slightly shifted and re-lit
-        app = Appearance(
-            background.colour_a * rng.uniform(0.85, 1.1),
-            background.colour_b * rng.uniform(0.85, 1.1),
-            background.pattern,
-            background.freq * rng.uniform(0.9, 1.1),
-            background.angle + rng.uniform(-0.3, 0.3),
-            background.phase + rng.uniform(0, np.pi),
-        )
-        layers.append((z, mask, app, False))
+    n_nearer = _add_distractors(rng, xx, yy, layers, background, camouflaged, z_obj, n_distractors)
     n_clutter = 0 if (camouflaged or not hard) else int(rng.integers(2, 5))
-    for _ in range(n_clutter):  # colourful, textured, smaller than the object, any depth
-        mask, _ = _shape_mask(rng, xx, yy, radius * rng.uniform(0.35, 0.6))
-        app = _random_appearance(rng, bg_hue + rng.uniform(0.2, 0.8))
-        z = rng.uniform(0.8, z_obj + 2.5)
-        n_nearer += int(z < z_obj)
-        layers.append((z, mask, app, False))
+    n_nearer += _add_clutter(rng, xx, yy, layers, bg_hue, radius, z_obj, n_clutter)
     n_distractors += n_clutter
-
-    for z, mask, app, salient in sorted(layers, key=lambda layer: -layer[0]):  # far to near
-        slope = rng.uniform(-0.3, 0.3)
-        depth = np.where(mask, z + slope * (xx - 0.5), depth)
-        rgb = np.where(mask[..., None], app.render(xx, yy, noise), rgb)
-        label = np.where(mask, salient, label)
+    rgb, depth, label = _composite(rng, xx, yy, noise, layers, rgb, depth, label)
 
     rgb = np.clip(rgb + rng.normal(0, 0.02, rgb.shape), 0, 1)
     sensor = _sensor_depth(rng, depth, noise_scale=2.0 if hard else 1.0)
@@ -271,6 +295,22 @@ def _run_worker(
     return json.loads(proc.stdout)
 
 
+def _clear_target(out: Path, n: int, size: int, difficulty: str, overwrite: bool) -> None:
+    """Check the settings and that ``out`` may be written (emptied with ``overwrite``)."""
+    _check_difficulty(difficulty)
+    if n < 1 or size < 16:
+        raise DataError(f"synthetic dataset needs n >= 1 and size >= 16 (got n={n}, size={size}).")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(
+                f"'{out}' already exists and is not empty; choose another folder or pass "
+                "--overwrite to replace it."
+            )
+        import shutil
+
+        shutil.rmtree(out)
+
+
 def write_synthetic(
     out: str | os.PathLike[str],
     n: int,
@@ -289,21 +329,7 @@ def write_synthetic(
     its own RNG, so the files are the same for any number of workers.
     """
     out = Path(out).expanduser()
-    if difficulty not in DIFFICULTIES:
-        raise DataError(
-            f"synthetic difficulty '{difficulty}' is unknown; use one of {DIFFICULTIES}."
-        )
-    if n < 1 or size < 16:
-        raise DataError(f"synthetic dataset needs n >= 1 and size >= 16 (got n={n}, size={size}).")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(
-                f"'{out}' already exists and is not empty; choose another folder or pass "
-                "--overwrite to replace it."
-            )
-        import shutil
-
-        shutil.rmtree(out)
+    _clear_target(out, n, size, difficulty, overwrite)
     remove_leftovers(out)  # a generation killed earlier (callers hold the cache's lock)
     with atomic_dir(out) as tmp:
         for sub in ("RGB", "depth", "GT"):
