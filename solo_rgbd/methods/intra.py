@@ -28,10 +28,8 @@ from solo_rgbd.errors import ConfigError
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import intra_loss
 from solo_rgbd.methods.moco import MoCoKwargs, MoCoStreams
+from solo_rgbd.methods.staged import SCHEDULES, StagedSchedule
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.nn.momentum import warmup_cosine
-
-SCHEDULES = ("two_stage", "one_stage", "intra_only")
 
 
 @dataclass
@@ -113,10 +111,7 @@ class IntraCLM(MoCoStreams):
 
     def schedule_epochs(self) -> int:
         """The epochs the stage schedule spans: one_stage_epochs, or stage1 + stage2."""
-        kw = self.kwargs
-        if self.schedule == "one_stage":
-            return int(kw["one_stage_epochs"])
-        return int(kw["stage1_epochs"]) + int(kw["stage2_epochs"])
+        return self.staged.epochs
 
     def planned_epochs(self) -> int:
         """The schedule's epochs; ``trainer.max_epochs`` may only stop the run earlier.
@@ -153,13 +148,15 @@ class IntraCLM(MoCoStreams):
         )
         return int(cap)
 
+    @property
+    def staged(self) -> StagedSchedule:
+        """Stage, lr and epochs at any step (Lightning-free, :mod:`solo_rgbd.methods.staged`)."""
+        opt = self.cfg.optimizer
+        return StagedSchedule.from_kwargs(self.kwargs, float(opt.warmup_epochs), str(opt.scheduler))
+
     def stage_at(self, epoch: int) -> int:
         """1: IntraCLM only; 2: IntraCLM + the inter-modal term."""
-        if self.schedule == "one_stage":
-            return 2
-        if self.schedule == "intra_only":
-            return 1
-        return 1 if epoch < int(self.kwargs["stage1_epochs"]) else 2
+        return self.staged.terms_at_epoch(epoch)
 
     @property
     def stage(self) -> int:
@@ -167,31 +164,14 @@ class IntraCLM(MoCoStreams):
 
     @property
     def base_lr(self) -> float:
-        kw = self.kwargs
-        return float(kw["one_stage_lr"] if self.schedule == "one_stage" else kw["stage1_lr"])
+        return self.staged.base_lr
 
     def lr_at(self, step: int) -> float:
         """Each stage: its own lr with its own cosine decay (warmup from optimizer config)."""
-        kw, per_epoch = self.kwargs, self.steps_per_epoch()
-        total = self.schedule_horizon()["total_steps"]
-        warmup = int(float(self.cfg.optimizer.warmup_epochs) * per_epoch)
-        kind = str(self.cfg.optimizer.scheduler)
-        if self.schedule != "two_stage":
-            return warmup_cosine(step, total, warmup, self.base_lr, kind)
-        switch = int(kw["stage1_epochs"]) * per_epoch
-        if step < switch:
-            return warmup_cosine(step, switch, warmup, float(kw["stage1_lr"]), kind)
-        return warmup_cosine(
-            step - switch, max(1, total - switch), warmup, float(kw["stage2_lr"]), kind
-        )
+        return self.staged.lr_at(step, self.steps_per_epoch())
 
     def on_train_epoch_start(self) -> None:
-        switch = int(self.kwargs["stage1_epochs"])
-        if (
-            self.schedule == "two_stage"
-            and self.current_epoch == switch
-            and self.trainer.is_global_zero
-        ):
+        if self.current_epoch in self.staged.switch_epochs() and self.trainer.is_global_zero:
             print(
                 f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
                 f"{self.current_epoch}, step {self.global_step}",
