@@ -336,13 +336,6 @@ def set_scheduled_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-def stream_inputs(streams, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The inputs of each stream: {"rgb", "depth"}, or {"rgbd": (B, 4, H, W)} for early fusion."""
-    if "rgbd" in streams:
-        return {"rgbd": torch.cat([rgb, depth], dim=1)}
-    return {"rgb": rgb, "depth": depth}
-
-
 def check_shuffle_bn(kw: Mapping[str, Any], require) -> None:
     require(
         int(kw["shuffle_bn_groups"]) >= 1,

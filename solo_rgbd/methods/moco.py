@@ -34,6 +34,7 @@ from solo_rgbd.nn.distributed import batch_offset, gather_keys, mean_over_ranks
 from solo_rgbd.nn.heads import mocov2_projector
 from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
+from solo_rgbd.nn.streams import Streams
 
 
 @dataclass
@@ -47,9 +48,6 @@ class MoCoKwargs:
     # drop queued keys of the query's own sample from its negatives (KeyQueue's ids); false
     # is MoCo and the paper literally (docs/paper.md)
     instance_aware_queue: bool = True
-
-
-STREAM_CHANNELS = {"two_stream": {"rgb": 3, "depth": 1}, "early_fusion": {"rgbd": 4}}
 
 
 def grad_norm(module: nn.Module) -> torch.Tensor:
@@ -71,9 +69,10 @@ class MoCoStreams(BaseMomentumMethod):
         check_momentum(kw, cls.require)
         check_shuffle_bn(kw, cls.require)
 
-    def stream_channels(self) -> dict[str, int]:
-        """{stream: in_chans}; two streams unless a subclass says otherwise."""
-        return dict(STREAM_CHANNELS["two_stream"])
+    def streams(self) -> Streams:
+        """The streams (:class:`~solo_rgbd.nn.streams.Streams`); two unless a subclass says
+        otherwise."""
+        return Streams.of_mode("two_stream")
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -83,7 +82,7 @@ class MoCoStreams(BaseMomentumMethod):
             int(kw["proj_output_dim"]),
             int(kw["queue_size"]),
         )
-        chans = self.stream_channels()
+        chans = self.streams().channels
         self.encoders = nn.ModuleDict({s: self.make_encoder(c) for s, c in chans.items()})
         self.projectors = nn.ModuleDict(
             {s: mocov2_projector(e.num_features, hidden, out) for s, e in self.encoders.items()}

@@ -2,7 +2,8 @@
 
 The per-stream MoCo parts are :class:`~solo_rgbd.methods.moco.MoCoStreams`, the same as
 IntraCLM's; here each stream's InfoNCE at ``temperature`` (0.1, the paper's tau_intra) is summed.
-``rgbd_mode=early_fusion`` runs one stream on 4-channel RGB-D. ``symmetric=false`` (default) is
+``rgbd_mode=early_fusion`` runs one stream on 4-channel RGB-D, ``rgb_only`` / ``depth_only``
+one modality. ``symmetric=false`` (default) is
 MoCo v2 and the paper's IntraCLM (view 1 queries, view 2 keys); ``symmetric=true`` adds the
 swapped term like solo-learn's mocov2plus (twice the encoder passes).
 """
@@ -15,14 +16,14 @@ from typing import Any
 import torch
 
 from solo_rgbd.losses.infonce import infonce, top1_accuracy
-from solo_rgbd.methods.base import stream_inputs
-from solo_rgbd.methods.moco import STREAM_CHANNELS, MoCoKwargs, MoCoStreams
+from solo_rgbd.methods.moco import MoCoKwargs, MoCoStreams
 from solo_rgbd.methods.registry import register_method
+from solo_rgbd.nn.streams import MODES, Streams
 
 
 @dataclass
 class MoCoV2PlusKwargs(MoCoKwargs):
-    rgbd_mode: str = "two_stream"  # two_stream | early_fusion (one encoder on RGB-D)
+    rgbd_mode: str = "two_stream"  # two_stream | early_fusion | rgb_only | depth_only
     temperature: float = 0.1
     symmetric: bool = False  # true: also the swapped term (solo-learn's mocov2plus)
 
@@ -34,20 +35,18 @@ class MoCoV2Plus(MoCoStreams):
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:
         super().check_kwargs(kw)
-        modes = tuple(STREAM_CHANNELS)
+        modes = tuple(MODES)
         cls.require(kw["rgbd_mode"] in modes, "rgbd_mode", kw["rgbd_mode"], f"use one of {modes}")
         cls.require(float(kw["temperature"]) > 0, "temperature", kw["temperature"], "must be > 0")
 
-    def stream_channels(self) -> dict[str, int]:
-        return dict(STREAM_CHANNELS[self.kwargs["rgbd_mode"]])
+    def streams(self) -> Streams:
+        return Streams.of_mode(str(self.kwargs["rgbd_mode"]))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         (rgb1, depth1), (rgb2, depth2) = batch["views"]
         ids = batch["index"]  # (B,): the queues skip a query's own keys
-        x1, x2 = (
-            stream_inputs(self.encoders, rgb1, depth1),
-            stream_inputs(self.encoders, rgb2, depth2),
-        )
+        streams = self.streams()
+        x1, x2 = streams.inputs(rgb1, depth1), streams.inputs(rgb2, depth2)
         tau, symmetric = float(self.kwargs["temperature"]), bool(self.kwargs["symmetric"])
         q1, k2 = self.query(x1)["z"], self.keys(x2)["z"]
         if symmetric:

@@ -2,7 +2,8 @@
 
 ``rgbd_mode=two_stream``: an RGB encoder (3 channels) and a depth encoder (1 channel), each with
 its own heads, each trained with the method's objective on its own modality; the losses are
-summed. ``rgbd_mode=early_fusion``: one encoder on the 4-channel RGB-D input. A method
+summed. ``rgbd_mode=early_fusion``: one encoder on the 4-channel RGB-D input; ``rgb_only`` /
+``depth_only``: one modality (:class:`~solo_rgbd.nn.streams.Streams`). A method
 subclass declares ``build_heads`` (online heads of one stream), optionally
 ``build_momentum`` (the momentum heads) and ``stream_loss``.
 """
@@ -19,17 +20,17 @@ from solo_rgbd.methods.base import (
     BaseMomentumMethod,
     MomentumKwargs,
     check_momentum,
-    stream_inputs,
 )
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.momentum import momentum_copy
+from solo_rgbd.nn.streams import MODES, Streams
 
-RGBD_MODES = ("two_stream", "early_fusion")
+RGBD_MODES = tuple(MODES)
 
 
 @dataclass
 class StreamKwargs:
-    rgbd_mode: str = "two_stream"  # two_stream | early_fusion (one encoder on RGB-D)
+    rgbd_mode: str = "two_stream"  # two_stream | early_fusion | rgb_only | depth_only
     proj_hidden_dim: int = 2048
     proj_output_dim: int = 128
 
@@ -56,8 +57,8 @@ class StreamMethod(BaseMomentumMethod):
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        two = self.kwargs["rgbd_mode"] == "two_stream"
-        self.stream_chans = {"rgb": 3, "depth": 1} if two else {"rgbd": 4}
+        self.streams = Streams.of_mode(str(self.kwargs["rgbd_mode"]))
+        self.stream_chans = self.streams.channels
         self.encoders = nn.ModuleDict(
             {s: self.make_encoder(c) for s, c in self.stream_chans.items()}
         )
@@ -108,7 +109,7 @@ class StreamMethod(BaseMomentumMethod):
         return self.heads_k[stream](Encoder.pool(self.encoders_k[stream](x)))
 
     def stream_inputs(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
-        return stream_inputs(self.stream_chans, rgb, depth)
+        return self.streams.inputs(rgb, depth)
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:

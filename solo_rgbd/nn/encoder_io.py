@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from omegaconf import DictConfig
 
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
+from solo_rgbd.nn.streams import CHANNELS, Streams
 from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir
 from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
@@ -187,9 +189,6 @@ def _load_state(encoder: Encoder, state: dict, source: str, name: str) -> None:
     encoder.model.load_state_dict(state)
 
 
-CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
-
-
 def _check_finite(state: dict, source: str, name: str) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
@@ -207,24 +206,43 @@ def _build(name: str, backbone: str, state: dict, source: str) -> Encoder:
 
 
 def _pick(entries: dict, source: str) -> list[str]:
-    names = ["rgbd"] if set(entries) == {"rgbd"} else ["rgb", "depth"]
-    if not set(names) <= set(entries):
+    """The stream names of an export or checkpoint, in canonical order."""
+    try:
+        return list(Streams.of_names(entries).names)
+    except ValueError:
         raise ConfigError(
             f"'{source}' lists encoders {sorted(entries)}; a task's network needs 'rgb' and "
-            "'depth' (two streams) or 'rgbd' (early fusion)."
-        )
-    return names
+            "'depth' (two streams), 'rgbd' (early fusion), or one of 'rgb' / 'depth' (one "
+            "modality)."
+        ) from None
+
+
+def _as_pair(encoders: dict[str, Encoder], source: str) -> tuple[Encoder, Encoder | None]:
+    """(rgb, depth) for a task's network; (rgbd, None) for early fusion. A one-modality export
+    gets a randomly initialised encoder for the other modality (said on stderr)."""
+    if "rgbd" in encoders:
+        return encoders["rgbd"], None
+    name = next(iter(encoders.values())).name
+    for missing, chans in (("rgb", 3), ("depth", 1)):
+        if missing not in encoders:
+            print(
+                f"note: '{source}' has no {missing} encoder (a one-modality export); the "
+                f"{missing} encoder starts from random weights.",
+                file=sys.stderr,
+            )
+            encoders[missing] = Encoder(name, chans)
+    return encoders["rgb"], encoders["depth"]
 
 
 def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
     manifest = verify_export(folder)  # every file's sha256 is checked
     entries = manifest.get("encoders", {})
-    out: list[Encoder] = []
+    out: dict[str, Encoder] = {}
     for name in _pick(entries, str(folder / MANIFEST)):
         path = folder / entries[name]["file"]
         state = _read_state(path, name)
-        out.append(_build(name, entries[name]["backbone"], state, str(path)))
-    return out[0], (out[1] if len(out) > 1 else None)
+        out[name] = _build(name, entries[name]["backbone"], state, str(path))
+    return _as_pair(out, str(folder))
 
 
 def _read_state(path: Path, name: str) -> dict[str, torch.Tensor]:
@@ -249,12 +267,12 @@ def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:
             f"'{path}' is not a solo-rgbd pretraining checkpoint (it lists no encoders); pass "
             "a run folder, an encoders/ folder, a pretraining .ckpt, or random/imagenet."
         )
-    out: list[Encoder] = []
+    out: dict[str, Encoder] = {}
     for name in _pick(entries, str(path)):
         prefix = entries[name]["prefix"]
         state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        out.append(_build(name, entries[name]["backbone"], state, f"{path} ({prefix}*)"))
-    return out[0], (out[1] if len(out) > 1 else None)
+        out[name] = _build(name, entries[name]["backbone"], state, f"{path} ({prefix}*)")
+    return _as_pair(out, str(path))
 
 
 def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | None]:

@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.config import compose
 from solo_rgbd.methods import METHODS, registered_methods
 from solo_rgbd.nn.encoder_io import load_encoders
+from solo_rgbd.nn.streams import Streams
 from solo_rgbd.tasks.sod.model import SODNet
 from tests.conftest import tiny_overrides
 
@@ -22,6 +24,8 @@ SMALL = {
 def _cases():
     cases = [(m, "two_stream") for m in registered_methods()]
     cases += [(m, "early_fusion") for m in STREAM_METHODS]
+    # one modality is an ordinary case of the streams (nn/streams.py)
+    cases += [("simclr", "rgb_only"), ("mocov2plus", "depth_only")]
     return cases
 
 
@@ -45,6 +49,10 @@ def test_every_method_trains_two_steps_and_exports_loadable_encoders(tmp_path, m
     assert (depth is None) == (mode == "early_fusion")
     if depth is None:
         assert rgb.in_chans == 4
+    exported = json.loads((run_dir / "encoders" / "encoders.json").read_text())["encoders"]
+    assert set(exported) == set(Streams.of_mode(mode).names)  # one encoder per stream
+    if mode.endswith("_only"):  # the other modality starts random for the task
+        assert (rgb.in_chans, depth.in_chans) == (3, 1)
     out = net(torch.randn(1, 3, 32, 32), torch.randn(1, 1, 32, 32))
     assert out[0].shape == (1, 1, 32, 32)
 

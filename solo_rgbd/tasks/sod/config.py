@@ -22,7 +22,7 @@ from solo_rgbd.schema import (
 class SODConfig:
     encoders: str = "random"  # random | imagenet | a run folder, encoders/ folder or .ckpt
     freeze: bool = True  # the paper freezes the pretrained encoders
-    encoder_layout: str = "two_stream"  # set from the loaded encoders: two_stream | early_fusion
+    encoder_layout: str = "two_stream"  # set from the loaded encoders (nn/streams.py modes)
     decoder_dim: int = 64
     image_size: int = 96  # network input (paper: 352 or 256)
     batch_size: int = 16

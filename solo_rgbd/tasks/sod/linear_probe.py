@@ -19,6 +19,7 @@ from solo_rgbd.data.cache import RGBDCache
 from solo_rgbd.data.sources import index_loader
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.nn.streams import Streams
 
 
 @torch.no_grad()
@@ -36,7 +37,7 @@ def _features(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
 
 def _modality(name: str, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     """The input of encoder ``name``: RGB alone, depth alone, or both (early fusion)."""
-    return {"rgb": rgb, "depth": depth}.get(name) if name != "rgbd" else torch.cat([rgb, depth], 1)
+    return Streams.of_names([name]).inputs(rgb, depth)[name]
 
 
 def probe_modalities(

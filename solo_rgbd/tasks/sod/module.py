@@ -15,6 +15,7 @@ from solo_rgbd.augment.paired import Normalize, to_unit_float
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.nn.streams import Streams
 from solo_rgbd.tasks.sod.model import SODNet
 from solo_rgbd.tasks.sod.spec import SOD
 
@@ -52,10 +53,9 @@ class SODModule(pl.LightningModule):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         name = str(cfg.backbone.name)
         # weights come from the checkpoint, or from set_encoders() before training
-        if cfg.get("encoder_layout", "two_stream") == "early_fusion":
-            rgb, depth = Encoder(name, 4), None  # one encoder on 4-channel RGB-D
-        else:
-            rgb, depth = Encoder(name, 3), Encoder(name, 1)
+        streams = Streams.of_mode(str(cfg.get("encoder_layout", "two_stream")))
+        enc = {k: Encoder(name, c) for k, c in streams.channels.items()}
+        rgb, depth = enc.get("rgbd", enc.get("rgb")), enc.get("depth")  # early fusion: rgbd
         self.net = SODNet(rgb, depth, int(cfg.decoder_dim), bool(cfg.freeze))
         self.inputs = SODInputs(int(cfg.image_size))
         self.val_scores = SOD.metrics()  # maxF and MAE on the device

@@ -24,6 +24,7 @@ from solo_rgbd.data.sources import index_loader
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
+from solo_rgbd.nn.streams import Streams
 from solo_rgbd.tasks.sod.model import SODDecoder, SODNet
 from solo_rgbd.tasks.sod.module import fit_decoder, score_loader
 
@@ -54,9 +55,10 @@ class _EncodersFrozenView:
         for e in self.encoders.values():
             e.eval()
         try:
-            if "rgbd" in self.encoders:  # early fusion: one 4-channel stream
-                return self.encoders["rgbd"].stages(torch.cat([rgb, depth], 1)), None
-            return self.encoders["rgb"].stages(rgb), self.encoders["depth"].stages(depth)
+            inputs = Streams.of_names(self.encoders).inputs(rgb, depth)
+            stages = {k: self.encoders[k].stages(x) for k, x in inputs.items()}
+            # (first, second): (rgb, depth), or (rgbd, None) for early fusion
+            return stages.get("rgbd", stages.get("rgb")), stages.get("depth")
         finally:
             for k, e in self.encoders.items():
                 e.train(modes[k])
