@@ -40,7 +40,7 @@ class Alignment(IntraCLM):
         super().check_kwargs(kw)
         cls.require(float(kw["tau_align"]) > 0, "tau_align", kw["tau_align"], "must be > 0")
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def objective(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         kw = self.kwargs
         (rgb_q, depth_q), (rgb_k, depth_k) = batch["views"]
         ids = batch["index"]  # (B,): the queues skip a query's own keys
@@ -61,10 +61,6 @@ class Alignment(IntraCLM):
                 exclude_rgb=self.exclusion(self.queue_rgb, ids),
             )
         loss = total_loss(l_intra, l_align, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
-        self.loss_terms = {
-            "loss_intra": l_intra.detach(),
-            **({"loss_align": l_align.detach()} if l_align is not None else {}),
-        }
         self.enqueue_intra(k, ids)
         if self.should_log():
             values = self.intra_diagnostics(loss, l_intra, intra, q, k)
@@ -73,4 +69,5 @@ class Alignment(IntraCLM):
                 values["acc_rgb_to_depth"] = top1_accuracy(parts["logits_rgb_to_depth"])
                 values["acc_depth_to_rgb"] = top1_accuracy(parts["logits_depth_to_rgb"])
             self.log_scalars(values, prog_bar=("loss", "stage"))
-        return loss
+        terms = {"loss_intra": l_intra, "loss_align": l_align}  # l_align: None in stage 1
+        return {"loss": loss, **{k: v for k, v in terms.items() if v is not None}}

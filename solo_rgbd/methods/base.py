@@ -2,8 +2,8 @@
 
 A method is: config defaults + checks (``validate_kwargs``), modules, ``learnable_params``
 (parameter groups as data), ``momentum_pairs`` (declarative (online, momentum) modules, for
-:class:`BaseMomentumMethod`), and ``training_step``. Augmentation runs on the batch's device in
-``on_after_batch_transfer`` (kornia, two paired views), outside autocast.
+:class:`BaseMomentumMethod`), and ``objective`` (the loss and its terms). Augmentation runs on
+the batch's device in ``on_after_batch_transfer`` (``make_augment``), outside autocast.
 """
 
 from __future__ import annotations
@@ -105,9 +105,23 @@ class BaseMethod(pl.LightningModule):
         self.loss_terms: dict[str, torch.Tensor] = {}
 
     def make_augment(self, cfg: AugmentationConfig) -> PairedAugment:
-        """The views of each batch (``batch["views"]``): two global crops; a multi-crop method
-        returns ``PairedAugment(cfg, local_crops=k, ...)`` for k more, smaller ones."""
+        """``batch["views"]``: two global crops (multi-crop: ``PairedAugment(cfg, k, ...)``)."""
         return PairedAugment(cfg)
+
+    # ----- the step -----------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The method's :meth:`objective`; its ``loss_*`` terms are kept (detached) as
+        :attr:`loss_terms`, which the non-finite guard names."""
+        out = self.objective(batch, batch_idx)
+        if not isinstance(out, Mapping):
+            return out
+        self.loss_terms = {k: v.detach() for k, v in out.items() if k.startswith("loss_")}
+        return out["loss"]
+
+    def objective(self, batch: dict, batch_idx: int) -> torch.Tensor | Mapping[str, torch.Tensor]:
+        """The loss of a batch (``batch["views"]``: the augmented views): a tensor, or
+        ``{"loss": total, "loss_<term>": term, ...}``."""
+        raise NotImplementedError
 
     # ----- config -------------------------------------------------------------------------
     @classmethod

@@ -12,7 +12,7 @@ L_intra, and implements the schedules:
   paper's "Intra-modal" ablation with MBCF's budget).
 
 The stage follows from the epoch and the lr from the global step, so both survive a resume.
-Subclasses add their inter-modal modules (``inter_modules``) and ``training_step``.
+Subclasses add their inter-modal modules (``inter_modules``) and ``objective``.
 """
 
 from __future__ import annotations

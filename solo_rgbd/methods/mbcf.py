@@ -94,7 +94,7 @@ class MBCF(IntraCLM):
     def inter_modules(self):
         return [(self.fusion, self.fusion_k)]
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def objective(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         kw = self.kwargs
         (rgb_q, depth_q), (rgb_k, depth_k) = batch["views"]
         ids = batch["index"]  # (B,) sample of each pair: the queues skip a query's own keys
@@ -119,10 +119,6 @@ class MBCF(IntraCLM):
                 exclude=self.exclusion(self.queue_fused, ids),
             )
         loss = total_loss(l_intra, l_inter, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
-        self.loss_terms = {
-            "loss_intra": l_intra.detach(),
-            **({"loss_inter": l_inter.detach()} if l_inter is not None else {}),
-        }
 
         # after the loss, explicitly: this step's keys (from every rank) enter the queues
         self.enqueue_intra(k, ids)
@@ -135,7 +131,8 @@ class MBCF(IntraCLM):
                 values.update(self._fusion_diagnostics(l_inter, logits_f, att))
                 values["acc_batch_inter"] = self.batch_accuracy(fused_q, fused_k)
             self.log_scalars(values, prog_bar=("loss", "stage"))
-        return loss
+        terms = {"loss_intra": l_intra, "loss_inter": l_inter}  # l_inter: None in stage 1
+        return {"loss": loss, **{k: v for k, v in terms.items() if v is not None}}
 
     @staticmethod
     def _fusion_diagnostics(l_inter, logits_f, att) -> dict[str, Any]:

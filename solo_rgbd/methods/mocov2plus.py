@@ -42,7 +42,7 @@ class MoCoV2Plus(MoCoStreams):
     def streams(self) -> Streams:
         return Streams.of_mode(str(self.kwargs["rgbd_mode"]))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def objective(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         (rgb1, depth1), (rgb2, depth2) = batch["views"]
         ids = batch["index"]  # (B,): the queues skip a query's own keys
         streams = self.streams()
@@ -66,7 +66,6 @@ class MoCoV2Plus(MoCoStreams):
         self.enqueue(k2, ids)  # after the loss, explicitly
         if symmetric:
             self.enqueue(k1, ids)
-        self.loss_terms = {k: v for k, v in logs.items() if k.startswith("loss_")}
         if log_now:
             self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
-        return loss
+        return {"loss": loss, **{k: v for k, v in logs.items() if k.startswith("loss_")}}

@@ -137,7 +137,7 @@ class StreamMethod(BaseMomentumMethod):
     def export_encoders(self) -> dict[str, Encoder]:
         return dict(self.encoders.items())
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def objective(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         (rgb1, depth1), (rgb2, depth2) = batch["views"]
         x1, x2 = self.stream_inputs(rgb1, depth1), self.stream_inputs(rgb2, depth2)
         loss = torch.zeros((), device=rgb1.device)
@@ -147,10 +147,9 @@ class StreamMethod(BaseMomentumMethod):
             loss = loss + l_stream
             logs[f"loss_{stream}"] = l_stream.detach()
             logs.update({f"{k}_{stream}": v for k, v in extra.items()})
-        self.loss_terms = {k: v for k, v in logs.items() if k.startswith("loss_")}
         if self.should_log():
             self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
-        return loss
+        return {"loss": loss, **{k: v for k, v in logs.items() if k.startswith("loss_")}}
 
 
 class ProjectorCriterionMethod(StreamMethod):
