@@ -1,11 +1,12 @@
 """A method from another package: one module, one YAML and one entry point, nothing in solo-rgbd."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.plugins import plugin_env
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +69,7 @@ def _install_plugin(site):
 def test_a_plugin_method_is_listed_and_trains_with_method_name(tmp_path):
     site = tmp_path / "site"
     _install_plugin(site)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-        "SOLO_RGBD_CACHE": str(tmp_path / "cache"),
-    }
+    env = plugin_env(site, tmp_path / "cache")
     cli = [sys.executable, "-m", "solo_rgbd.cli", "pretrain"]
     helped = subprocess.run([*cli, "--help"], env=env, capture_output=True, text=True)
     assert "foo_ssl" in helped.stdout.split("registered methods:")[1].splitlines()[0]

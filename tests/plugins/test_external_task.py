@@ -3,13 +3,14 @@ point, no edit to solo_rgbd/) runs through ``compare`` with ``task=depthseg``: e
 the task through the engine and scores it, and the tables use the task's own metrics."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.plugins import plugin_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +40,7 @@ def _install(site: Path) -> None:
 def test_a_plugin_task_runs_through_compare_with_its_own_metrics(tmp_path):
     site = tmp_path / "site"
     _install(site)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-        "SOLO_RGBD_CACHE": str(tmp_path / "cache"),
-    }
+    env = plugin_env(site, tmp_path / "cache")
     out = tmp_path / "grid"
     args = [
         "experiment=quick",
