@@ -109,6 +109,7 @@ class RunCheckpoint(Checkpoint):
         self.saved_step: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
         self._stop_at: tuple[int, int, int] | None = None  # (signal, step, epoch) to exit after
+        self._stop_saved = False  # the checkpoint of that step is written
         self._clock = clock
         self._last_save_time = clock()
         #: seconds the step loop spent in each save (state copy, or the whole synchronous write)
@@ -175,19 +176,20 @@ class RunCheckpoint(Checkpoint):
             due = bool(trainer.strategy.broadcast(due, src=0))
         step = trainer.global_step
         periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
-        if stop:  # exit once Lightning has logged this step's self.log values (after this hook)
-            self._stop_at = (self.signals.signum or 15, step, trainer.current_epoch)
         # the epoch's last step is saved at the epoch's end (after its validation), so that
         # a checkpoint inside an epoch never holds rows the epoch's end logs after it
         last = batch_idx + 1 >= getattr(trainer, "num_training_batches", float("inf"))
         if (stop or periodic or due) and not last:
             self.save(trainer, pl_module)
+        if stop:  # exit once Lightning has logged this step's self.log values (after this hook)
+            self._stop_at = (self.signals.signum or 15, step, trainer.current_epoch)
+            self._stop_saved = not last  # the last step's checkpoint comes at the epoch's end
 
     def _exit_if_stopped(self, trainer: pl.Trainer) -> None:
         """Raise :class:`Preempted` at the first hook after the step (or the epoch's end) that
         saw the signal: its checkpoint is on disk, and so are the rows Lightning logged after
         the checkpoint (a step's ``self.log`` values, an epoch's means)."""
-        if self._stop_at is None:
+        if self._stop_at is None or not self._stop_saved:
             return
         signum, step, epoch = self._stop_at
         self._stop_at = None
@@ -209,6 +211,7 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer, pl_module)
+        self._stop_saved = True  # a signal of the epoch's last step exits at the next hook
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         # what wrote the checkpoint, so that a resume by something else fails clearly

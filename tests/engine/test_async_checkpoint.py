@@ -143,3 +143,39 @@ def test_ckpt_info_refuses_what_is_not_a_checkpoint(tmp_path, capsys):
     assert "cannot be read" in capsys.readouterr().err
     assert main(["ckpt", "info", str(tmp_path / "missing.ckpt")]) == 2
     assert main(["ckpt", "nope", "x"]) == 2
+
+
+def test_a_signal_at_an_epochs_last_step_exits_after_the_epoch_end_checkpoint():
+    """Mid-epoch the step's checkpoint is written at once and the run exits at the next hook;
+    at the epoch's last step validation runs first, the epoch's end writes the checkpoint, and
+    the run exits at the next epoch's start (never before a checkpoint of that step)."""
+    from solo_rgbd.errors import Preempted
+
+    def run(batch_idx: int) -> list[str]:
+        cb = RunCheckpoint("/nonexistent")
+        events: list[str] = []
+        cb.save = lambda trainer, module: events.append(f"save {trainer.global_step}")
+        cb.signals.signum = 15  # as the handler sets it
+        trainer = SimpleNamespace(
+            world_size=1, global_step=batch_idx + 1, current_epoch=0, num_training_batches=4
+        )
+        trainer.loggers, trainer.strategy = [], SimpleNamespace()
+        cb.on_train_batch_end(trainer, None, None, None, batch_idx)
+        hooks = [
+            ("validation", lambda: cb.on_validation_start(trainer, None)),
+            ("epoch end", lambda: cb.on_train_epoch_end(trainer, None)),
+            ("next epoch", lambda: cb.on_train_epoch_start(trainer, None)),
+        ]
+        if batch_idx < 3:
+            hooks = [("next batch", lambda: cb.on_train_batch_start(trainer, None, None, 0))]
+        for name, hook in hooks:
+            try:
+                hook()
+                events.append(name)
+            except Preempted:
+                events.append(f"exit at {name}")
+                break
+        return events
+
+    assert run(1) == ["save 2", "exit at next batch"]
+    assert run(3) == ["validation", "save 4", "epoch end", "exit at next epoch"]
