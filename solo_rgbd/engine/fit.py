@@ -118,9 +118,7 @@ def fit_run(
     spec: RunSpec,
     module: pl.LightningModule,
     *,
-    datamodule: pl.LightningDataModule | None = None,
-    train: Any = None,
-    val: Any = None,
+    datamodule: pl.LightningDataModule,
 ) -> pl.Trainer:
     """Build and check the Trainer, then write the run's config and train (rank 0 holds the
     run's lock). Nothing is written before every setting has been accepted."""
@@ -137,10 +135,7 @@ def fit_run(
             write_config(spec.cfg, plan)
             if trainer.world_size > 1:  # the DDP processes Lightning launches use this folder
                 os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
-        if datamodule is not None:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
-        else:
-            trainer.fit(module, train, val, ckpt_path=plan.ckpt, weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
     finally:
         if lock is not None:
             lock.release()
