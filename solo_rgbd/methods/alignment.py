@@ -22,7 +22,7 @@ import torch
 from solo_rgbd.losses.alignment import alignment_loss
 from solo_rgbd.losses.infonce import top1_accuracy
 from solo_rgbd.losses.mbcf import total_loss
-from solo_rgbd.methods.intra import IntraCLM, IntraKwargs
+from solo_rgbd.methods.mbcf import IntraCLM, IntraKwargs
 from solo_rgbd.methods.registry import register_method
 
 
@@ -52,13 +52,13 @@ class Alignment(IntraCLM):
             l_align, parts = alignment_loss(
                 q["z_rgb"],
                 k["z_depth"],
-                self.queue_depth.negatives(),
+                self.queues["depth"].negatives(),
                 q["z_depth"],
                 k["z_rgb"],
-                self.queue_rgb.negatives(),
+                self.queues["rgb"].negatives(),
                 float(kw["tau_align"]),
-                exclude_depth=self.exclusion(self.queue_depth, ids),
-                exclude_rgb=self.exclusion(self.queue_rgb, ids),
+                exclude_depth=self.exclusion(self.queues["depth"], ids),
+                exclude_rgb=self.exclusion(self.queues["rgb"], ids),
             )
         loss = total_loss(l_intra, l_align, float(kw["lambda_intra"]), float(kw["lambda_inter"]))
         self.enqueue_intra(k, ids)

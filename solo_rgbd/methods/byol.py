@@ -29,19 +29,15 @@ class BYOL(StreamMethod):
         super().__init__(cfg)
         self.criterion = NegativeCosineSimilarity()
 
-    def build_heads(self, in_dim: int) -> nn.ModuleDict:
+    def make_projector(self, in_dim: int) -> nn.Module:
         kw = self.kwargs
-        out = int(kw["proj_output_dim"])
-        return nn.ModuleDict(
-            {
-                "projector": BYOLProjectionHead(in_dim, int(kw["proj_hidden_dim"]), out),
-                "predictor": BYOLPredictionHead(out, int(kw["pred_hidden_dim"]), out),
-            }
-        )
+        return BYOLProjectionHead(in_dim, int(kw["proj_hidden_dim"]), int(kw["proj_output_dim"]))
+
+    def make_predictor(self, dim: int) -> nn.Module:
+        return BYOLPredictionHead(dim, int(self.kwargs["pred_hidden_dim"]), dim)
 
     def stream_loss(self, stream, x1, x2):
-        heads = self.heads[stream]
-        p1 = heads["predictor"](heads["projector"](self.embed(stream, x1)))
-        p2 = heads["predictor"](heads["projector"](self.embed(stream, x2)))
+        p1 = self.predict(stream, self.project(stream, x1))
+        p2 = self.predict(stream, self.project(stream, x2))
         t1, t2 = self.embed_momentum(stream, x1), self.embed_momentum(stream, x2)
         return 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1)), {}

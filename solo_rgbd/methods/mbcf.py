@@ -9,7 +9,9 @@ Two encoders (RGB, depth) with momentum copies and MoCo v2 projectors, trained b
   encoders' maps (no extra backbone pass), its own queue, InfoNCE at tau_inter = 0.04;
 - J = lambda1 * L_intra + lambda2 * L_inter (Eq. 8), 0.5 each.
 
-Schedules (see :mod:`solo_rgbd.methods.intra`): ``two_stage`` (the paper's best) trains
+:class:`IntraCLM` is the per-stream template (:mod:`solo_rgbd.methods.stream`: encoders,
+projectors, momentum copies, queues) with L_intra and the schedules, which
+:mod:`solo_rgbd.methods.staged` computes from the kwargs. ``two_stage`` (the paper's best) trains
 IntraCLM alone for ``stage1_epochs`` at ``stage1_lr`` (J = L_intra: plain MoCo per modality),
 then both for ``stage2_epochs`` at ``stage2_lr``; before the switch the fusion encoders and the
 fused queue are untouched. ``one_stage`` trains both from the start; ``intra_only`` never
@@ -18,7 +20,8 @@ switches (the "Intra-modal" ablation).
 The MoCo loss is asymmetric (view 1 queries, view 2 keys) as in MoCo and the paper. The key
 side can use MoCo's shuffle-BN (``shuffle_bn``, on in ``experiment=paper``). Under DDP the
 runner turns on ``find_unused_parameters`` because the fusion encoder gets no gradient in
-stage 1. See ``solo_rgbd/nn/fusion.py`` for the fusion encoder's choices where the paper is
+stage 1. The stage follows from the epoch and the lr from the global step, so both survive a
+resume. See ``solo_rgbd/nn/fusion.py`` for the fusion encoder's choices where the paper is
 open, and ``docs/paper.md`` for every setting of the paper preset.
 """
 
@@ -28,15 +31,177 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
 
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.losses.infonce import top1_accuracy
-from solo_rgbd.losses.mbcf import inter_loss, total_loss
-from solo_rgbd.methods.intra import IntraCLM, IntraKwargs
+from solo_rgbd.losses.mbcf import inter_loss, intra_loss, total_loss
 from solo_rgbd.methods.registry import register_method
+from solo_rgbd.methods.staged import SCHEDULES, StagedSchedule
+from solo_rgbd.methods.stream import MoCoKwargs, StreamMethod
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.fusion import FusionEncoder, attention_entropy
 from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
+
+
+@dataclass
+class IntraKwargs(MoCoKwargs):
+    tau_intra: float = 0.1  # Eq. 3-4
+    lambda_intra: float = 0.5  # Eq. 8
+    lambda_inter: float = 0.5
+    schedule: str = "two_stage"  # two_stage | one_stage | intra_only
+    stage1_epochs: int = 200  # IntraCLM only, at lr stage1_lr
+    stage2_epochs: int = 100  # IntraCLM + InterCLM, at lr stage2_lr
+    stage1_lr: float = 0.03
+    stage2_lr: float = 0.05
+    one_stage_epochs: int = 150
+    one_stage_lr: float = 0.07
+
+
+class IntraCLM(StreamMethod):
+    """Eq. 1-4 and the schedules; the inter-modal term comes from a subclass."""
+
+    has_own_schedule = True
+    uses_momentum = True
+    uses_queue = True  # two streams (rgb, depth): no rgbd_mode in IntraKwargs
+    Kwargs = IntraKwargs
+
+    @classmethod
+    def check_kwargs(cls, kw: dict[str, Any]) -> None:
+        super().check_kwargs(kw)
+        req = cls.require
+        req(kw["schedule"] in SCHEDULES, "schedule", kw["schedule"], f"use one of {SCHEDULES}")
+        for key in ("tau_intra", "stage1_lr", "stage2_lr", "one_stage_lr"):
+            req(0 < float(kw[key]) < float("inf"), key, kw[key], "must be a finite number > 0")
+        for key in ("lambda_intra", "lambda_inter"):
+            req(float(kw[key]) >= 0, key, kw[key], "must be >= 0")
+        for key in ("stage1_epochs", "stage2_epochs", "one_stage_epochs"):
+            req(int(kw[key]) >= 0, key, kw[key], "must be >= 0")
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        if self.cfg.optimizer.get("lr") is not None:
+            raise ConfigError(
+                f"optimizer.lr={self.cfg.optimizer.lr} is not used by method '{self.method_name}', "
+                "whose lr follows its schedule: set method_kwargs.stage1_lr and "
+                "method_kwargs.stage2_lr (two_stage, intra_only) or method_kwargs.one_stage_lr "
+                "(one_stage) instead, and drop optimizer.lr."
+            )
+
+    # ----- declarations -------------------------------------------------------------------
+    @property
+    def has_unused_parameters(self) -> bool:  # the inter-modal modules idle outside stage 2
+        return bool(self.inter_modules()) and self.schedule != "one_stage"
+
+    def inter_modules(self) -> list[tuple[nn.Module, nn.Module | None]]:
+        """(online, momentum-or-None) modules of the inter-modal term (stage 2 only)."""
+        return []
+
+    def extra_modules(self) -> list[tuple[nn.Module, nn.Module | None]]:
+        return self.inter_modules()
+
+    def extra_momentum_active(self) -> bool:
+        return self.stage == 2  # in stage 1 the inter-modal modules are untouched
+
+    # ----- schedule -----------------------------------------------------------------------
+    @property
+    def schedule(self) -> str:
+        return str(self.kwargs["schedule"])
+
+    def schedule_epochs(self) -> int:
+        """The epochs the stage schedule spans: one_stage_epochs, or stage1 + stage2."""
+        return self.staged.epochs
+
+    def planned_epochs(self) -> int:
+        """The schedule's epochs; ``trainer.max_epochs`` may only stop the run earlier."""
+        cap = self.cfg.trainer.get("max_epochs")
+        epochs, warning = self.staged.epochs_to_run(
+            None if cap is None else int(cap), self.method_name
+        )
+        if warning:
+            rank_zero_warn(warning)
+        return epochs
+
+    @property
+    def staged(self) -> StagedSchedule:
+        """Stage, lr and epochs at any step (Lightning-free, :mod:`solo_rgbd.methods.staged`)."""
+        opt = self.cfg.optimizer
+        return StagedSchedule.from_kwargs(self.kwargs, float(opt.warmup_epochs), str(opt.scheduler))
+
+    def stage_at(self, epoch: int) -> int:
+        """1: IntraCLM only; 2: IntraCLM + the inter-modal term."""
+        return self.staged.terms_at_epoch(epoch)
+
+    @property
+    def stage(self) -> int:
+        return self.stage_at(self.current_epoch)
+
+    @property
+    def base_lr(self) -> float:
+        return self.staged.base_lr
+
+    def lr_at(self, step: int) -> float:
+        """Each stage: its own lr with its own cosine decay (warmup from optimizer config)."""
+        return self.staged.lr_at(step, self.steps_per_epoch())
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch in self.staged.switch_epochs():
+            self.print(
+                f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
+                f"{self.current_epoch}, step {self.global_step}",
+                flush=True,
+            )
+
+    # ----- forward passes -----------------------------------------------------------------
+    @staticmethod
+    def _flat(out: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return {f"{kind}_{s}": t for kind, per in out.items() for s, t in per.items()}
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Query side (Eq. 1): fmap_rgb / fmap_depth (B, C, h, w), z_rgb / z_depth (B, D)."""
+        return self._flat(self.query({"rgb": rgb, "depth": depth}))
+
+    @torch.no_grad()
+    def momentum_forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Key side (Eq. 2) with the momentum encoders (shuffle-BN if ``shuffle_bn``)."""
+        return self._flat(self.keys({"rgb": rgb, "depth": depth}))
+
+    def intra(
+        self, q: dict, k: dict, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_intra (Eq. 3-4) against snapshots of the queues, without the queued keys of each
+        query's own sample (``ids`` (B,), when ``instance_aware_queue``)."""
+        return intra_loss(
+            q["z_rgb"],
+            k["z_rgb"],
+            self.negatives("rgb"),
+            q["z_depth"],
+            k["z_depth"],
+            self.negatives("depth"),
+            tau=float(self.kwargs["tau_intra"]),
+            exclude_rgb=self.exclusion(self.queues["rgb"], ids),
+            exclude_depth=self.exclusion(self.queues["depth"], ids),
+        )
+
+    def enqueue_intra(self, k: dict, ids: torch.Tensor) -> None:
+        """After the loss, explicitly: this step's keys (from every rank) enter the queues."""
+        self.enqueue({"rgb": k["z_rgb"], "depth": k["z_depth"]}, ids)
+
+    def intra_diagnostics(self, loss, l_intra, parts, q: dict, k: dict) -> dict[str, Any]:
+        return {
+            "loss": loss.detach(),
+            "loss_intra": l_intra.detach(),
+            "loss_rgb": parts["loss_rgb"].detach(),
+            "loss_depth": parts["loss_depth"].detach(),
+            "acc_rgb": top1_accuracy(parts["logits_rgb"]),
+            "acc_depth": top1_accuracy(parts["logits_depth"]),
+            "acc_batch_rgb": self.batch_accuracy(q["z_rgb"], k["z_rgb"]),
+            "acc_batch_depth": self.batch_accuracy(q["z_depth"], k["z_depth"]),
+            "stage": float(self.stage),
+            "lr": self.lr_at(self.global_step),
+        }
 
 
 @dataclass
@@ -78,8 +243,8 @@ class MBCF(IntraCLM):
         kw, fus = self.kwargs, self.kwargs["fusion"]
         # fusion encoder f_Fq (Eq. 5, 9) and its momentum copy f_Fk (Eq. 6)
         self.fusion = FusionEncoder(
-            self.rgb_encoder.num_features,
-            self.depth_encoder.num_features,
+            self.encoders["rgb"].num_features,
+            self.encoders["depth"].num_features,
             dim=int(fus["dim"]),
             proj_hidden_dim=int(kw["proj_hidden_dim"]),
             proj_output_dim=int(kw["proj_output_dim"]),

@@ -1,11 +1,11 @@
 """``method=mocov2plus``: MoCo v2 per stream (the paper's "Intra-modal" baseline, two_stream).
 
-The per-stream MoCo parts are :class:`~solo_rgbd.methods.moco.MoCoStreams`, the same as
-IntraCLM's; here each stream's InfoNCE at ``temperature`` (0.1, the paper's tau_intra) is summed.
-``rgbd_mode=early_fusion`` runs one stream on 4-channel RGB-D, ``rgb_only`` / ``depth_only``
-one modality. ``symmetric=false`` (default) is
-MoCo v2 and the paper's IntraCLM (view 1 queries, view 2 keys); ``symmetric=true`` adds the
-swapped term like solo-learn's mocov2plus (twice the encoder passes).
+The per-stream template (:class:`~solo_rgbd.methods.stream.StreamMethod`) with momentum
+copies and queues, the same parts as IntraCLM's; here each stream's InfoNCE at
+``temperature`` (0.1, the paper's tau_intra) is summed. ``rgbd_mode=early_fusion`` runs one
+stream on 4-channel RGB-D, ``rgb_only`` / ``depth_only`` one modality. ``symmetric=false``
+(default) is MoCo v2 and the paper's IntraCLM (view 1 queries, view 2 keys); ``symmetric=true``
+adds the swapped term like solo-learn's mocov2plus (twice the encoder passes).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any
 import torch
 
 from solo_rgbd.losses.infonce import infonce, top1_accuracy
-from solo_rgbd.methods.moco import MoCoKwargs, MoCoStreams
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.nn.streams import MODES, Streams
+from solo_rgbd.methods.stream import MoCoKwargs, StreamMethod
 
 
 @dataclass
@@ -29,24 +28,20 @@ class MoCoV2PlusKwargs(MoCoKwargs):
 
 
 @register_method("mocov2plus")
-class MoCoV2Plus(MoCoStreams):
+class MoCoV2Plus(StreamMethod):
     Kwargs = MoCoV2PlusKwargs
+    uses_momentum = True
+    uses_queue = True
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:
         super().check_kwargs(kw)
-        modes = tuple(MODES)
-        cls.require(kw["rgbd_mode"] in modes, "rgbd_mode", kw["rgbd_mode"], f"use one of {modes}")
         cls.require(float(kw["temperature"]) > 0, "temperature", kw["temperature"], "must be > 0")
-
-    def streams(self) -> Streams:
-        return Streams.of_mode(str(self.kwargs["rgbd_mode"]))
 
     def objective(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         (rgb1, depth1), (rgb2, depth2) = batch["views"]
         ids = batch["index"]  # (B,): the queues skip a query's own keys
-        streams = self.streams()
-        x1, x2 = streams.inputs(rgb1, depth1), streams.inputs(rgb2, depth2)
+        x1, x2 = self.stream_inputs(rgb1, depth1), self.stream_inputs(rgb2, depth2)
         tau, symmetric = float(self.kwargs["temperature"]), bool(self.kwargs["symmetric"])
         q1, k2 = self.query(x1)["z"], self.keys(x2)["z"]
         if symmetric:
@@ -54,7 +49,7 @@ class MoCoV2Plus(MoCoStreams):
         loss = torch.zeros((), device=rgb1.device)
         logs: dict[str, Any] = {}
         log_now = self.should_log()
-        for s in self.encoders:
+        for s in self.streams:
             negatives, exclude = self.negatives(s), self.exclusion(self.queues[s], ids)
             l_s, logits = infonce(q1[s], k2[s], negatives, tau, exclude)
             if symmetric:

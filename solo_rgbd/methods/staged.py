@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.momentum import warmup_cosine
 
 SCHEDULES = ("two_stage", "one_stage", "intra_only")
@@ -32,6 +33,7 @@ class StagedSchedule:
     stages: tuple[Stage, ...]
     warmup_epochs: float = 0.0  # a linear warmup at the start of every stage
     decay: str = "cosine"  # cosine | constant, within each stage
+    source: str = ""  # the kwargs the stages come from, for messages
 
     @classmethod
     def from_kwargs(
@@ -45,7 +47,12 @@ class StagedSchedule:
             stages = (Stage(s1 + s2, float(kw["stage1_lr"]), 1),)
         else:
             stages = (Stage(s1, float(kw["stage1_lr"]), 1), Stage(s2, float(kw["stage2_lr"]), 2))
-        return cls(kind, stages, float(warmup_epochs), str(decay))
+        source = (
+            f"one_stage_epochs={kw['one_stage_epochs']}"
+            if kind == "one_stage"
+            else f"stage1_epochs={s1} + stage2_epochs={s2}"
+        )
+        return cls(kind, stages, float(warmup_epochs), str(decay), source)
 
     @property
     def epochs(self) -> int:
@@ -55,6 +62,32 @@ class StagedSchedule:
     @property
     def base_lr(self) -> float:
         return self.stages[0].lr
+
+    def epochs_to_run(self, cap: int | None, method: str) -> tuple[int, str | None]:
+        """The epochs a run trains: the schedule's, or fewer when ``trainer.max_epochs``
+        (``cap``) stops it early; and a warning when it does. lr and momentum always span the
+        whole schedule, so a shortened run is the first epochs of the full one."""
+        total = self.epochs
+        if total < 1:
+            raise ConfigError(
+                f"method '{method}' has a {self.kind} schedule of 0 epochs; set "
+                "method_kwargs.stage1_epochs / stage2_epochs (or one_stage_epochs)."
+            )
+        if cap is None or cap == total:
+            return total, None
+        if cap > total:
+            raise ConfigError(
+                f"trainer.max_epochs={cap} is longer than method '{method}''s {self.kind} "
+                f"schedule ({self.source} = {total} epochs); set the stage epochs in "
+                "method_kwargs instead (trainer.max_epochs only stops a staged run early)."
+            )
+        never = [i for i, start in enumerate(self.switch_epochs()) if cap <= start]
+        return cap, (
+            f"trainer.max_epochs={cap} stops method '{method}' after {cap} of its {total} "
+            f"scheduled epochs ({self.source})"
+            + ("; stage 2 (InterCLM) is never reached" if never else "")
+            + ". lr and momentum follow the full schedule."
+        )
 
     def index_at_epoch(self, epoch: int) -> int:
         """The stage that epoch ``epoch`` belongs to (the last one past the end)."""

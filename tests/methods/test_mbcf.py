@@ -32,9 +32,9 @@ class Recorder(pl.Callback):
         self.start = {
             "fusion": _params(m.fusion),
             "fusion_k": _params(m.fusion_k),
-            "rgb": _params(m.rgb_encoder),
+            "rgb": _params(m.encoders["rgb"]),
             "q_fused": m.queue_fused.keys.clone(),
-            "q_rgb": m.queue_rgb.keys.clone(),
+            "q_rgb": m.queues["rgb"].keys.clone(),
         }
         self.epochs = []
 
@@ -44,9 +44,9 @@ class Recorder(pl.Callback):
                 "stage": m.stage,
                 "fusion_untouched": _same(self.start["fusion"], _params(m.fusion)),
                 "fusion_k_untouched": _same(self.start["fusion_k"], _params(m.fusion_k)),
-                "rgb_untouched": _same(self.start["rgb"], _params(m.rgb_encoder)),
+                "rgb_untouched": _same(self.start["rgb"], _params(m.encoders["rgb"])),
                 "q_fused_untouched": torch.equal(self.start["q_fused"], m.queue_fused.keys),
-                "q_rgb_untouched": torch.equal(self.start["q_rgb"], m.queue_rgb.keys),
+                "q_rgb_untouched": torch.equal(self.start["q_rgb"], m.queues["rgb"].keys),
             }
         )
 
@@ -125,12 +125,12 @@ def test_resume_restores_queues_pointer_and_stage(tmp_path):
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["state_dict"]["queues.rgb.ptr"].item() == (3 * 8) % 20
     model = METHODS["mbcf"].load_from_checkpoint(ckpt)
-    assert torch.equal(model.queue_rgb.keys, state["state_dict"]["queues.rgb.keys"])
-    assert model.queue_rgb.ptr.item() == 4
+    assert torch.equal(model.queues["rgb"].keys, state["state_dict"]["queues.rgb.keys"])
+    assert model.queues["rgb"].ptr.item() == 4
 
     class AtStart(pl.Callback):
         def on_train_start(self, trainer, m):
-            self.ptr, self.keys = m.queue_rgb.ptr.item(), m.queue_rgb.keys.clone()
+            self.ptr, self.keys = m.queues["rgb"].ptr.item(), m.queues["rgb"].keys.clone()
             self.epoch, self.stage = trainer.current_epoch, m.stage
 
     probe = AtStart()

@@ -3,6 +3,7 @@ same numbers the paper's two stages (and the ablations' one stage) had inside th
 
 import pytest
 
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.staged import StagedSchedule
 from solo_rgbd.nn.momentum import warmup_cosine
 
@@ -47,3 +48,21 @@ def test_stages_epochs_and_switches():
     assert one.epochs == 4 and one.switch_epochs() == [] and one.terms_at_epoch(0) == 2
     intra = StagedSchedule.from_kwargs({**KW, "schedule": "intra_only"})
     assert intra.epochs == 5 and {intra.terms_at_epoch(e) for e in range(5)} == {1}
+
+
+def test_a_max_epochs_cap_shortens_a_staged_run_with_a_warning_and_never_lengthens_it():
+    s = StagedSchedule.from_kwargs({**KW, "schedule": "two_stage"})
+    assert s.epochs_to_run(None, "mbcf") == (5, None)
+    assert s.epochs_to_run(5, "mbcf") == (5, None)
+    epochs, warning = s.epochs_to_run(3, "mbcf")  # ends with stage 1
+    assert epochs == 3
+    assert "stage1_epochs=3 + stage2_epochs=2" in warning and "never reached" in warning
+    epochs, warning = s.epochs_to_run(4, "mbcf")  # one epoch of stage 2
+    assert epochs == 4 and "never reached" not in warning
+    with pytest.raises(ConfigError, match="trainer.max_epochs=6 is longer than method 'mbcf'"):
+        s.epochs_to_run(6, "mbcf")
+    one = StagedSchedule.from_kwargs({**KW, "schedule": "one_stage"})
+    assert "one_stage_epochs=4" in one.epochs_to_run(2, "mbcf")[1]
+    empty = StagedSchedule.from_kwargs({**KW, "schedule": "one_stage", "one_stage_epochs": 0})
+    with pytest.raises(ConfigError, match="schedule of 0 epochs"):
+        empty.epochs_to_run(None, "mbcf")

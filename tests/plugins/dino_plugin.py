@@ -30,34 +30,30 @@ class DINOLike(StreamMethod):
         super().__init__(cfg)
         out = int(self.kwargs["proj_output_dim"])
         self.criterion = nn.ModuleDict(
-            {s: DINOLoss(out, warmup_teacher_temp_epochs=0) for s in self.stream_chans}
+            {s: DINOLoss(out, warmup_teacher_temp_epochs=0) for s in self.streams}
         )
 
     def make_augment(self, cfg) -> PairedAugment:
         kw = self.kwargs
         return PairedAugment(cfg, int(kw["local_crops"]), int(kw["local_size"]))
 
-    def build_heads(self, in_dim: int) -> nn.ModuleDict:
-        return nn.ModuleDict({"projector": self._head(in_dim)})
-
-    def _head(self, in_dim: int) -> nn.Module:
+    def make_projector(self, in_dim: int) -> nn.Module:
         dims = (
             int(self.kwargs[k]) for k in ("proj_hidden_dim", "bottleneck_dim", "proj_output_dim")
         )
         return DINOProjectionHead(in_dim, *dims)
 
-    def build_momentum(self, heads: nn.ModuleDict) -> nn.Module:
+    def make_momentum_projector(self, student: nn.Module) -> nn.Module:
         # the teacher head: a twin loaded with the student's weights (weight_norm'd layers do
         # not deepcopy)
-        student = heads["projector"]
-        teacher = self._head(next(student.parameters()).shape[1])
+        teacher = self.make_projector(next(student.parameters()).shape[1])
         teacher.load_state_dict(student.state_dict())
         return teacher.requires_grad_(False)
 
     def training_step(self, batch, batch_idx):
         views = [self.stream_inputs(rgb, depth) for rgb, depth in batch["views"]]
         loss = 0.0
-        for s in self.stream_chans:
+        for s in self.streams:
             teacher = [self.embed_momentum(s, v[s]) for v in views[:2]]  # global crops only
             student = [self.project(s, v[s]) for v in views]
             loss = loss + self.criterion[s](teacher, student, epoch=self.current_epoch)

@@ -26,9 +26,9 @@ class SimSiam(StreamMethod):
         super().__init__(cfg)
         self.criterion = NegativeCosineSimilarity()
 
-    def build_heads(self, in_dim: int) -> nn.ModuleDict:
+    def make_projector(self, in_dim: int) -> nn.Module:
         hidden, out = int(self.kwargs["proj_hidden_dim"]), int(self.kwargs["proj_output_dim"])
-        return nn.ModuleDict({"projector": SimSiamProjectionHead(in_dim, hidden, out)})
+        return SimSiamProjectionHead(in_dim, hidden, out)
 
     def make_predictor(self, dim: int) -> nn.Module:
         return SimSiamPredictionHead(dim, int(self.kwargs["pred_hidden_dim"]), dim)
