@@ -16,8 +16,9 @@ import time
 import torch
 
 from solo_rgbd.augment.paired import AugmentConfig, PairedAugment
-from solo_rgbd.data.cache import RootSpec, build_cache
+from solo_rgbd.data.cache import RootSpec
 from solo_rgbd.data.sources import index_loader
+from solo_rgbd.data.store import build_cache
 from solo_rgbd.data.synthetic import write_synthetic
 
 

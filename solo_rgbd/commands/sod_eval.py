@@ -8,8 +8,9 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from solo_rgbd.data.cache import RootSpec, build_cache, decode_depth
+from solo_rgbd.data.cache import RootSpec, decode_depth
 from solo_rgbd.data.sources import build_from_config
+from solo_rgbd.data.store import build_cache
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.tasks.sod.predict import device, load_sod_module, predict_cache, subsets, test_sets
 from solo_rgbd.tasks.sod.spec import SOD

@@ -9,7 +9,9 @@ it to a square ``size`` and keeps it in memory as
   :func:`decode_depth`; int16 rather than uint16 because CUDA indexes int16 everywhere)
 - ``gt``    uint8  (N, 1, S, S), present when every root has GT
 
-so epochs after the first do no image decoding. ``to('cuda')`` moves the cache to the GPU, and
+so epochs after the first do no image decoding (:mod:`solo_rgbd.data.store` picks where the
+decoded arrays live: in this process, or memory-mapped from a shared file on disk, see
+:mod:`solo_rgbd.data.disk_cache`). ``to('cuda')`` moves the cache to the GPU, and
 batches are then gathered there without a host round-trip. RGB and depth of different sizes
 are both resized to ``size`` (depth is effectively resized to the RGB frame), with one warning
 per root that names how many pairs and a few examples.
@@ -19,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,33 +96,25 @@ class RGBDCache:
     meta: list[dict[str, str]] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # original RGB (H, W)
     gt_paths: list[str] = field(default_factory=list)  # GT files, for scoring at GT size
+    #: a view of memory-mapped arrays (data.cache=disk): the rows of rgb / depth / gt it holds,
+    #: so a subset never copies the dataset into RAM; None: every row, in order
+    rows: torch.Tensor | None = None
+    #: the arrays are memory-mapped files shared by every process (data.cache=disk)
+    mapped: bool = False
 
     def __len__(self) -> int:
-        return self.rgb.shape[0]
+        return self.rgb.shape[0] if self.rows is None else len(self.rows)
 
-    @property
-    def device(self) -> torch.device:
-        return self.rgb.device
+    def materialized(self) -> RGBDCache:
+        """The same pairs with the view's rows copied into tensors of their own."""
+        if self.rows is None:
+            return self
+        idx = self.rows
+        gt = None if self.gt is None else self.gt[idx]
+        return RGBDCache(self.rgb[idx], self.depth[idx], gt, *self._lists(range(len(idx))))
 
-    def to(self, device: str | torch.device) -> RGBDCache:
-        return RGBDCache(
-            self.rgb.to(device),
-            self.depth.to(device),
-            None if self.gt is None else self.gt.to(device),
-            self.stems,
-            self.sources,
-            self.meta,
-            self.sizes,
-            self.gt_paths,
-        )
-
-    def subset(self, indices: Sequence[int]) -> RGBDCache:
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        pick = [int(i) for i in idx]
-        return RGBDCache(
-            self.rgb[idx],
-            self.depth[idx],
-            None if self.gt is None else self.gt[idx],
+    def _lists(self, pick: Sequence[int]) -> tuple[list, list, list, list, list]:
+        return (
             [self.stems[i] for i in pick],
             [self.sources[i] for i in pick],
             [self.meta[i] for i in pick] if self.meta else [],
@@ -128,10 +122,37 @@ class RGBDCache:
             [self.gt_paths[i] for i in pick] if self.gt_paths else [],
         )
 
+    @property
+    def device(self) -> torch.device:
+        return self.rgb.device
+
+    def to(self, device: str | torch.device) -> RGBDCache:
+        cache = self.materialized()
+        return RGBDCache(
+            cache.rgb.to(device),
+            cache.depth.to(device),
+            None if cache.gt is None else cache.gt.to(device),
+            cache.stems,
+            cache.sources,
+            cache.meta,
+            cache.sizes,
+            cache.gt_paths,
+        )
+
+    def subset(self, indices: Sequence[int]) -> RGBDCache:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        lists = self._lists([int(i) for i in idx])
+        if self.rows is not None or self.mapped:  # a view: no copy of the mapped arrays
+            rows = idx if self.rows is None else self.rows[idx]
+            return RGBDCache(self.rgb, self.depth, self.gt, *lists, rows=rows, mapped=True)
+        gt = None if self.gt is None else self.gt[idx]
+        return RGBDCache(self.rgb[idx], self.depth[idx], gt, *lists)
+
     def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         """Gather a batch: {'rgb': uint8, 'depth': int16 code, 'gt'?: uint8, 'index': long}."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        dev_idx = idx.to(self.rgb.device)
+        rows = idx if self.rows is None else self.rows[idx]
+        dev_idx = rows.to(self.rgb.device)
         out = {"rgb": self.rgb[dev_idx], "depth": self.depth[dev_idx], "index": idx}
         if self.gt is not None:
             out["gt"] = self.gt[dev_idx]
@@ -173,11 +194,7 @@ def load_pair(
     return rgb_u8, depth_code, gt_u8, differ, (rgb.shape[0], rgb.shape[1])
 
 
-_DECODED: OrderedDict[tuple, RGBDCache] = OrderedDict()
-_DECODED_MAX = 6  # decoded datasets kept per process (compare reuses them across cells, seeds)
-
-
-def _fingerprint(roots: Sequence[RootSpec]) -> tuple:
+def fingerprint(roots: Sequence[RootSpec]) -> tuple:
     """Each root and the modification times of its folders: a changed dataset is decoded again."""
     out = []
     for spec in roots:
@@ -192,39 +209,20 @@ def _fingerprint(roots: Sequence[RootSpec]) -> tuple:
     return tuple(out)
 
 
-def build_cache(
-    roots: Sequence[RootSpec],
-    size: int,
-    strict_pairs: bool = True,
-    on_constant_depth: str = "error",
-    num_threads: int = 2,
-    require_gt: bool = False,
-    labels: LabelPolicy = SALIENCY,
-) -> RGBDCache:
-    """Discover, decode and cache every pair of ``roots`` (concatenated in order).
+@dataclass(frozen=True)
+class PairJobs:
+    """Every pair of some roots, found but not decoded: (spec, name, stem, rgb, depth, gt)."""
 
-    A process decodes a dataset once: the same roots, size and policy return the tensors
-    decoded before (an LRU of a few datasets), unless a folder of a root changed since. The
-    returned cache is never modified in place (``subset`` and ``to`` make new ones).
-    """
-    key = (_fingerprint(roots), size, strict_pairs, on_constant_depth, require_gt, labels)
-    if key in _DECODED:
-        _DECODED.move_to_end(key)
-        return _DECODED[key]
-    cache = _build_cache(
-        roots, size, strict_pairs, on_constant_depth, num_threads, require_gt, labels
-    )
-    _DECODED[key] = cache
-    while len(_DECODED) > _DECODED_MAX:
-        _DECODED.popitem(last=False)
-    return cache
+    jobs: list[tuple]
+    meta: list[dict]
+    use_gt: bool  # every root has a GT map for every pair
+
+    def __len__(self) -> int:
+        return len(self.jobs)
 
 
-def _pair_jobs(
-    roots: Sequence[RootSpec], strict_pairs: bool, require_gt: bool
-) -> tuple[list[tuple], list[dict], bool]:
-    """(spec, name, stem, rgb, depth, gt) of every pair of ``roots``, their meta rows, and
-    whether every root has a GT map for every pair."""
+def pair_jobs(roots: Sequence[RootSpec], strict_pairs: bool, require_gt: bool) -> PairJobs:
+    """Discover every pair of ``roots`` (concatenated in order), with their meta rows."""
     use_gt = True
     jobs: list[tuple] = []
     meta: list[dict] = []
@@ -256,51 +254,52 @@ def _pair_jobs(
         for stem in pairs.stems:
             jobs.append((spec, name, stem, pairs.rgb[stem], pairs.depth[stem], pairs.gt.get(stem)))
             meta.append(root_meta.get(stem, {}))
-    return jobs, meta, use_gt
+    return PairJobs(jobs, meta, use_gt)
 
 
-def _build_cache(
-    roots: Sequence[RootSpec],
-    size: int,
-    strict_pairs: bool,
-    on_constant_depth: str,
-    num_threads: int,
-    require_gt: bool,
-    labels: LabelPolicy,
-) -> RGBDCache:
+def check_decode_policy(roots: Sequence[RootSpec], on_constant_depth: str) -> None:
     if on_constant_depth not in ("error", "zeros"):
         raise DataError(
             f"data.on_constant_depth must be 'error' or 'zeros', not '{on_constant_depth}'."
         )
     if not roots:
         raise DataError("no dataset root given: set data.path (or data.roots).")
-    jobs, meta, use_gt = _pair_jobs(roots, strict_pairs, require_gt)
-    rgb, depth, gt, stems, sources, sizes = [], [], [], [], [], []
+
+
+#: pairs decoded by this process; the disk cache's tests count them
+DECODE_COUNT = [0]
+_COUNT_LOCK = threading.Lock()
+
+
+def decode_pairs(
+    found: PairJobs,
+    size: int,
+    on_constant_depth: str,
+    num_threads: int,
+    labels: LabelPolicy,
+    block: int = 256,
+) -> Iterator[tuple[tuple, tuple]]:
+    """(job, (rgb, depth, gt, sizes_differ, (H, W))) of every pair, in order, decoded in a
+    thread pool a block at a time (memory stays bounded by the block); one warning per root
+    whose depth maps had to be resized to the RGB frame."""
     differ: dict[str, list[str]] = {}
 
     def work(job):
         spec, _, _, rgb_path, depth_path, gt_path = job
+        with _COUNT_LOCK:
+            DECODE_COUNT[0] += 1
+        gt = gt_path if found.use_gt else None
         return load_pair(
-            rgb_path,
-            depth_path,
-            gt_path if use_gt else None,
-            size,
-            spec.invert_depth,
-            on_constant_depth,
-            labels,
+            rgb_path, depth_path, gt, size, spec.invert_depth, on_constant_depth, labels
         )
 
     with ThreadPoolExecutor(max(1, num_threads)) as pool:
-        for job, (r, d, g, diff, hw) in zip(jobs, pool.map(work, jobs), strict=True):
-            rgb.append(r)
-            sizes.append(hw)
-            depth.append(d)
-            if g is not None:
-                gt.append(g)
-            stems.append(job[2])
-            sources.append(job[1])
-            if diff:
-                differ.setdefault(str(job[0].path), []).append(job[2])
+        for start in range(0, len(found.jobs), block):
+            jobs = found.jobs[start : start + block]
+            for job, out in zip(jobs, pool.map(work, jobs), strict=True):
+                if out[3]:
+                    differ.setdefault(str(job[0].path), []).append(job[2])
+                yield job, out
     for root, bad in differ.items():
         log.warning(
             "%s: %d pair(s) have depth of a different size than RGB (e.g. %s); depth was "
@@ -309,15 +308,32 @@ def _build_cache(
             len(bad),
             ", ".join(bad[:5]),
         )
+
+
+def decode_to_ram(
+    found: PairJobs, size: int, on_constant_depth: str, num_threads: int, labels: LabelPolicy
+) -> RGBDCache:
+    """Decode every pair into tensors of this process, filled in place (no stacking copy)."""
+    n, use_gt = len(found), found.use_gt
+    rgb = torch.empty((n, 3, size, size), dtype=torch.uint8)
+    depth = torch.empty((n, 1, size, size), dtype=torch.int16)
+    gt = torch.empty((n, 1, size, size), dtype=torch.uint8) if use_gt else None
+    sizes = []
+    pairs = decode_pairs(found, size, on_constant_depth, num_threads, labels)
+    for i, (_, (r, d, g, _, hw)) in enumerate(pairs):
+        rgb[i], depth[i] = r, d
+        if gt is not None:
+            gt[i] = g
+        sizes.append(hw)
     return RGBDCache(
-        torch.stack(rgb),
-        torch.stack(depth),
-        torch.stack(gt) if use_gt and gt else None,
-        stems,
-        sources,
-        meta if any(meta) else [],
+        rgb,
+        depth,
+        gt,
+        [job[2] for job in found.jobs],
+        [job[1] for job in found.jobs],
+        found.meta if any(found.meta) else [],
         sizes,
-        [str(job[5]) for job in jobs] if use_gt else [],
+        [str(job[5]) for job in found.jobs] if use_gt else [],
     )
 
 

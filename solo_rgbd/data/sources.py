@@ -12,15 +12,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from solo_rgbd.data.cache import (
-    SALIENCY,
-    LabelPolicy,
-    RGBDCache,
-    RootSpec,
-    build_cache,
-    default_cache_root,
-)
+from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RGBDCache, RootSpec, default_cache_root
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
+from solo_rgbd.data.store import build_cache
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.locks import cache_lock
@@ -98,7 +92,9 @@ def build_from_config(
     require_gt: bool = False,
     size: int | None = None,
     labels: LabelPolicy = SALIENCY,
+    copies: int = 1,
 ) -> RGBDCache:
+    """The decoded pairs of a data config; ``copies``: processes on this node (DDP ranks)."""
     return build_cache(
         resolve_roots(data, split),
         size=size or int(data.image_size),
@@ -107,6 +103,9 @@ def build_from_config(
         num_threads=int(data.decode_threads or os.cpu_count() or 1),
         require_gt=require_gt,
         labels=labels,
+        storage=str(data.get("cache", "auto")),
+        cache_dir=data.get("cache_dir"),
+        copies=copies,
     )
 
 

@@ -26,7 +26,9 @@ class RGBDDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_cache is not None:
             return
-        cache = build_from_config(self.data, "train")
+        trainer = self.trainer
+        copies = trainer.world_size // max(1, trainer.num_nodes) if trainer else 1
+        cache = build_from_config(self.data, "train", copies=copies)  # copies: ranks per node
         frac = float(self.data.val_fraction)
         if frac > 0:
             n_val = max(1, int(round(frac * len(cache))))

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from solo_rgbd.data.cache import RootSpec, build_cache, decode_depth, encode_depth
+from solo_rgbd.data.cache import RootSpec, decode_depth, encode_depth
+from solo_rgbd.data.store import build_cache
 
 
 def test_cache_dtypes_shapes_and_meta(synth_root):
@@ -55,7 +56,8 @@ def test_class_maps_keep_their_ids_with_the_nearest_label_policy(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RootSpec, build_cache
+    from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RootSpec
+    from solo_rgbd.data.store import build_cache
 
     for sub in ("RGB", "depth", "GT"):
         (tmp_path / sub).mkdir()
@@ -77,7 +79,8 @@ def test_a_process_decodes_a_dataset_once_until_it_changes(synth_root, tmp_path)
     import os
     import shutil
 
-    from solo_rgbd.data.cache import RootSpec, build_cache
+    from solo_rgbd.data.cache import RootSpec
+    from solo_rgbd.data.store import build_cache
 
     root = tmp_path / "ds"
     shutil.copytree(synth_root, root)

@@ -1,6 +1,7 @@
 import torch
 
-from solo_rgbd.data.cache import RootSpec, build_cache
+from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.store import build_cache
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.tasks.sod.linear_probe import probe_modalities
 

@@ -1,7 +1,8 @@
 import torch
 
-from solo_rgbd.data.cache import RootSpec, build_cache
+from solo_rgbd.data.cache import RootSpec
 from solo_rgbd.data.sources import index_loader
+from solo_rgbd.data.store import build_cache
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.tasks.sod.model import SODNet

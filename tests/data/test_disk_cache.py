@@ -1,0 +1,136 @@
+"""The shared on-disk cache (data.cache=disk|auto): the same bytes as the RAM cache, decoded
+once, memory-mapped, views instead of copies, and clear errors with nothing half-written."""
+
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from solo_rgbd.data import cache as cache_mod
+from solo_rgbd.data import disk_cache, store
+from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.store import build_cache
+from solo_rgbd.errors import ConfigError, DataError
+
+
+def _copy(synth_root: Path, tmp_path: Path) -> list[RootSpec]:
+    """A private copy: the process-wide LRU of opened caches must not hand back another
+    test's cache."""
+    root = tmp_path / "ds"
+    shutil.copytree(synth_root, root)
+    return [RootSpec(str(root))]
+
+
+def _disk(roots, tmp_path, **kw):
+    return build_cache(roots, size=40, storage="disk", cache_dir=tmp_path / "decoded", **kw)
+
+
+def test_the_disk_cache_holds_the_ram_caches_bytes_and_is_decoded_once(synth_root, tmp_path):
+    roots = _copy(synth_root, tmp_path)
+    ram = build_cache(roots, size=40, storage="ram")
+    before = cache_mod.DECODE_COUNT[0]
+    disk = _disk(roots, tmp_path)
+    assert cache_mod.DECODE_COUNT[0] - before == len(ram) == 32  # each pair decoded once
+    assert disk.mapped and not ram.mapped
+    for name in ("rgb", "depth", "gt"):
+        assert torch.equal(getattr(disk, name), getattr(ram, name)), name
+    assert (disk.stems, disk.sources, disk.meta) == (ram.stems, ram.sources, ram.meta)
+    assert disk.sizes == ram.sizes and disk.gt_paths == ram.gt_paths
+    # another process (here: a fresh open, the LRU emptied) maps the folder, decodes nothing
+    store._OPENED.clear()
+    again = _disk(roots, tmp_path)
+    assert cache_mod.DECODE_COUNT[0] - before == 32 and torch.equal(again.rgb, ram.rgb)
+    (folder,) = [p for p in (tmp_path / "decoded").iterdir() if p.is_dir()]
+    index = json.loads((folder / "index.json").read_text())
+    assert index["n"] == 32 and index["format"] == disk_cache.DISK_FORMAT
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "depth.npy", "gt.npy", "index.json", "rgb.npy",
+    ]  # fmt: skip
+
+
+def test_a_subset_of_a_mapped_cache_is_a_view_with_the_same_batches(synth_root, tmp_path):
+    roots = _copy(synth_root, tmp_path)
+    ram = build_cache(roots, size=40, storage="ram")
+    disk = _disk(roots, tmp_path)
+    pick = [5, 3, 30, 0, 17, 9]
+    view, copy = disk.subset(pick), ram.subset(pick)
+    assert view.rgb.data_ptr() == disk.rgb.data_ptr()  # no copy of the arrays
+    assert view.mapped and view.rows.tolist() == pick and len(view) == 6
+    inner = view.subset([4, 1])  # a view of a view
+    assert inner.rows.tolist() == [17, 3] and inner.stems == [ram.stems[17], ram.stems[3]]
+    for a, b in ((view, copy), (inner, copy.subset([4, 1]))):
+        ba, bb = a.batch([1, 0]), b.batch([1, 0])
+        assert all(torch.equal(ba[k], bb[k]) for k in ("rgb", "depth", "gt", "index"))
+    flat = view.materialized()
+    assert not flat.mapped and torch.equal(flat.rgb, copy.rgb) and flat.stems == copy.stems
+
+
+def test_auto_switches_to_disk_with_one_line_and_a_forced_ram_that_cannot_fit_is_an_error(
+    synth_root, tmp_path, monkeypatch, caplog
+):
+    roots = _copy(synth_root, tmp_path)
+    need = disk_cache.decoded_bytes(32, 40, with_gt=True)
+    monkeypatch.setattr(store, "available_memory", lambda: 2 * need * 2 - 1)  # 2 ranks: no
+    with caplog.at_level(logging.WARNING, logger="solo_rgbd.data.store"):
+        auto = build_cache(roots, size=40, storage="auto", cache_dir=tmp_path / "decoded", copies=2)
+    assert auto.mapped
+    lines = [r.getMessage() for r in caplog.records if r.name == "solo_rgbd.data.store"]
+    assert len(lines) == 1 and "using the shared disk cache" in lines[0]
+    assert store.choose_storage("auto", need, copies=1) == "ram"  # one process fits
+    with pytest.raises(DataError, match="data.cache=ram needs .* use data.cache=disk"):
+        store.choose_storage("ram", need, copies=5)
+    with pytest.raises(ConfigError, match="data.cache='memory' is unknown"):
+        store.choose_storage("memory", need)
+
+
+def test_too_little_disk_is_an_error_before_any_decoding(synth_root, tmp_path, monkeypatch):
+    roots = _copy(synth_root, tmp_path)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(disk_cache.shutil, "disk_usage", lambda _: usage._replace(free=1 << 20))
+    before = cache_mod.DECODE_COUNT[0]
+    with pytest.raises(DataError, match=r"needs 0\.3 MiB .* 1\.0 MiB free; point data.cache_dir"):
+        _disk(roots, tmp_path)
+    assert cache_mod.DECODE_COUNT[0] == before
+    assert [p.name for p in (tmp_path / "decoded").iterdir() if p.is_dir()] == []
+
+
+def test_a_killed_build_is_cleaned_up_and_a_corrupt_cache_says_how_to_fix_it(synth_root, tmp_path):
+    roots = _copy(synth_root, tmp_path)
+    key = disk_cache.cache_key(roots, 40, True, "error", cache_mod.SALIENCY)
+    stale = tmp_path / "decoded" / f"{key}.tmp-99999"  # what a kill -9 mid-build leaves
+    stale.mkdir(parents=True)
+    (stale / "rgb.npy").write_bytes(b"half")
+    cache = _disk(roots, tmp_path)
+    assert len(cache) == 32 and not stale.exists()
+    folder = tmp_path / "decoded" / key
+    (folder / "rgb.npy").write_bytes((folder / "rgb.npy").read_bytes()[:1000])  # truncated
+    with pytest.raises(DataError, match="is unreadable .* delete that folder"):
+        disk_cache.open_disk_cache(folder)
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def test_a_disk_that_fills_up_while_decoding_leaves_nothing_behind(
+    synth_root, tmp_path, monkeypatch
+):
+    small = tmp_path / "small"
+    if not _mount_tmpfs(small, "96k"):
+        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk case is untested")
+    try:
+        roots = _copy(synth_root, tmp_path)
+        # the free-space check passes (it is told 1 GiB), the writes then hit a full disk
+        fake = shutil.disk_usage(small)._replace(free=1 << 30)
+        monkeypatch.setattr(disk_cache.shutil, "disk_usage", lambda _: fake)
+        with pytest.raises(DataError, match="writing the disk cache .* failed .* nothing was"):
+            build_cache(roots, size=40, storage="disk", cache_dir=small)
+        assert [p for p in small.iterdir() if p.is_dir()] == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
