@@ -89,6 +89,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.val_fraction": _num(0.0, 1.0, hi_open=True),
     "data.cache_device": _choice("cpu", "cuda"),
     "data.cache": _choice("auto", "ram", "disk"),
+    "data.format": _choice("folder", "litdata"),
     "augmentations.backend": _choice("fast", "kornia"),
     "augmentations.crop_size": _int(8),
     "augmentations.min_scale": _num(0.0, 1.0, lo_open=True),

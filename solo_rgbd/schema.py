@@ -50,6 +50,7 @@ class DataConfig:
     decode_threads: int | None = None  # threads for the one-time decode (null: every core)
     cache_device: str = "cpu"  # cpu | cuda: keep the decoded dataset on the GPU
     cache: str = "auto"  # ram | disk | auto: decoded arrays per process, or one mmap'd copy
+    format: str = "folder"  # folder (any layout) | litdata (data.path: a 'data pack' folder)
     cache_dir: str | None = None  # the disk cache's folder (null: $SOLO_RGBD_CACHE/decoded)
     strict_pairs: bool = True  # RGB without depth is an error (false: skipped, warned)
     on_constant_depth: str = "error"  # error | zeros

@@ -1,4 +1,5 @@
-"""``solo-rgbd data {synth,check}``: write the synthetic dataset, check dataset folders."""
+"""``solo-rgbd data {synth,check,pack}``: write the synthetic dataset, check dataset folders,
+pack a dataset into LitData chunks."""
 
 from __future__ import annotations
 
@@ -35,11 +36,35 @@ def _data_parser() -> argparse.ArgumentParser:
         help="read depth as far = bright (for the polarity hint)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    pack = sub.add_parser(
+        "pack", help="decode a dataset once into LitData chunks (data.format=litdata)"
+    )
+    pack.add_argument("src", nargs="+", help="dataset root(s), any supported layout")
+    pack.add_argument("out", help="the packed folder (new; OUT.partial while it is written)")
+    pack.add_argument("--size", type=int, default=256, help="image size (data.image_size)")
+    pack.add_argument("--invert-depth", action="store_true", help="far = bright in SRC")
+    pack.add_argument("--workers", type=int, default=1, help="packing processes (default 1)")
+    pack.add_argument("--chunk-bytes", default="64MB", help="LitData chunk size (default 64MB)")
+    pack.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _pack(ns: argparse.Namespace) -> int:
+    from solo_rgbd.data.cache import RootSpec
+    from solo_rgbd.data.shards import pack
+
+    start = time.perf_counter()
+    roots = [RootSpec(p, ns.invert_depth) for p in ns.src]
+    out = pack(roots, ns.out, ns.size, ns.workers, ns.chunk_bytes, progress=not ns.quiet)
+    print(f"packed {', '.join(ns.src)} into {out} in {time.perf_counter() - start:.1f} s")
+    print(f"train from it with: data.format=litdata data.path={out} data.image_size={ns.size}")
+    return 0
 
 
 def run_data_command(args: Sequence[str]) -> int:
     ns = _data_parser().parse_args(list(args))
+    if ns.action == "pack":
+        return _pack(ns)
     if ns.action == "synth":
         from solo_rgbd.data.synthetic import write_synthetic
 

@@ -105,6 +105,10 @@ class RGBDCache:
     def __len__(self) -> int:
         return self.rgb.shape[0] if self.rows is None else len(self.rows)
 
+    @property
+    def has_gt(self) -> bool:
+        return self.gt is not None
+
     def materialized(self) -> RGBDCache:
         """The same pairs with the view's rows copied into tensors of their own."""
         if self.rows is None:

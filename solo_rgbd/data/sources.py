@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 
 from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RGBDCache, RootSpec, default_cache_root
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
+from solo_rgbd.data.shards import ShardPairs
 from solo_rgbd.data.store import build_cache
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
-from solo_rgbd.errors import ConfigError
+from solo_rgbd.errors import ConfigError, DataError
 from solo_rgbd.utils.locks import cache_lock
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ def build_from_config(
     copies: int = 1,
 ) -> RGBDCache:
     """The decoded pairs of a data config; ``copies``: processes on this node (DDP ranks)."""
+    if data.get("format", "folder") == "litdata":
+        return open_shards(data, size or int(data.image_size), require_gt)
     return build_cache(
         resolve_roots(data, split),
         size=size or int(data.image_size),
@@ -107,6 +110,23 @@ def build_from_config(
         cache_dir=data.get("cache_dir"),
         copies=copies,
     )
+
+
+def open_shards(data: DictConfig, size: int, require_gt: bool) -> ShardPairs:
+    """``data.format=litdata``: the packed folder at ``data.path``, read by index."""
+    if not data.get("path"):
+        raise ConfigError(
+            "data.format=litdata needs data.path=FOLDER, a folder made by 'solo-rgbd data pack'."
+        )
+    pairs = ShardPairs(str(data.path))
+    if pairs.size != size:
+        raise ConfigError(
+            f"'{data.path}' was packed at {pairs.size} px and data.image_size={size}; set "
+            f"data.image_size={pairs.size} or pack again with --size {size}."
+        )
+    if require_gt and not pairs.has_gt:
+        raise DataError(f"'{data.path}' was packed without GT maps; this task needs labels.")
+    return pairs
 
 
 def index_loader(

@@ -33,7 +33,9 @@ class RGBDDataModule(pl.LightningDataModule):
         if frac > 0:
             n_val = max(1, int(round(frac * len(cache))))
             perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(self.seed))
-            self.val_cache = cache.subset(perm[:n_val].tolist())
+            # the validation split is small: its own tensors (a view of a disk or shard store
+            # would read it pair by pair at every validation)
+            self.val_cache = cache.subset(perm[:n_val].tolist()).materialized()
             cache = cache.subset(perm[n_val:].tolist())
         device = str(self.data.cache_device)
         if device == "cuda" and torch.cuda.is_available():

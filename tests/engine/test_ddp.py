@@ -73,3 +73,21 @@ def test_two_processes_equal_one_at_the_same_global_batch(tmp_path):
     assert len(b["callbacks"]["RunCheckpoint"]["rng_per_rank"]) == 2
     with open(two / "mbcf/r/logs/metrics.csv") as f:
         assert len([r for r in csv.DictReader(f) if r.get("loss")]) == 4  # rank 0 writes
+    # the same two processes from LitData shards of the same pairs: the same pairs per step
+    # (the library's sampler gives each rank its share), so the same weights
+    (synthetic,) = (tmp_path / "cache" / "synthetic").glob("*-train-*")
+    packed = tmp_path / "packed"
+    cmd = [sys.executable, "-m", "solo_rgbd.cli", "data", "pack", str(synthetic), str(packed)]
+    pack = subprocess.run([*cmd, "--size", "32", "--quiet"], capture_output=True, text=True)
+    assert pack.returncode == 0, pack.stderr[-3000:]
+    shards = _run(
+        tmp_path / "shards",
+        "data.batch_size=16",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "run_name=r",
+        "data.format=litdata",
+        f"data.path={packed}",
+    )
+    c = torch.load(shards / "mbcf/r/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert max((sb[k].double() - c[k].double()).abs().max().item() for k in sb) < TOLERANCE

@@ -35,7 +35,7 @@ def _require_labels(trainer: pl.Trainer, who: str) -> tuple:
 
 def _labels_of(dm, who: str) -> tuple:
     train, val = getattr(dm, "train_cache", None), getattr(dm, "val_cache", None)
-    if train is None or val is None or train.gt is None:
+    if train is None or val is None or not train.has_gt:
         raise ConfigError(
             f"probes.{who}.enabled=true needs labelled data and a validation split: a dataset "
             "with a GT folder and data.val_fraction > 0 (e.g. data.val_fraction=0.1)."

@@ -1,0 +1,304 @@
+"""Datasets packed into LitData chunks (``solo-rgbd data pack``, ``data.format=litdata``).
+
+Packing decodes every pair once (any supported layout, depth polarity applied, resized to
+``--size``) into LitData's chunk files, each item ``{"rgb": uint8 (3, S, S), "depth": int16
+(1, S, S), "gt"?: uint8 (1, S, S), "h", "w"}``, in the folder's pair order, plus
+``solo_rgbd.json`` (the format, size, stems, sources, meta rows, original sizes). The job is
+LitData's ``optimize`` with its checkpoints: it writes ``OUT.partial`` and a rerun after a kill
+continues it; the finished folder is renamed to ``OUT``, so ``OUT`` is whole or absent.
+
+Training reads items by index through LitData's ``StreamingDataset``: the order, the rank
+shares and the resume position are the library's own sampler's (:mod:`solo_rgbd.data.sampler`),
+so a run from the chunks draws exactly the pairs of the same run from the folder, and a killed
+run resumes at the same pair. LitData's own shuffle (chunk-wise, for sequential streaming from
+object stores) would draw a different order than the folder path, so it is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from solo_rgbd.data.cache import SALIENCY, RGBDCache, RootSpec, load_pair, pair_jobs
+from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
+from solo_rgbd.errors import DataError
+
+SHARD_FORMAT = 1
+MANIFEST = "solo_rgbd.json"
+
+
+def _item(job: list, size: int, on_constant_depth: str, errors: str) -> dict:
+    """One pair as a LitData item (a module-level function: the workers pickle it).
+
+    ``job``: [rgb path, depth path, GT path or None, invert depth], JSON for LitData's
+    checkpoints. A pair that cannot be read never raises in the worker (LitData's error path
+    can hang): its error goes to a file under ``errors`` and the pack is refused at the end."""
+    rgb_path, depth_path, gt_path, invert = job
+    gt = Path(gt_path) if gt_path else None
+    if torch.get_num_threads() != 1:  # a forked worker: no OpenMP pool (see pack)
+        torch.set_num_threads(1)
+    try:
+        r, d, g, _, (h, w) = load_pair(
+            Path(rgb_path), Path(depth_path), gt, size, bool(invert), on_constant_depth, SALIENCY
+        )
+    except (DataError, OSError, ValueError) as exc:
+        with open(Path(errors) / f"{os.getpid()}.txt", "a") as f:
+            f.write(" ".join(str(exc).split()) + "\n")
+        r, d = torch.zeros(3, size, size, dtype=torch.uint8), torch.zeros(1, size, size).short()
+        g, h, w = (torch.zeros(1, size, size, dtype=torch.uint8) if gt else None), 0, 0
+    item = {"rgb": r.numpy(), "depth": d.numpy(), "h": int(h), "w": int(w)}
+    if g is not None:
+        item["gt"] = g.numpy()
+    return item
+
+
+def pack(
+    roots: Sequence[RootSpec],
+    out: str | Path,
+    size: int,
+    workers: int = 1,
+    chunk_bytes: str = "64MB",
+    strict_pairs: bool = True,
+    on_constant_depth: str = "error",
+    progress: bool = True,
+) -> Path:
+    """Pack ``roots`` into LitData chunks at ``out`` (resumable; see the module docstring)."""
+    import litdata
+
+    out = Path(out)
+    if (out / MANIFEST).exists():
+        raise DataError(f"'{out}' is already a packed dataset; pack into a new folder.")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"'{out}' exists and is not empty; pack into a new or empty folder.")
+    found = pair_jobs(roots, strict_pairs, require_gt=False)
+    work = out.with_name(out.name + ".partial")
+    plan = {"format": SHARD_FORMAT, "size": size, "roots": [r.path for r in roots], "n": len(found)}
+    check_free_space(work.parent, decoded_bytes(len(found), size, found.use_gt))
+    _check_plan(work, plan)
+    errors = work / "errors"
+    errors.mkdir(exist_ok=True)
+    fn = partial(_item, size=size, on_constant_depth=on_constant_depth, errors=str(errors))
+    inputs = [
+        [str(rgb), str(depth), str(gt) if gt and found.use_gt else None, spec.invert_depth]
+        for spec, _, _, rgb, depth, gt in found.jobs
+    ]
+    try:
+        if not (work / "index.json").exists():  # else: killed after LitData finished
+            litdata.optimize(
+                fn=fn,
+                inputs=inputs,
+                output_dir=str(work),
+                chunk_bytes=chunk_bytes,
+                num_workers=max(1, workers),
+                keep_data_ordered=True,  # item i is pair i of the folder
+                reorder_files=False,
+                use_checkpoint=True,  # a rerun after a kill continues the job
+                verbose=progress,
+                # fork: workers start in milliseconds (spawn re-imports torch, 5 s each); they
+                # run torch single-threaded, as DataLoader workers do, so a parent whose
+                # OpenMP pool has run cannot hang them
+                start_method="fork" if sys.platform.startswith("linux") else None,
+            )
+    except (OSError, RuntimeError) as exc:
+        raise _pack_error(exc, work) from None
+    _refuse_bad_pairs(errors, work)
+    _check_count(work, len(found))
+    manifest = {
+        **plan,
+        "has_gt": found.use_gt,
+        "stems": [job[2] for job in found.jobs],
+        "sources": [job[1] for job in found.jobs],
+        "meta": found.meta if any(found.meta) else [],
+        "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
+    }
+    _write_json(work / MANIFEST, manifest)
+    (work / "plan.json").unlink(missing_ok=True)
+    if out.exists():
+        out.rmdir()  # empty, checked above
+    os.replace(work, out)
+    return out
+
+
+def _check_plan(work: Path, plan: dict) -> None:
+    """A rerun continues only the same job (same roots, size and pairs)."""
+    saved = work / "plan.json"
+    if saved.exists():
+        if json.loads(saved.read_text()) != plan:
+            raise DataError(
+                f"'{work}' is an unfinished pack of other data or another size; delete it to "
+                "start this one."
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    _write_json(saved, plan)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _refuse_bad_pairs(errors: Path, work: Path) -> None:
+    lines = [line for f in sorted(errors.glob("*.txt")) for line in f.read_text().splitlines()]
+    if lines:
+        shutil.rmtree(work, ignore_errors=True)
+        more = f" (and {len(lines) - 1} more pair(s))" if len(lines) > 1 else ""
+        raise DataError(f"packing stopped, nothing was kept: {lines[0]}{more}")
+    shutil.rmtree(errors)
+
+
+def _check_count(path: Path, n: int) -> None:
+    """LitData's index holds exactly ``n`` items (a worker that died unnoticed would not)."""
+    chunks = json.loads((path / "index.json").read_text())["chunks"]
+    have = sum(int(c["chunk_size"]) for c in chunks)
+    if have != n:
+        raise DataError(
+            f"'{path}' holds {have} of {n} pairs: a packing worker died; rerun the same "
+            "'solo-rgbd data pack' to complete it."
+        )
+
+
+def _pack_error(exc: BaseException, work: Path) -> BaseException:
+    """LitData re-raises a worker's error as a RuntimeError holding its traceback: give back
+    the library's own one-paragraph errors (a corrupt image, a missing depth map) and a full
+    disk as such; anything else as it came."""
+    text = str(exc)
+    if getattr(exc, "errno", None) == 28 or "No space left on device" in text:
+        shutil.rmtree(work, ignore_errors=True)
+        return DataError(
+            f"the disk under '{work.parent}' filled up while packing; the partial pack was "
+            "removed. Free space or pack elsewhere, then rerun."
+        )
+    marker = "solo_rgbd.errors.DataError: "
+    if marker in text:
+        message = text.rsplit(marker, 1)[1].strip().splitlines()[0]
+        return DataError(message + f" (the pack so far is kept in '{work}'; rerun to continue)")
+    return exc
+
+
+class ShardPairs:
+    """The pairs of a packed folder, read by index (the training interface of
+    :class:`~solo_rgbd.data.cache.RGBDCache`: ``len``, ``batch``, ``subset``, ``to``)."""
+
+    mapped = False
+
+    def __init__(self, path: str | Path, rows: torch.Tensor | None = None, **state) -> None:
+        self.path = Path(path)
+        if state:
+            self.__dict__.update(state)
+        else:
+            self.manifest = open_manifest(self.path)
+            self.dataset = _streaming(self.path)
+        m = self.manifest
+        self.rows = rows
+        pick = range(m["n"]) if rows is None else rows.tolist()
+        self.stems = [m["stems"][i] for i in pick]
+        self.sources = [m["sources"][i] for i in pick]
+        self.meta = [m["meta"][i] for i in pick] if m["meta"] else []
+        self.gt_paths = [m["gt_paths"][i] for i in pick] if m["gt_paths"] else []
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest["size"])
+
+    @property
+    def has_gt(self) -> bool:
+        return bool(self.manifest["has_gt"])
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def __len__(self) -> int:
+        return self.manifest["n"] if self.rows is None else len(self.rows)
+
+    def _row(self, i: int) -> int:
+        return i if self.rows is None else int(self.rows[i])
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """{'rgb': uint8, 'depth': int16 code, 'gt'?: uint8, 'index': long}, as the cache's."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        items = [self.dataset[self._row(int(i))] for i in idx]
+        out = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in ("rgb", "depth")}
+        if self.has_gt:
+            out["gt"] = torch.from_numpy(np.stack([it["gt"] for it in items]))
+        out["index"] = idx
+        return out
+
+    def subset(self, indices: Sequence[int]) -> ShardPairs:
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        rows = idx if self.rows is None else self.rows[idx]
+        return ShardPairs(self.path, rows, manifest=self.manifest, dataset=self.dataset)
+
+    def materialized(self) -> RGBDCache:
+        """Every pair of this view, read into tensors (a validation split, or for the GPU)."""
+        items = [self.dataset[self._row(i)] for i in range(len(self))]
+        arrays = {
+            k: torch.from_numpy(np.stack([it[k] for it in items])) if items else None
+            for k in ("rgb", "depth", "gt")
+            if k != "gt" or self.has_gt
+        }
+        sizes = [(int(it["h"]), int(it["w"])) for it in items]
+        args = (self.stems, self.sources, self.meta, sizes, self.gt_paths)
+        return RGBDCache(arrays["rgb"], arrays["depth"], arrays.get("gt"), *args)
+
+    def to(self, device: str | torch.device) -> RGBDCache:
+        return self.materialized().to(device)
+
+
+def open_manifest(path: Path) -> dict:
+    """The pack's manifest, or a clear error for an unfinished, foreign or damaged folder."""
+    partial_dir = path.with_name(path.name + ".partial")
+    if not (path / MANIFEST).exists():
+        if partial_dir.exists() and not path.exists():
+            hint = "it is an unfinished pack: rerun the same 'solo-rgbd data pack' to complete it"
+        elif (path / "index.json").exists():
+            hint = "it holds LitData chunks but no solo_rgbd.json: use 'solo-rgbd data pack'"
+        else:
+            hint = "it is not a packed dataset: make one with 'solo-rgbd data pack SRC OUT'"
+        raise DataError(f"data.path='{path}' cannot be read as data.format=litdata: {hint}.")
+    manifest = json.loads((path / MANIFEST).read_text())
+    if manifest.get("format") != SHARD_FORMAT:
+        raise DataError(
+            f"'{path}' was packed by another version of solo-rgbd (format "
+            f"{manifest.get('format')}, this one reads {SHARD_FORMAT}); pack the dataset again "
+            "with 'solo-rgbd data pack'."
+        )
+    _check_chunks(path)
+    _check_count(path, int(manifest["n"]))
+    return manifest
+
+
+def _check_chunks(path: Path) -> None:
+    """Every chunk named in LitData's index.json is there with its full length."""
+    try:
+        index = json.loads((path / "index.json").read_text())
+        chunks = index["chunks"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(
+            f"'{path}/index.json' is missing or unreadable ({exc}); pack the dataset again."
+        ) from None
+    for chunk in chunks:
+        file = path / chunk["filename"]
+        have = file.stat().st_size if file.exists() else -1
+        if have != int(chunk["chunk_bytes"]):
+            state = "is missing" if have < 0 else f"has {have} of {chunk['chunk_bytes']} bytes"
+            raise DataError(
+                f"the chunk '{file}' {state} (truncated or damaged); copy it again from where "
+                "the pack was made, or pack the dataset again."
+            )
+
+
+def _streaming(path: Path):
+    from litdata import StreamingDataset
+
+    return StreamingDataset(str(path))
