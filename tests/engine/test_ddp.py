@@ -75,7 +75,7 @@ def test_two_processes_equal_one_at_the_same_global_batch(tmp_path):
         assert len([r for r in csv.DictReader(f) if r.get("loss")]) == 4  # rank 0 writes
     # the same two processes from LitData shards of the same pairs: the same pairs per step
     # (the library's sampler gives each rank its share), so the same weights
-    (synthetic,) = (tmp_path / "cache" / "synthetic").glob("*-train-*")
+    (synthetic,) = [p for p in (tmp_path / "cache" / "synthetic").glob("*-train-*") if p.is_dir()]
     packed = tmp_path / "packed"
     cmd = [sys.executable, "-m", "solo_rgbd.cli", "data", "pack", str(synthetic), str(packed)]
     pack = subprocess.run([*cmd, "--size", "32", "--quiet"], capture_output=True, text=True)

@@ -205,11 +205,17 @@ def test_sigkill_then_resume_from_litdata_shards_equals_the_folder_run(tmp_path,
     """data.format=litdata draws the folder's pairs in the folder's order and resumes at the
     same pair: a killed and resumed run from the shards ends bit-identical to the reference
     run from the folder."""
-    (synthetic,) = (reference.parents[1] / "cache" / "synthetic").glob("*-train-*")
+    found = (reference.parents[1] / "cache" / "synthetic").glob("*-train-*")
+    (synthetic,) = [p for p in found if p.is_dir()]
     packed = _pack(synthetic, tmp_path / "packed")
     out = tmp_path / "out"
     run = out / "mbcf" / "k"
-    extra = ["run_name=k", "data.format=litdata", f"data.path={packed}"]
+    extra = [
+        "run_name=k",
+        "checkpoint.every_n_steps=1",
+        "data.format=litdata",
+        f"data.path={packed}",
+    ]
     proc = _start(out, *extra)
     _wait_for_step(proc, run, random.Random().randint(2, 19))
     proc.send_signal(signal.SIGKILL)
