@@ -146,9 +146,20 @@ def test_packing_into_a_used_folder_or_a_full_disk_writes_nothing(
 ):
     assert main(["data", "pack", str(synth_root), str(packed), "--size", "40"]) == 2
     assert "already a packed dataset" in capsys.readouterr().err
-    usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(disk_cache.shutil, "disk_usage", lambda _: usage._replace(free=1 << 16))
-    out = tmp_path / "pk"
-    assert main(["data", "pack", str(synth_root), str(out), "--size", "40", "--quiet"]) == 2
-    assert "needs 0.3 MiB" in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "pk.partial").exists()
+    small = tmp_path / "small"  # a 120 KB disk; the pack needs 0.3 MB
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", str(small)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk cases are untested")
+    try:
+        args = ["data", "pack", str(synth_root), str(small / "pk"), "--size", "40", "--quiet"]
+        assert main(args) == 2  # refused before any decoding
+        assert "needs 0.3 MiB" in capsys.readouterr().err
+        assert list(small.iterdir()) == []
+        # told there is room, the pack runs into the full disk part-way
+        fake = shutil.disk_usage(small)._replace(free=1 << 30)
+        monkeypatch.setattr(disk_cache.shutil, "disk_usage", lambda _: fake)
+        assert main([*args, "--chunk-bytes", "20KB"]) == 2
+        assert "filled up while packing; the partial pack was removed" in capsys.readouterr().err
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
