@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solo_rgbd.data.cache import SALIENCY, RGBDCache, RootSpec, load_pair, pair_jobs
+from solo_rgbd.data.cache import SALIENCY, PairJobs, RGBDCache, RootSpec, load_pair, pair_jobs
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
 from solo_rgbd.errors import DataError
 
@@ -71,8 +71,6 @@ def pack(
     progress: bool = True,
 ) -> Path:
     """Pack ``roots`` into LitData chunks at ``out`` (resumable; see the module docstring)."""
-    import litdata
-
     out = Path(out)
     if (out / MANIFEST).exists():
         raise DataError(f"'{out}' is already a packed dataset; pack into a new folder.")
@@ -83,6 +81,35 @@ def pack(
     plan = {"format": SHARD_FORMAT, "size": size, "roots": [r.path for r in roots], "n": len(found)}
     check_free_space(work.parent, decoded_bytes(len(found), size, found.use_gt))
     _check_plan(work, plan)
+    _optimize(work, found, size, workers, chunk_bytes, on_constant_depth, progress)
+    manifest = {
+        **plan,
+        "has_gt": found.use_gt,
+        "stems": [job[2] for job in found.jobs],
+        "sources": [job[1] for job in found.jobs],
+        "meta": found.meta if any(found.meta) else [],
+        "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
+    }
+    _write_json(work / MANIFEST, manifest)
+    (work / "plan.json").unlink(missing_ok=True)
+    if out.exists():
+        out.rmdir()  # empty, checked above
+    os.replace(work, out)
+    return out
+
+
+def _optimize(
+    work: Path,
+    found: PairJobs,
+    size: int,
+    workers: int,
+    chunk_bytes: str,
+    on_constant_depth: str,
+    progress: bool,
+) -> None:
+    """LitData's ``optimize`` over every pair, in order, resumable; then the checks."""
+    import litdata
+
     errors = work / "errors"
     errors.mkdir(exist_ok=True)
     fn = partial(_item, size=size, on_constant_depth=on_constant_depth, errors=str(errors))
@@ -111,20 +138,6 @@ def pack(
         raise _pack_error(exc, work) from None
     _refuse_bad_pairs(errors, work)
     _check_count(work, len(found))
-    manifest = {
-        **plan,
-        "has_gt": found.use_gt,
-        "stems": [job[2] for job in found.jobs],
-        "sources": [job[1] for job in found.jobs],
-        "meta": found.meta if any(found.meta) else [],
-        "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
-    }
-    _write_json(work / MANIFEST, manifest)
-    (work / "plan.json").unlink(missing_ok=True)
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.replace(work, out)
-    return out
 
 
 def _check_plan(work: Path, plan: dict) -> None:
