@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from solo_rgbd.errors import SoloRGBDError
 
-MAIN_HELP = """usage: solo-rgbd {pretrain,sod,data,compare,ckpt} ...
+MAIN_HELP = """usage: solo-rgbd {pretrain,sod,data,compare,ckpt,report} ...
 
 Self-supervised pretraining for paired RGB-D images.
 
@@ -26,6 +26,7 @@ subcommands:
   data       synthesise or check RGB-D datasets ('solo-rgbd data --help')
   compare    pretrain -> SOD -> evaluation for a grid of methods; the paper's tables
   ckpt       'solo-rgbd ckpt info PATH': what a checkpoint holds, part by part
+  report     'solo-rgbd report RUN': report.html, curves and diagnostics of a pretraining run
 
 'solo-rgbd pretrain --help' lists the config groups and the registered methods.
 """
@@ -99,6 +100,19 @@ def cmd_ckpt(args: Sequence[str]) -> int:
     return run_ckpt_command(args)
 
 
+def cmd_report(args: Sequence[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="solo-rgbd report", description="Write report.html, one self-contained page."
+    )
+    parser.add_argument("path", help="a pretraining run folder (holding config.yaml and logs/)")
+    from solo_rgbd.reports.run import write_report
+
+    print(f"report: {write_report(parser.parse_args(list(args)).path)}")
+    return 0
+
+
 def cmd_sod(args: Sequence[str]) -> int:
     from solo_rgbd.commands.sod import run_sod_command
 
@@ -111,6 +125,7 @@ COMMANDS = {
     "sod": cmd_sod,
     "compare": cmd_compare,
     "ckpt": cmd_ckpt,
+    "report": cmd_report,
 }
 
 

@@ -23,6 +23,7 @@ LAYERS = {
     "tasks": 4,
     "compare": 4,
     "engine": 4,  # a sibling of methods and tasks: commands wire them together
+    "reports": 4,  # reads run folders; knows no method, task or engine
     "commands": 5,
     "cli": 6,
 }

@@ -312,6 +312,12 @@ def _check_chunks(path: Path) -> None:
 
 
 def _streaming(path: Path):
-    from litdata import StreamingDataset
+    import litdata
 
-    return StreamingDataset(str(path))
+    try:
+        return litdata.StreamingDataset(str(path))
+    except Exception as exc:  # noqa: BLE001 - LitData's own errors vary by version
+        raise DataError(
+            f"LitData {litdata.__version__} cannot open '{path}' ({exc}); pack the dataset "
+            "again with this installation's 'solo-rgbd data pack'."
+        ) from None

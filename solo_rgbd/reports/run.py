@@ -1,0 +1,129 @@
+"""The report of a pretraining run folder (``<output_dir>/<method>/<run>``).
+
+Curves over steps (the loss terms, InfoNCE top-1 per modality and fused, lr, momentum tau),
+the modality-balance diagnostics (gradient norm per encoder, attention entropy, masked RGB
+attention mass), the online probe's scores, each with the stage switch marked; the composed
+config and the export's sha256. A truncated or empty ``metrics.csv`` or a missing export
+still gives a page, which names what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from solo_rgbd.errors import ConfigError
+from solo_rgbd.reports.page import Page, pre, table
+
+#: (anchor, title, column prefixes) of the curve panels
+PANELS = (
+    ("losses", "Loss terms", ("loss",)),
+    ("top1", "InfoNCE top-1: in-batch (acc_batch_*) and against the queue (acc_*)", ("acc",)),
+    ("schedule", "Learning rate and momentum tau", ("lr", "momentum_tau")),
+    ("grad", "Gradient norm reaching each encoder", ("grad_norm",)),
+    ("attention", "Fusion attention: entropy and masked RGB mass", ("attention_", "rgb_masked")),
+    ("probe", "Online probe", ("probe/", "frozen_probe/")),
+)
+
+
+def is_pretrain_run(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "logs").is_dir()
+
+
+def read_metrics(path: Path, page: Page) -> list[dict[str, float]]:
+    """The numeric rows of ``metrics.csv``; damaged rows are skipped and named on the page."""
+    file = path / "logs" / "metrics.csv"
+    if not file.is_file() or file.stat().st_size == 0:
+        page.missing.append(f"{file}: missing or empty, so there are no curves")
+        return []
+    rows, bad = [], 0
+    with open(file, newline="") as f:
+        for raw in csv.DictReader(f):
+            if None in raw or None in raw.values():  # too many or too few fields
+                bad += 1
+                continue
+            try:
+                row = {k: float(v) for k, v in raw.items() if k and v not in ("", None)}
+            except (TypeError, ValueError):
+                bad += 1
+                continue
+            if "step" in row:
+                rows.append(row)
+    if bad:
+        page.missing.append(f"{file}: {bad} damaged row(s) skipped (a truncated write?)")
+    return rows
+
+
+def _stage_switch(rows: list[dict[str, float]]) -> float | None:
+    for row in rows:
+        if row.get("stage", 1.0) >= 2.0:
+            return row["step"]
+    return None
+
+
+def _panel(page: Page, rows: list[dict[str, float]], prefixes: tuple, switch: float | None):
+    import plotly.graph_objects as go
+
+    columns = sorted({k for r in rows for k in r if k.startswith(prefixes)})
+    if not columns:
+        return None
+    fig = go.Figure()
+    for col in columns:
+        pts = [(r["step"], r[col]) for r in rows if col in r and math.isfinite(r[col])]
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=col))
+    if switch is not None:
+        fig.add_vline(x=switch, line_dash="dash", annotation_text="stage 2")
+    fig.update_layout(height=360, margin={"t": 30, "b": 40}, xaxis_title="step")
+    return page.figure(fig)
+
+
+def _export(path: Path, page: Page) -> str:
+    folder = path / "encoders"
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.pt"))
+    if not files:
+        page.missing.append(f"{folder}: no exported encoders (the run did not finish?)")
+        return "<p>No export.</p>"
+    rows = [[f.name, f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()] for f in files]
+    return table(["file", "bytes", "sha256"], rows)
+
+
+def pretrain_page(path: Path) -> Page:
+    if not is_pretrain_run(path):
+        raise ConfigError(
+            f"'{path}' is not a run folder: a pretraining run holds config.yaml and logs/ "
+            "(e.g. outputs/mbcf/<run>); pass such a folder to 'solo-rgbd report'."
+        )
+    page = Page(f"Pretraining run {path.parent.name}/{path.name}")
+    rows = read_metrics(path, page)
+    switch = _stage_switch(rows)
+    last = rows[-1] if rows else {}
+    summary = [[k, v] for k, v in sorted(last.items())]
+    page.section("summary", "Last logged values", table(["metric", "value"], summary))
+    for anchor, title, prefixes in PANELS:
+        div = _panel(page, rows, prefixes, switch) if rows else None
+        if div is not None:
+            page.section(anchor, title, div)
+    page.section("export", "Exported encoders", _export(path, page))
+    page.section("config", "Composed config", pre((path / "config.yaml").read_text()))
+    info = path / "encoders" / "encoders.json"
+    if info.is_file():
+        page.section(
+            "encoders-json",
+            "encoders.json",
+            pre(json.dumps(json.loads(info.read_text()), indent=1)),
+        )
+    return page
+
+
+def write_report(path: str | Path) -> Path:
+    """``report.html`` beside the run's files; returns its path."""
+    path = Path(path)
+    page = pretrain_page(path)
+    out = path / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(page.render(), encoding="utf-8")
+    tmp.replace(out)
+    return out

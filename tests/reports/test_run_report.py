@@ -1,0 +1,65 @@
+"""``solo-rgbd report RUN``: one self-contained page with the run's curves, its stage switch,
+the export's sha256 and its config; a damaged run still gives a page naming what is missing;
+a folder that is not a run is exit 2 with one paragraph."""
+
+import hashlib
+import re
+
+from solo_rgbd.cli import main
+from solo_rgbd.reports.run import write_report
+
+HEADER = "epoch,step,acc_batch_rgb,acc_batch_depth,loss,loss_intra,loss_inter,lr,momentum_tau,"
+HEADER += "grad_norm_rgb_encoder,rgb_masked_attention_mass,stage\n"
+
+
+def _run(tmp_path, rows: int = 8, truncate: bool = False):
+    run = tmp_path / "mbcf" / "r"
+    (run / "logs").mkdir(parents=True)
+    (run / "encoders").mkdir()
+    (run / "config.yaml").write_text("method: mbcf\nseed: 0\n")
+    lines = [HEADER]
+    for s in range(rows):
+        stage = 2 if s >= rows // 2 else 1
+        inter = f"{1.0 / (s + 1):.4f}" if stage == 2 else ""
+        mass = "0.55" if stage == 2 else ""
+        lines.append(f"0,{s},{s / rows},{s / rows / 2},{2 - s / rows},1.0,{inter},0.03,0.99,")
+        lines[-1] += f"{0.5 + s},{mass},{stage}\n"
+    text = "".join(lines)
+    if truncate:
+        text = text[: len(text) - 20]  # the last row cut mid-write
+    (run / "logs" / "metrics.csv").write_text(text)
+    (run / "encoders" / "rgb.safetensors").write_bytes(b"rgb weights")
+    return run
+
+
+def test_a_run_report_holds_the_curves_the_stage_switch_the_export_and_the_config(tmp_path):
+    run = _run(tmp_path)
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    for anchor in ("summary", "losses", "top1", "schedule", "grad", "attention", "export"):
+        assert f'id="{anchor}"' in page, anchor
+    assert "<script src=" not in page and "<link" not in page  # nothing fetched: inlined
+    assert page.count("plotly.js v") == 1  # plotly's script, once for every plot
+    assert "stage 2" in page  # the switch at step 4 is marked
+    assert hashlib.sha256(b"rgb weights").hexdigest() in page
+    assert "method: mbcf" in page and 'id="missing"' not in page
+    assert len(re.findall(r'class="plotly-graph-div"', page)) == 5
+    assert (run / "report.html").stat().st_size < 5 * 2**20
+
+
+def test_a_damaged_run_still_gives_a_page_that_names_what_is_missing(tmp_path):
+    run = _run(tmp_path, truncate=True)
+    (run / "encoders" / "rgb.safetensors").unlink()
+    page = write_report(run).read_text()
+    assert 'id="missing"' in page and "damaged row(s) skipped" in page
+    assert "no exported encoders" in page
+    (run / "logs" / "metrics.csv").write_text("")
+    page = write_report(run).read_text()
+    assert "missing or empty, so there are no curves" in page
+
+
+def test_a_folder_that_is_not_a_run_is_exit_2_with_one_paragraph(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a run folder" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "report.html").exists()
