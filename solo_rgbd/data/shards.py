@@ -16,9 +16,12 @@ object stores) would draw a different order than the folder path, so it is not u
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -117,6 +120,7 @@ def _optimize(
         [str(rgb), str(depth), str(gt) if gt and found.use_gt else None, spec.invert_depth]
         for spec, _, _, rgb, depth, gt in found.jobs
     ]
+    before = {p.pid for p in multiprocessing.active_children()}
     try:
         if not (work / "index.json").exists():  # else: killed after LitData finished
             litdata.optimize(
@@ -136,8 +140,31 @@ def _optimize(
             )
     except (OSError, RuntimeError) as exc:
         raise _pack_error(exc, work) from None
+    finally:  # LitData leaves forked helpers alive; the caller would wait for them at exit
+        for child in multiprocessing.active_children():
+            if child.pid not in before:
+                for pid in _descendants(child.pid):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                child.terminate()
+                child.join(5)
     _refuse_bad_pairs(errors, work)
     _check_count(work, len(found))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; none elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
 
 
 def _check_plan(work: Path, plan: dict) -> None:
