@@ -25,6 +25,7 @@ from solo_rgbd.engine.csv_logger import RunCSVLogger
 from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
 from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan
+from solo_rgbd.engine.run_info import RunInfo, status_of
 from solo_rgbd.engine.trainer import build_trainer, resolve_strategy
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
@@ -128,14 +129,23 @@ def fit_run(
     if spec.check is not None:
         spec.check(trainer)
     lock = hold_run_lock(plan.run_dir) if plan.rank_zero else None  # for the life of the run
+    info = RunInfo(plan.run_dir) if plan.rank_zero else None
     try:
-        if plan.rank_zero:
+        if info is not None:
             for target in _LEFTOVERS:
                 remove_leftovers(plan.run_dir / target)  # temporaries of a writer killed earlier
             write_config(spec.cfg, plan)
+            info.start(trainer, plan.ckpt)  # run.json: command, versions, device, times
             if trainer.world_size > 1:  # the DDP processes Lightning launches use this folder
                 os.environ[RUN_DIR_ENV] = str(plan.run_dir.resolve())
-        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=plan.ckpt, weights_only=True)
+        except BaseException as exc:
+            if info is not None:
+                info.end(status_of(exc))
+            raise
+        if info is not None:
+            info.end(status_of(None))
     finally:
         if lock is not None:
             lock.release()
@@ -144,6 +154,7 @@ def fit_run(
 
 _LEFTOVERS: Sequence[str] = (
     "config.yaml",
+    "run.json",
     "checkpoints/last.ckpt",
     "checkpoints/best.ckpt",
     "logs/metrics.csv",

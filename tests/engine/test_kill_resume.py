@@ -2,6 +2,7 @@
 ``trainer.deterministic=true``); preemption signals checkpoint and exit 128 + N."""
 
 import csv
+import json
 import os
 import random
 import signal
@@ -106,6 +107,9 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, referen
     assert rc == 0, f"killed at step {kill_at}: {err[-3000:]}"
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]  # no temp files
     _assert_identical(run, reference)
+    killed, resumed = json.loads((run / "run.json").read_text())["sessions"]
+    assert killed["status"] == "running" and killed["ended"] is None  # SIGKILL: no end
+    assert resumed["status"] == "finished" and resumed["resumed_from"].endswith("last.ckpt")
 
 
 # the checkpoint write of step 10 (the stage switch) stalls in the background thread after its
@@ -192,6 +196,8 @@ def test_preemption_signal_checkpoints_the_step_and_exits_128_plus_n(tmp_path, r
     rc, err = _finish(_start(out, "run_name=p", resume[-1]))
     assert rc == 0, err[-3000:]
     _assert_identical(run, reference)
+    sessions = json.loads((run / "run.json").read_text())["sessions"]
+    assert [s["status"] for s in sessions] == ["preempted", "finished"]
 
 
 def _pack(synthetic: Path, out: Path) -> Path:
