@@ -18,14 +18,14 @@ from solo_rgbd.utils.paths import mark_own_dir, remove_own_dir
 
 
 def sod_eval(cfg: DictConfig) -> Path:
+    from solo_rgbd.evaluation import artefacts
     from solo_rgbd.evaluation.report import plot_curves, plot_qualitative, write_tables
-    from solo_rgbd.evaluation.scoring import score_folder
+    from solo_rgbd.evaluation.scoring import image_table, score_folder_images, summarise_subsets
 
     module, ckpt = load_sod_module(cfg)
     train_cfg = module.cfg
     out = Path(str(cfg.out)) if cfg.get("out") else ckpt.parent.parent / "eval"
     results: dict[str, dict] = {}
-    curves: dict[str, dict] = {}
     label = str(cfg.get("run_name") or train_cfg.get("encoders", "model"))
     label = Path(label).name if "/" in label else label
     for name, spec in test_sets(cfg):
@@ -42,22 +42,42 @@ def sod_eval(cfg: DictConfig) -> Path:
         preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
         mark_own_dir(pred_dir)  # a later eval may replace this folder, and only this one
         gt_paths = {s: Path(p) for s, p in zip(cache.stems, cache.gt_paths, strict=True)}
-        results[name] = score_folder(pred_dir, gt_paths, subsets(cache, cfg.subset_keys))
-        curves[name] = results[name]["all"]
-        rows = []
-        for i in range(min(int(cfg.qualitative), len(cache))):
-            rgb = cache.rgb[i].permute(1, 2, 0).numpy()
-            depth = (decode_depth(cache.depth[i])[0] * 255).round().byte().numpy()
-            gt = np.asarray(Image.open(cache.gt_paths[i]).convert("L").resize(rgb.shape[1::-1]))
-            pred = np.asarray(Image.fromarray(preds[i]).resize(rgb.shape[1::-1]))
-            rows.append((rgb, depth, gt, pred))
-        if rows:
-            plot_qualitative(rows, out / f"qualitative_{name}.png")
+        per_image = score_folder_images(pred_dir, gt_paths)
+        results[name] = summarise_subsets(per_image, subsets(cache, cfg.subset_keys))
+        rows = image_table(per_image)
+        artefacts.write_per_image(rows, out, name)
+        _qualitative(cache, preds, rows, int(cfg.qualitative), out, name, plot_qualitative)
     paths = write_tables({label: results}, out, report=SOD.report)
-    plot_curves(curves, out)
+    artefacts.write_curves(results, out)
+    plot_curves({name: r["all"] for name, r in results.items()}, out)
     print(paths["md"].read_text())
     print(f"tables and plots: {out}")
     return out
+
+
+def _qualitative(cache, preds, rows, n_fixed: int, out: Path, name: str, plot) -> None:
+    """The first ``n_fixed`` images (the same for every model) and the best, median and worst
+    as PNGs under ``qualitative/<name>/``, and the fixed ones as one figure."""
+    from solo_rgbd.evaluation import artefacts
+
+    index = {s: i for i, s in enumerate(cache.stems)}
+
+    def pictures(stem: str) -> dict[str, np.ndarray]:
+        i = index[stem]
+        rgb = cache.rgb[i].permute(1, 2, 0).numpy()
+        size = rgb.shape[1::-1]
+        depth = (decode_depth(cache.depth[i])[0] * 255).round().byte().numpy()
+        gt = np.asarray(Image.open(cache.gt_paths[i]).convert("L").resize(size))
+        pred = np.asarray(Image.fromarray(preds[i]).resize(size))
+        return dict(zip(artefacts.KINDS, (rgb, depth, gt, pred), strict=True))
+
+    fixed = list(cache.stems[: max(0, n_fixed)])
+    folder = out / artefacts.QUALITATIVE / name
+    remove_own_dir(folder)
+    artefacts.write_qualitative(folder, fixed, artefacts.ranked(rows), pictures)
+    mark_own_dir(folder)
+    if fixed:
+        plot([tuple(pictures(s).values()) for s in fixed], out / f"qualitative_{name}.png")
 
 
 def sod_probe(cfg: DictConfig, steps: int = 100) -> dict[str, dict[str, dict[str, float]]]:

@@ -178,17 +178,40 @@ def match_predictions(pred_dir: Path, gt_paths: dict[str, Path]) -> list[Path]:
     return [preds[s] for s in gt_paths]
 
 
+def score_folder_images(pred_dir: str | Path, gt_paths: dict[str, Path]) -> dict[str, dict]:
+    """Every image's values (curves and scalars), by stem, in ``gt_paths``' order."""
+    preds = match_predictions(Path(pred_dir), gt_paths)
+    return dict(zip(gt_paths, score_images(preds, list(gt_paths.values())), strict=True))
+
+
+def summarise_subsets(
+    per_image: dict[str, dict], subsets: dict[str, list[str]] | None = None
+) -> dict:
+    """{"all": scores, subset: scores, ...}; each image was scored once."""
+    result = {"all": summarise(list(per_image.values()))}
+    for name, stems in (subsets or {}).items():
+        if stems:
+            result[name] = summarise([per_image[s] for s in stems])
+    return result
+
+
+def image_table(per_image: dict[str, dict]) -> list[dict[str, float | str]]:
+    """One row of scalars per image (maxF / maxE: the max of the image's own curve)."""
+    rows: list[dict[str, float | str]] = []
+    for stem, v in per_image.items():
+        row: dict[str, float | str] = {"stem": stem}
+        row["maxF"] = float(np.max(v["f_curve"]))
+        row["maxE"] = float(np.max(v["e_curve"]))
+        row.update({k: float(v[k]) for k in ("MAE", "S", "wF", "adpF", "adpE")})
+        rows.append(row)
+    return rows
+
+
 def score_folder(
     pred_dir: str | Path, gt_paths: dict[str, Path], subsets: dict[str, list[str]] | None = None
 ) -> dict:
     """Score ``pred_dir`` against ``gt_paths`` (stem -> GT file), overall and per subset."""
-    preds = match_predictions(Path(pred_dir), gt_paths)
-    per_image = dict(zip(gt_paths, score_images(preds, list(gt_paths.values())), strict=True))
-    result = {"all": summarise(list(per_image.values()))}
-    for name, stems in (subsets or {}).items():  # each image is scored once
-        if stems:
-            result[name] = summarise([per_image[s] for s in stems])
-    return result
+    return summarise_subsets(score_folder_images(pred_dir, gt_paths), subsets)
 
 
 if __name__ == "__main__":  # a worker of score_images: pairs as JSON on stdin -> OUT.npz
