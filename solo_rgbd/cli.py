@@ -26,7 +26,7 @@ subcommands:
   data       synthesise or check RGB-D datasets ('solo-rgbd data --help')
   compare    pretrain -> SOD -> evaluation for a grid of methods; the paper's tables
   ckpt       'solo-rgbd ckpt info PATH': what a checkpoint holds, part by part
-  report     'solo-rgbd report RUN': report.html, curves and diagnostics of a pretraining run
+  report     'solo-rgbd report PATH': report.html of a pretraining run, a task run or a grid
 
 'solo-rgbd pretrain --help' lists the config groups and the registered methods.
 """
@@ -75,10 +75,12 @@ def cmd_pretrain(args: Sequence[str]) -> int:
         print(OmegaConf.to_yaml(cfg))
         return 0
     from solo_rgbd.commands.pretrain import run_pretrain
+    from solo_rgbd.commands.report import report_at_end
 
     run_dir = run_pretrain(cfg, argv=[a for a in args if a != "--cfg"])
     print(f"run folder: {run_dir}")
     print(f"encoders:   {run_dir / 'encoders'}")
+    report_at_end(cfg, run_dir)
     return 0
 
 
@@ -101,16 +103,9 @@ def cmd_ckpt(args: Sequence[str]) -> int:
 
 
 def cmd_report(args: Sequence[str]) -> int:
-    import argparse
+    from solo_rgbd.commands.report import run_report_command
 
-    parser = argparse.ArgumentParser(
-        prog="solo-rgbd report", description="Write report.html, one self-contained page."
-    )
-    parser.add_argument("path", help="a pretraining run folder (holding config.yaml and logs/)")
-    from solo_rgbd.reports.run import write_report
-
-    print(f"report: {write_report(parser.parse_args(list(args)).path)}")
-    return 0
+    return run_report_command(args)
 
 
 def cmd_sod(args: Sequence[str]) -> int:

@@ -173,6 +173,7 @@ class PretrainConfig:
     nan_guard: NanGuardConfig = field(default_factory=NanGuardConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     tensorboard: bool = False
+    report: bool = True  # report.html in the run folder when the run finishes
     verbose: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     data: DataConfig = field(default_factory=DataConfig)

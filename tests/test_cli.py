@@ -113,7 +113,8 @@ def test_a_plain_run_is_quiet_and_verbose_true_is_not(tmp_path):
     assert lines[0] == "mbcf: stage 2 (IntraCLM + InterCLM) starts at epoch 1, step 3"
     assert lines[1].startswith("checkpoint: ") and "per save" in lines[1]  # size and stall
     assert lines[2].startswith("run folder: ") and lines[3].startswith("encoders:")
-    assert len(lines) == 4, text
+    assert lines[4].startswith("report: ") and lines[4].endswith("report.html")
+    assert len(lines) == 5, text
     loud = subprocess.run(
         args + ["verbose=true"], env=env, capture_output=True, text=True, timeout=300
     )

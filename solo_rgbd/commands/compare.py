@@ -179,6 +179,9 @@ def run_compare_command(args: Sequence[str]) -> int:
     out, failed = run_compare(cfg, run_cell, spec.report)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")
+    from solo_rgbd.commands.report import report_at_end
+
+    report_at_end(cfg, out)
     if failed:
         print(
             "failed cells (rerun the command to retry them):\n  " + "\n  ".join(failed),

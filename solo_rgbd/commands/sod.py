@@ -79,12 +79,17 @@ def run_sod_command(args: Sequence[str]) -> int:
 
         print(OmegaConf.to_yaml(cfg), end="")
         return 0
+    from solo_rgbd.commands.report import report_at_end
+
     if args[0] == "train":
-        _train(cfg, args[1:])
+        report_at_end(cfg, _train(cfg, args[1:]))
         return 0
     from solo_rgbd.commands import sod_eval
 
-    {"eval": sod_eval.sod_eval, "predict": sod_eval.sod_predict, "score": sod_eval.sod_score}[
-        args[0]
-    ](cfg)
+    if args[0] == "eval":
+        out = sod_eval.sod_eval(cfg)
+        run = out.parent  # the task run's page, when the eval sits in it (the default)
+        report_at_end(cfg, run if out.name == "eval" and (run / "config.yaml").is_file() else out)
+        return 0
+    {"predict": sod_eval.sod_predict, "score": sod_eval.sod_score}[args[0]](cfg)
     return 0

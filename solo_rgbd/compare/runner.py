@@ -204,6 +204,7 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
             probes[row["name"]] = aggregate_probes(per_seed)
             finetune[row["name"]] = aggregate_finetune(per_seed, aggregate, report)
             results[row["name"]] = aggregate([_without_protocols(s) for s in per_seed], report)
+    write_grid_manifest(cfg, rows, out, report)
     write_report(
         cfg,
         results,
@@ -215,6 +216,27 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
         paired_gaps(by_seed, [list(p) for p in cfg.get("gaps") or []], report),
     )
     return out, failed
+
+
+def write_grid_manifest(cfg: DictConfig, rows: list[dict], out: Path, report: Report) -> None:
+    """``grid.json``: the rows, their cell folders (relative to ``out``) and the task's chart
+    metrics, for the grid's report."""
+    manifest = {
+        "name": str(cfg.name),
+        "seeds": [int(s) for s in cfg.seeds],
+        "headline": report.headline,
+        "bars": list(report.bars),
+        "rows": [
+            {
+                "name": row["name"],
+                "init": row["init"],
+                "seeds": [int(s) for s in cfg.seeds],
+                "cells": {str(s): f"cells/{slug(row['name'])}/seed{s}" for s in cfg.seeds},
+            }
+            for row in rows
+        ],
+    }
+    atomic_write_text(json.dumps(manifest, indent=1), out / "grid.json")
 
 
 def separation_notes(results: dict, report: Report) -> list[str]:

@@ -3,8 +3,9 @@
 Curves over steps (the loss terms, InfoNCE top-1 per modality and fused, lr, momentum tau),
 the modality-balance diagnostics (gradient norm per encoder, attention entropy, masked RGB
 attention mass), the online probe's scores, each with the stage switch marked; the composed
-config and the export's sha256. A truncated or empty ``metrics.csv`` or a missing export
-still gives a page, which names what is missing.
+config, how the run was started and where it ran (``run.json``: command line, versions,
+device, wall time per session) and the export's sha256. A truncated or empty ``metrics.csv``
+or a missing export still gives a page, which names what is missing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 from pathlib import Path
 
 from solo_rgbd.errors import ConfigError
-from solo_rgbd.reports.page import Page, pre, table
+from solo_rgbd.reports.page import Page, pre, rounded, table
 
 #: (anchor, title, column prefixes) of the curve panels
 PANELS = (
@@ -30,7 +31,9 @@ PANELS = (
 
 
 def is_pretrain_run(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "logs").is_dir()
+    """A run folder whose config names a pretraining ``method`` (a top-level key)."""
+    config = path / "config.yaml"
+    return config.is_file() and "\nmethod:" in "\n" + config.read_text(errors="replace")
 
 
 def read_metrics(path: Path, page: Page) -> list[dict[str, float]]:
@@ -64,7 +67,8 @@ def _stage_switch(rows: list[dict[str, float]]) -> float | None:
     return None
 
 
-def _panel(page: Page, rows: list[dict[str, float]], prefixes: tuple, switch: float | None):
+def panel(page: Page, rows: list[dict[str, float]], prefixes: tuple, switch: float | None = None):
+    """A figure of every column starting with one of ``prefixes`` against the step."""
     import plotly.graph_objects as go
 
     columns = sorted({k for r in rows for k in r if k.startswith(prefixes)})
@@ -73,7 +77,9 @@ def _panel(page: Page, rows: list[dict[str, float]], prefixes: tuple, switch: fl
     fig = go.Figure()
     for col in columns:
         pts = [(r["step"], r[col]) for r in rows if col in r and math.isfinite(r[col])]
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=col))
+        x, y = rounded([p[0] for p in pts]), rounded([p[1] for p in pts])
+        mode = "lines+markers" if len(x) < 3 else "lines"
+        fig.add_trace(go.Scatter(x=x, y=y, name=col, mode=mode))
     if switch is not None:
         fig.add_vline(x=switch, line_dash="dash", annotation_text="stage 2")
     fig.update_layout(height=360, margin={"t": 30, "b": 40}, xaxis_title="step")
@@ -90,10 +96,54 @@ def _export(path: Path, page: Page) -> str:
     return table(["file", "bytes", "sha256"], rows)
 
 
+def run_info_section(path: Path, page: Page) -> None:
+    """How the run was started and where it ran, one row per session (``run.json``)."""
+    file = path / "run.json"
+    try:
+        info = json.loads(file.read_text())
+        sessions = list(info["sessions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        page.missing.append(f"{file}: missing or damaged (a run of an older version?)")
+        return
+    rows = []
+    for s in sessions:
+        dev = s.get("device") or {}
+        device = f"{dev.get('accelerator')} {dev.get('name')} x{dev.get('world_size')}"
+        wall = s.get("wall_s")
+        rows.append(
+            [
+                s.get("started"),
+                s.get("status"),
+                wall if wall is not None else "-",
+                device,
+                dev.get("precision", "-"),
+                s.get("host", "-"),
+            ]
+        )
+    versions = sessions[-1].get("versions") or {} if sessions else {}
+    body = (
+        f"<p>wall time, every session: {float(info.get('wall_s_total') or 0):.1f} s</p>"
+        + table(["started", "ended as", "wall s", "device", "precision", "host"], rows)
+        + "<p>command lines:</p>"
+        + pre("\n".join(str(s.get("command")) for s in sessions))
+        + "<p>versions (last session):</p>"
+        + table(["package", "version"], sorted(versions.items()))
+    )
+    page.section("run-info", "How the run was started and where it ran", body)
+
+
+def config_section(path: Path, page: Page) -> None:
+    file = path / "config.yaml"
+    if file.is_file():
+        page.section("config", "Composed config", pre(file.read_text()))
+    else:
+        page.missing.append(f"{file}: missing")
+
+
 def pretrain_page(path: Path) -> Page:
     if not is_pretrain_run(path):
         raise ConfigError(
-            f"'{path}' is not a run folder: a pretraining run holds config.yaml and logs/ "
+            f"'{path}' is not a pretraining run folder: its config.yaml names a method "
             "(e.g. outputs/mbcf/<run>); pass such a folder to 'solo-rgbd report'."
         )
     page = Page(f"Pretraining run {path.parent.name}/{path.name}")
@@ -103,11 +153,12 @@ def pretrain_page(path: Path) -> Page:
     summary = [[k, v] for k, v in sorted(last.items())]
     page.section("summary", "Last logged values", table(["metric", "value"], summary))
     for anchor, title, prefixes in PANELS:
-        div = _panel(page, rows, prefixes, switch) if rows else None
+        div = panel(page, rows, prefixes, switch) if rows else None
         if div is not None:
             page.section(anchor, title, div)
     page.section("export", "Exported encoders", _export(path, page))
-    page.section("config", "Composed config", pre((path / "config.yaml").read_text()))
+    run_info_section(path, page)
+    config_section(path, page)
     info = path / "encoders" / "encoders.json"
     if info.is_file():
         page.section(
@@ -116,14 +167,3 @@ def pretrain_page(path: Path) -> Page:
             pre(json.dumps(json.loads(info.read_text()), indent=1)),
         )
     return page
-
-
-def write_report(path: str | Path) -> Path:
-    """``report.html`` beside the run's files; returns its path."""
-    path = Path(path)
-    page = pretrain_page(path)
-    out = path / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page.render(), encoding="utf-8")
-    tmp.replace(out)
-    return out

@@ -43,11 +43,39 @@ def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys)
     sup = out / "cells" / "supervised" / "seed0" / "supervised" / "encoders"
     assert json.loads((sup / "encoders.json").read_text())["method"] == "supervised"
     assert "## Can this benchmark rank encoders?" in tables and "Supervised - Random" in tables
+    _check_grid_report(out, tables, len(rows), tmp_path)
     stamp = (out / "cells" / "random" / "seed0" / "done.json").stat().st_mtime
     assert main(["compare", "experiment=quick", f"out={out}", *TINY]) == 0
     again = capsys.readouterr().out
     assert "[compare] run" not in again and again.count("[compare] reuse") == len(rows)
     assert (out / "cells" / "random" / "seed0" / "done.json").stat().st_mtime == stamp
+
+
+def _check_grid_report(out, tables, n_rows, tmp_path):
+    """The grid's report.html, written when compare finished, in headless Chromium: no console
+    message, every plot and image drawn with a size, every table of tables.md with the same
+    numbers, a screenshot."""
+    from tests.reports.chromium import CHROMIUM, html_tables, markdown_tables, render
+
+    page = out / "report.html"
+    assert page.stat().st_size < 5e6
+    text = page.read_text()
+    for anchor in ("bars", "pretraining", "qualitative", "can-this-benchmark-rank-encoders"):
+        assert f'id="{anchor}"' in text, anchor
+    assert text.count("<img ") == 3 * 3 + n_rows * 3  # RGB, depth, GT + a row per method
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    shown = render(page, tmp_path, height=4000)
+    assert shown.console == []
+    assert len(shown.plots) >= 3 and all(w > 0 and h > 0 for w, h in shown.plots + shown.svgs)
+    assert len(shown.images) == 9 + 3 * n_rows
+    assert all(w > 0 and h > 0 and nw > 0 for w, h, nw, _ in shown.images)
+    rendered = html_tables(shown.dom)
+    expected = markdown_tables(tables)
+    assert len(expected) >= 6
+    for table in expected:  # the same header, rows and numbers, in the same order
+        assert table in rendered, table[0]
+    assert shown.screenshot.stat().st_size > 50_000
 
 
 @pytest.mark.slow
@@ -68,6 +96,10 @@ def test_a_failed_cell_is_reported_and_does_not_stop_the_others(tmp_path, capsys
     assert cell["seeds"] == 2 and cell["maxF_std"] >= 0
     table = (out / "all_rows.md").read_text()
     assert " ± " in table  # mean ± std over the two seeds
+    page = (out / "report.html").read_text()  # the grid still gets its page, naming the failure
+    missing = page[page.index('id="missing"') :]
+    assert "Broken (seed 0) failed" in missing and "Broken (seed 1) failed" in missing
+    assert "method_kwargs.bogus" in missing and 'id="bars"' in page
 
 
 def test_the_report_says_whether_the_benchmark_separates_representations():

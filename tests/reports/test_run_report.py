@@ -2,11 +2,13 @@
 the export's sha256 and its config; a damaged run still gives a page naming what is missing;
 a folder that is not a run is exit 2 with one paragraph."""
 
+import base64
+import gzip
 import hashlib
 import re
 
 from solo_rgbd.cli import main
-from solo_rgbd.reports.run import write_report
+from solo_rgbd.reports.build import write_report
 
 HEADER = "epoch,step,acc_batch_rgb,acc_batch_depth,loss,loss_intra,loss_inter,lr,momentum_tau,"
 HEADER += "grad_norm_rgb_encoder,rgb_masked_attention_mass,stage\n"
@@ -39,12 +41,17 @@ def test_a_run_report_holds_the_curves_the_stage_switch_the_export_and_the_confi
     for anchor in ("summary", "losses", "top1", "schedule", "grad", "attention", "export"):
         assert f'id="{anchor}"' in page, anchor
     assert "<script src=" not in page and "<link" not in page  # nothing fetched: inlined
-    assert page.count("plotly.js v") == 1  # plotly's script, once for every plot
+    assert page.count('id="plotly-gz"') == 1  # plotly's script, once for every plot
+    js = gzip.decompress(base64.b64decode(re.search(r'id="plotly-gz">([^<]+)<', page)[1]))
+    assert js.startswith(b"/**") and b"plotly.js v" in js[:200]  # the library, whole
     assert "stage 2" in page  # the switch at step 4 is marked
     assert hashlib.sha256(b"rgb weights").hexdigest() in page
-    assert "method: mbcf" in page and 'id="missing"' not in page
-    assert len(re.findall(r'class="plotly-graph-div"', page)) == 5
-    assert (run / "report.html").stat().st_size < 5 * 2**20
+    assert "method: mbcf" in page
+    assert len(re.findall(r'<div class="plot" data-fig="\d+">', page)) == 5
+    assert (run / "report.html").stat().st_size < 2.2e6  # the library gzipped: 2.0 MB
+    missing = page[page.index('id="missing"') :]
+    assert "run.json: missing or damaged" in missing  # the only thing this fake run lacks
+    assert "metrics.csv" not in missing[: missing.index("</div>")]
 
 
 def test_a_damaged_run_still_gives_a_page_that_names_what_is_missing(tmp_path):
@@ -62,4 +69,5 @@ def test_a_folder_that_is_not_a_run_is_exit_2_with_one_paragraph(tmp_path, capsy
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not a run folder" in err and len(err.splitlines()) == 1
+    assert "compare folder" in err  # names every kind of folder it takes
     assert not (tmp_path / "report.html").exists()

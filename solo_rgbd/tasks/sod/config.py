@@ -43,6 +43,7 @@ class SODConfig:
     run_name: str | None = None
     resume: str | None = None  # train: last | auto | <run>/checkpoints/last.ckpt
     log_every_n_steps: int = 5
+    report: bool = True  # train / eval: report.html in the run (or eval) folder at the end
     verbose: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -129,6 +129,9 @@ def test_train_eval_predict_end_to_end(pretrained_run, tmp_path, synth_root, cap
     run = out / "train" / "r"
     summary = json.loads((run / "summary.json").read_text())
     assert (run / "checkpoints" / "best.ckpt").is_file() and summary["select_by"] == "MAE"
+    page = (run / "report.html").read_text()  # written when training finished
+    assert "not evaluated yet" in page and "solo-rgbd sod eval ckpt=" in page
+    assert 'id="train-curves"' in page and 'id="run-info"' in page
     # a test set whose GT is neither square nor the network's input size (48)
     odd = tmp_path / "odd"
     _non_square_test_set(synth_root, odd)
@@ -161,8 +164,10 @@ def test_train_eval_predict_end_to_end(pretrained_run, tmp_path, synth_root, cap
         "pr_curves.png",
         "f_threshold.png",
         "qualitative_odd.png",
+        "curves.json",
     ):
         assert (ev / name).is_file(), name
+    _check_eval_report(ev, scores, tmp_path)
     # predict works without GT; eval does not
     unlabelled = tmp_path / "unlabelled"
     _non_square_test_set(synth_root, unlabelled)
@@ -185,6 +190,33 @@ def test_train_eval_predict_end_to_end(pretrained_run, tmp_path, synth_root, cap
         == 2
     )
     assert "GT" in capsys.readouterr().err
+
+
+def _check_eval_report(ev, scores, tmp_path):
+    """The eval's artefacts and its page: scores, PR and F curves, best / median / worst."""
+    import csv
+
+    from tests.reports.chromium import CHROMIUM, render
+
+    with open(ev / "per_image_odd.csv", newline="") as f:
+        per_image = list(csv.DictReader(f))
+    assert len(per_image) == 6 and {"stem", "maxF", "MAE", "S"} <= set(per_image[0])
+    mean_mae = sum(float(r["MAE"]) for r in per_image) / 6
+    assert abs(mean_mae - scores["all"]["MAE"]) < 1e-5  # the set's MAE is the mean of these
+    index = json.loads((ev / "qualitative" / "odd" / "index.json").read_text())
+    by_mae = sorted(per_image, key=lambda r: float(r["MAE"]))
+    assert index["ranked"]["best"] == by_mae[0]["stem"]
+    assert index["ranked"]["worst"] == by_mae[-1]["stem"]
+    page = (ev / "report.html").read_text()  # eval out of the run folder: the eval's page
+    for anchor in ('id="scores"', 'id="pr"', 'id="f-threshold"', 'id="qualitative"'):
+        assert anchor in page
+    assert f"{scores['all']['MAE']:.4g}" in page and 'id="missing"' not in page
+    assert page.count("<img ") == 12  # best, median, worst x RGB, depth, GT, prediction
+    if CHROMIUM is not None:
+        shown = render(ev / "report.html", tmp_path)
+        assert shown.console == [] and len(shown.plots) == 2
+        assert all(w > 0 and h > 0 for w, h in shown.svgs)
+        assert len(shown.images) == 12 and all(w > 0 and nw > 0 for w, _, nw, _ in shown.images)
 
 
 def test_sod_score_names_missing_predictions(tmp_path, synth_root, capsys):
