@@ -40,6 +40,8 @@ FORBIDDEN = {
     ("methods", "engine"),
     ("tasks", "engine"),
     ("compare", "engine"),
+    *((a, "reports") for a in ("engine", "methods", "tasks", "compare")),
+    *(("reports", b) for b in ("engine", "methods", "tasks", "compare")),
 }
 BLOCKS = {
     "errors",

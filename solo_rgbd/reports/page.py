@@ -175,13 +175,14 @@ def pre(text: str) -> str:
 
 
 def image(array: np.ndarray, alt: str, width: int = 96) -> str:
-    """An ``<img>`` with the picture inlined: HxW (gray) or HxWx3 uint8, scaled to ``width``
-    px wide (WebP, lossless for gray maps so that a mask stays a mask)."""
+    """An ``<img>`` with the picture inlined: HxW (gray) or HxWx3 uint8, shown ``width`` px
+    wide; stored at most that wide (WebP, lossless for gray maps so that a mask stays a mask)."""
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(array))
-    if img.width != width:
-        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.BILINEAR)
+    height = max(1, round(img.height * width / img.width))
+    if img.width > width:  # never stored larger than shown
+        img = img.resize((width, height), Image.BILINEAR)
     buf = io.BytesIO()
     if img.mode == "L":
         img.save(buf, format="WEBP", lossless=True)
@@ -190,7 +191,7 @@ def image(array: np.ndarray, alt: str, width: int = 96) -> str:
     data = base64.b64encode(buf.getvalue()).decode()
     return (
         f'<img src="data:image/webp;base64,{data}" alt="{html.escape(alt)}" '
-        f'title="{html.escape(alt)}" width="{img.width}" height="{img.height}">'
+        f'title="{html.escape(alt)}" width="{width}" height="{height}">'
     )
 
 

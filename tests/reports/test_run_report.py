@@ -71,3 +71,19 @@ def test_a_folder_that_is_not_a_run_is_exit_2_with_one_paragraph(tmp_path, capsy
     assert "is not a run folder" in err and len(err.splitlines()) == 1
     assert "compare folder" in err  # names every kind of folder it takes
     assert not (tmp_path / "report.html").exists()
+
+
+def test_commands_write_the_report_at_the_end_unless_report_false(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from solo_rgbd.commands.report import report_at_end
+
+    run = _run(tmp_path)
+    assert report_at_end(OmegaConf.create({"report": False}), run) is None
+    assert not (run / "report.html").exists()
+    assert report_at_end(OmegaConf.create({"report": True}), run) == run / "report.html"
+    assert capsys.readouterr().out.strip().endswith("report.html")
+    # the run itself succeeded: a report that cannot be written is a warning, not a failure
+    assert report_at_end(OmegaConf.create({"report": True}), tmp_path / "elsewhere") is None
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the report of") and "Retry with: solo-rgbd report" in err
