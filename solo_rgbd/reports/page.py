@@ -67,7 +67,8 @@ _LOADER = """
     return;
   }
   var figs = JSON.parse(document.getElementById('figures').textContent);
-  divs.forEach(function(d){ var f = figs[+d.dataset.fig];
+  divs.forEach(function(d){ var f = figs.figures[+d.dataset.fig];
+    if (f.layout.template === undefined) f.layout.template = figs.template;
     Plotly.newPlot(d, f.data, f.layout, {responsive: true, displaylogo: false}); });
 })();
 """
@@ -80,6 +81,14 @@ def plotly_gzip_b64() -> str:
 
     js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     return base64.b64encode(gzip.compress(js.read_bytes(), compresslevel=9, mtime=0)).decode()
+
+
+@functools.lru_cache(maxsize=1)
+def default_template() -> dict:
+    """plotly's default figure template, as JSON."""
+    import plotly.graph_objects as go
+
+    return json.loads(go.Figure().to_json())["layout"]["template"]
 
 
 def _script_json(value: object) -> str:
@@ -107,8 +116,13 @@ class Page:
         self.sections.append((anchor, title, body))
 
     def figure(self, fig) -> str:
-        """A plotly figure as a placeholder div; the page's loader draws it."""
-        self.figures.append(json.loads(fig.to_json()))
+        """A plotly figure as a placeholder div; the page's loader draws it. The default
+        template (7 kB of JSON) is stored once for every figure that uses it."""
+        spec = json.loads(fig.to_json())
+        template = spec["layout"].get("template")
+        if template is not None and template == default_template():
+            del spec["layout"]["template"]
+        self.figures.append(spec)
         return f'<div class="plot" data-fig="{len(self.figures) - 1}"></div>'
 
     def render(self) -> str:
@@ -128,7 +142,8 @@ class Page:
             scripts += (
                 f'<script type="application/octet-stream" id="plotly-gz">{plotly_gzip_b64()}'
                 f'</script><script type="application/json" id="figures">'
-                f"{_script_json(self.figures)}</script><script>{_LOADER}</script>"
+                f"{_script_json({'template': default_template(), 'figures': self.figures})}"
+                f"</script><script>{_LOADER}</script>"
             )
         return (
             f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
