@@ -131,7 +131,7 @@ def _write(
             pairs = decode_pairs(found, size, on_constant_depth, num_threads, labels)
             for _, (rgb, depth, gt, _, hw) in pairs:
                 sizes.append(hw)
-                for k, t in zip(names, (rgb, depth, gt), strict=False):
+                for k, t in zip(names, (rgb, depth, gt)[: len(names)], strict=True):
                     files[k].write(t.numpy().tobytes())
         finally:
             for f in files.values():

@@ -32,14 +32,24 @@ def versions() -> dict[str, str]:
     return out
 
 
+def cpu_name() -> str:
+    """The CPU's model (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info(trainer: Any) -> dict[str, Any]:
     """The accelerator, device name, process count and precision of a Lightning Trainer."""
     import torch
 
     root = trainer.strategy.root_device
-    name = platform.processor() or platform.machine()
-    if root.type == "cuda":
-        name = torch.cuda.get_device_name(root)
+    name = torch.cuda.get_device_name(root) if root.type == "cuda" else cpu_name()
     return {
         "accelerator": root.type,
         "name": name,

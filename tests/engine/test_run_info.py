@@ -54,3 +54,18 @@ def test_how_a_session_ended_is_named_from_its_exception():
     assert status_of(Aborted("second ctrl-c")) == "stopped"
     assert status_of(KeyboardInterrupt()) == "stopped"
     assert status_of(ValueError("bad")) == "failed: ValueError: bad"
+
+
+def test_the_cpu_is_named_by_its_model_where_the_system_says_it():
+    from pathlib import Path
+
+    from solo_rgbd.engine.run_info import cpu_name
+
+    info = Path("/proc/cpuinfo")
+    models = (
+        [line for line in info.read_text().splitlines() if line.startswith("model name")]
+        if info.is_file()
+        else []
+    )
+    expected = models[0].split(":", 1)[1].strip() if models else None
+    assert cpu_name() and (expected is None or cpu_name() == expected)
