@@ -19,7 +19,7 @@ from solo_rgbd.utils.paths import mark_own_dir, remove_own_dir
 
 def sod_eval(cfg: DictConfig) -> Path:
     from solo_rgbd.evaluation import artefacts
-    from solo_rgbd.evaluation.report import plot_curves, plot_qualitative, write_tables
+    from solo_rgbd.evaluation.report import plot_curves, write_tables
     from solo_rgbd.evaluation.scoring import image_table, score_folder_images, summarise_subsets
 
     module, ckpt = load_sod_module(cfg)
@@ -46,7 +46,7 @@ def sod_eval(cfg: DictConfig) -> Path:
         results[name] = summarise_subsets(per_image, subsets(cache, cfg.subset_keys))
         rows = image_table(per_image)
         artefacts.write_per_image(rows, out, name)
-        _qualitative(cache, preds, rows, int(cfg.qualitative), out, name, plot_qualitative)
+        _qualitative(cache, preds, rows, int(cfg.qualitative), out, name)
     paths = write_tables({label: results}, out, report=SOD.report)
     artefacts.write_curves(results, out)
     plot_curves({name: r["all"] for name, r in results.items()}, out)
@@ -55,10 +55,11 @@ def sod_eval(cfg: DictConfig) -> Path:
     return out
 
 
-def _qualitative(cache, preds, rows, n_fixed: int, out: Path, name: str, plot) -> None:
+def _qualitative(cache, preds, rows, n_fixed: int, out: Path, name: str) -> None:
     """The first ``n_fixed`` images (the same for every model) and the best, median and worst
     as PNGs under ``qualitative/<name>/``, and the fixed ones as one figure."""
     from solo_rgbd.evaluation import artefacts
+    from solo_rgbd.evaluation.report import plot_qualitative
 
     index = {s: i for i, s in enumerate(cache.stems)}
 
@@ -77,7 +78,8 @@ def _qualitative(cache, preds, rows, n_fixed: int, out: Path, name: str, plot) -
     artefacts.write_qualitative(folder, fixed, artefacts.ranked(rows), pictures)
     mark_own_dir(folder)
     if fixed:
-        plot([tuple(pictures(s).values()) for s in fixed], out / f"qualitative_{name}.png")
+        rows = [tuple(pictures(s).values()) for s in fixed]
+        plot_qualitative(rows, out / f"qualitative_{name}.png")
 
 
 def sod_probe(cfg: DictConfig, steps: int = 100) -> dict[str, dict[str, dict[str, float]]]:

@@ -33,6 +33,7 @@ import torch
 from solo_rgbd.data.cache import SALIENCY, PairJobs, RGBDCache, RootSpec, load_pair, pair_jobs
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
 from solo_rgbd.errors import DataError
+from solo_rgbd.utils.atomic import atomic_write_text
 
 SHARD_FORMAT = 1
 MANIFEST = "solo_rgbd.json"
@@ -93,7 +94,7 @@ def pack(
         "meta": found.meta if any(found.meta) else [],
         "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
     }
-    _write_json(work / MANIFEST, manifest)
+    atomic_write_text(json.dumps(manifest), work / MANIFEST)
     (work / "plan.json").unlink(missing_ok=True)
     if out.exists():
         out.rmdir()  # empty, checked above
@@ -178,13 +179,7 @@ def _check_plan(work: Path, plan: dict) -> None:
             )
         return
     work.mkdir(parents=True, exist_ok=True)
-    _write_json(saved, plan)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(plan), saved)
 
 
 def _refuse_bad_pairs(errors: Path, work: Path) -> None:
@@ -196,9 +191,11 @@ def _refuse_bad_pairs(errors: Path, work: Path) -> None:
     shutil.rmtree(errors)
 
 
-def _check_count(path: Path, n: int) -> None:
-    """LitData's index holds exactly ``n`` items (a worker that died unnoticed would not)."""
-    chunks = json.loads((path / "index.json").read_text())["chunks"]
+def _check_count(path: Path, n: int, chunks: list[dict] | None = None) -> None:
+    """LitData's index holds exactly ``n`` items (a worker that died unnoticed would not);
+    ``chunks``: the index's, when the caller has read it."""
+    if chunks is None:
+        chunks = json.loads((path / "index.json").read_text())["chunks"]
     have = sum(int(c["chunk_size"]) for c in chunks)
     if have != n:
         raise DataError(
@@ -313,13 +310,13 @@ def open_manifest(path: Path) -> dict:
             f"{manifest.get('format')}, this one reads {SHARD_FORMAT}); pack the dataset again "
             "with 'solo-rgbd data pack'."
         )
-    _check_chunks(path)
-    _check_count(path, int(manifest["n"]))
+    _check_count(path, int(manifest["n"]), _check_chunks(path))
     return manifest
 
 
-def _check_chunks(path: Path) -> None:
-    """Every chunk named in LitData's index.json is there with its full length."""
+def _check_chunks(path: Path) -> list[dict]:
+    """Every chunk named in LitData's index.json is there with its full length; returns the
+    index's chunks."""
     try:
         index = json.loads((path / "index.json").read_text())
         chunks = index["chunks"]
@@ -336,6 +333,7 @@ def _check_chunks(path: Path) -> None:
                 f"the chunk '{file}' {state} (truncated or damaged); copy it again from where "
                 "the pack was made, or pack the dataset again."
             )
+    return chunks
 
 
 def _streaming(path: Path):

@@ -12,13 +12,12 @@ folders and states, the task's bar metrics and headline).
 from __future__ import annotations
 
 import html
-import json
 import re
 from pathlib import Path
 
 from solo_rgbd.evaluation import artefacts
 from solo_rgbd.reports.page import Page, image, image_grid, rounded
-from solo_rgbd.reports.run import read_metrics
+from solo_rgbd.reports.run import read_json, read_metrics
 from solo_rgbd.reports.task import read_picture
 
 GRID = "grid.json"
@@ -194,28 +193,31 @@ def _qualitative(page: Page, out: Path, grid: dict) -> str | None:
     folder = next(iter(sorted((cells[0][1] / artefacts.QUALITATIVE).glob("*/index.json"))), None)
     if folder is None:
         return None
-    index = json.loads(folder.read_text())
+    index = read_json(folder, page, "the example images' index") or {}
     dataset, folder = folder.parent.name, folder.parent
     stems = list(index.get("fixed") or index.get("ranked", {}).values())[:6]
     rows = []
-    for kind, label in (("rgb", "RGB"), ("depth", "depth"), ("gt", "GT")):
+    gts = [read_picture(folder, s, "gt", page) for s in stems]
+    for kind, label in (("rgb", "RGB"), ("depth", "depth")):
         rows.append((label, [_img(read_picture(folder, s, kind, page), s) for s in stems]))
+    rows.append(("GT", [_img(gt, s) for gt, s in zip(gts, stems, strict=True)]))
     for name, eval_dir in cells:
         preds = eval_dir / "predictions" / dataset
-        rows.append((name, [_img(_pred(preds, s, folder, page), s) for s in stems]))
+        shown = [_pred(preds, s, gt, page) for s, gt in zip(stems, gts, strict=True)]
+        rows.append((name, [_img(p, s) for p, s in zip(shown, stems, strict=True)]))
     return f"<p>test set {html.escape(dataset)}</p>" + image_grid(stems, rows)
 
 
-def _pred(preds: Path, stem: str, like: Path, page: Page):
+def _pred(preds: Path, stem: str, gt, page: Page):
+    """The saved prediction (GT resolution) at the size of the example's GT picture."""
     import numpy as np
     from PIL import Image
 
-    ref = read_picture(like, stem, "gt", page)
     try:
         with Image.open(preds / f"{stem}.png") as img:
             img = img.convert("L")
-            if ref is not None:
-                img = img.resize(ref.shape[::-1], Image.BILINEAR)
+            if gt is not None:
+                img = img.resize(gt.shape[::-1], Image.BILINEAR)
             return np.asarray(img)
     except OSError:
         page.missing.append(f"{preds}: no prediction for {stem}")
@@ -226,32 +228,21 @@ def _img(array, alt: str) -> str:
     return image(array, alt, width=80) if array is not None else "missing"
 
 
-def _load(file: Path, page: Page, what: str) -> dict:
-    if not file.is_file():
-        return {}
-    try:
-        return json.loads(file.read_text())
-    except ValueError:
-        page.missing.append(f"{file}: {what} damaged")
-        return {}
-
-
 def _failed_cells(out: Path, grid: dict, page: Page) -> None:
     for row in grid.get("rows", []):
         for seed, cell in row["cells"].items():
             failed, done = out / cell / "failed.json", out / cell / "done.json"
             if failed.is_file():
-                error = _load(failed, page, "failure record").get("error", "?")
+                error = (read_json(failed, page, "failure record") or {}).get("error", "?")
                 page.missing.append(f"{row['name']} (seed {seed}) failed: {error} ({failed})")
             elif not done.is_file():
                 page.missing.append(f"{row['name']} (seed {seed}): not run yet ({out / cell})")
 
 
 def grid_page(out: Path) -> Page:
-    grid = _load(out / GRID, Page(""), "grid")
-    page = Page(f"compare {grid.get('name', out.name)}")
-    if not grid:
-        page.missing.append(f"{out / GRID}: missing (a grid of an older version?): no charts")
+    page = Page(f"compare {out.name}")
+    grid = read_json(out / GRID, page, "the grid's rows and cells (an older version?)") or {}
+    page.title = f"compare {grid.get('name', out.name)}"
     _failed_cells(out, grid, page)
     tables = out / "tables.md"
     if tables.is_file():
@@ -261,12 +252,12 @@ def grid_page(out: Path) -> Page:
             page.section(_anchor(title), title, body)
     else:
         page.missing.append(f"{tables}: missing (no cell finished?)")
-    results = _load(out / "all_rows.json", page, "scores")
+    results = read_json(out / "all_rows.json", page, "scores", optional=True)
     if results:
         charts = "".join(_bars(page, results, m) for m in grid.get("bars", []))
         if charts:
             page.section("bars", "Bar charts (mean ± std over seeds)", charts)
-    finetune = _load(out / "finetune.json", page, "fine-tuning scores")
+    finetune = read_json(out / "finetune.json", page, "fine-tuning scores", optional=True)
     if finetune and grid.get("headline"):
         curves = _label_curves(page, finetune, grid["headline"])
         page.section("label-efficiency", "Label efficiency (fine-tuning)", curves)

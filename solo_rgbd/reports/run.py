@@ -60,6 +60,18 @@ def read_metrics(path: Path, page: Page) -> list[dict[str, float]]:
     return rows
 
 
+def read_json(file: Path, page: Page, what: str, optional: bool = False) -> dict | None:
+    """A JSON file of the folder; missing (unless ``optional``) or damaged: named on the page
+    and None."""
+    if optional and not file.exists():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        page.missing.append(f"{file}: missing or damaged ({what}; {type(exc).__name__})")
+        return None
+
+
 def _stage_switch(rows: list[dict[str, float]]) -> float | None:
     for row in rows:
         if row.get("stage", 1.0) >= 2.0:
@@ -98,12 +110,11 @@ def _export(path: Path, page: Page) -> str:
 
 def run_info_section(path: Path, page: Page) -> None:
     """How the run was started and where it ran, one row per session (``run.json``)."""
-    file = path / "run.json"
-    try:
-        info = json.loads(file.read_text())
-        sessions = list(info["sessions"])
-    except (OSError, ValueError, KeyError, TypeError):
-        page.missing.append(f"{file}: missing or damaged (a run of an older version?)")
+    info = read_json(path / "run.json", page, "how the run was started (an older version?)")
+    sessions = info.get("sessions") if isinstance(info, dict) else None
+    if not isinstance(sessions, list):
+        if info is not None:
+            page.missing.append(f"{path / 'run.json'}: damaged (no sessions)")
         return
     rows = []
     for s in sessions:

@@ -8,14 +8,20 @@ file) is named on the page.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from solo_rgbd.evaluation import artefacts
 from solo_rgbd.reports.page import Page, image, image_grid, pre, rounded, table
-from solo_rgbd.reports.run import config_section, panel, read_metrics, run_info_section
+from solo_rgbd.reports.run import (
+    config_section,
+    is_pretrain_run,
+    panel,
+    read_json,
+    read_metrics,
+    run_info_section,
+)
 
 TASK_PANELS = (
     ("train-curves", "Training loss", ("loss", "train/")),
@@ -30,17 +36,7 @@ def is_eval_dir(path: Path) -> bool:
 
 def is_task_run(path: Path) -> bool:
     """A task's run folder: a config.yaml without a pretraining ``method``."""
-    from solo_rgbd.reports.run import is_pretrain_run
-
     return (path / "config.yaml").is_file() and not is_pretrain_run(path)
-
-
-def _load_json(file: Path, page: Page, what: str) -> dict | None:
-    try:
-        return json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        page.missing.append(f"{file}: {what} missing or damaged ({type(exc).__name__})")
-        return None
 
 
 def scores_section(results: dict, page: Page) -> None:
@@ -110,7 +106,7 @@ def qualitative_section(eval_dir: Path, page: Page) -> None:
     root = eval_dir / artefacts.QUALITATIVE
     rows = []
     for index_file in sorted(root.glob("*/index.json")):
-        folder, index = index_file.parent, _load_json(index_file, page, "image index")
+        folder, index = index_file.parent, read_json(index_file, page, "image index")
         if index is None:
             continue
         for rank, stem in index.get("ranked", {}).items():
@@ -130,10 +126,10 @@ def qualitative_section(eval_dir: Path, page: Page) -> None:
 
 
 def eval_sections(eval_dir: Path, page: Page) -> None:
-    results = _load_json(eval_dir / "results.json", page, "scores")
+    results = read_json(eval_dir / "results.json", page, "scores")
     if results:
         scores_section(results, page)
-    curves = _load_json(eval_dir / artefacts.CURVES, page, "PR and F curves")
+    curves = read_json(eval_dir / artefacts.CURVES, page, "PR and F curves")
     if curves:
         curves_section(curves, page)
     qualitative_section(eval_dir, page)
