@@ -34,6 +34,7 @@ from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
 from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
+from solo_rgbd.utils.console import say
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -154,11 +155,10 @@ class RunCheckpoint(Checkpoint):
 
             self.sizes = _sizes_of(trainer, pl_module)  # the state of the last save
             mode = "in the background" if _async_io(trainer) is not None else "synchronously"
-            print(
+            say(
                 f"checkpoint: {summary_line(self.sizes)}; {len(self.stalls)} saves written "
                 f"{mode}, the step loop waited {statistics.median(self.stalls) * 1e3:.0f} ms "
-                "per save (median)",
-                flush=True,
+                "per save (median)"
             )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -21,12 +21,12 @@ shell gets it, which must then forward it.)
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
 
 from solo_rgbd.errors import Aborted
+from solo_rgbd.utils.console import say
 
 WATCHED = ("SIGTERM", "SIGINT", "SIGUSR1")
 
@@ -61,9 +61,9 @@ class SignalWatch:
             )
         if self.signum is None:
             self.signum = signum
-            print(
+            say(
                 f"\nreceived {signal.Signals(signum).name}: finishing this step and writing a "
                 "checkpoint" + (" (Ctrl-C again to abort without one)" if signum == 2 else ""),
-                file=sys.stderr,
-                flush=True,
+                err=True,
+                all_ranks=True,
             )

@@ -44,6 +44,7 @@ from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.fusion import FusionEncoder, attention_entropy
 from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
+from solo_rgbd.utils.console import say
 
 
 @dataclass
@@ -148,10 +149,9 @@ class IntraCLM(StreamMethod):
 
     def on_train_epoch_start(self) -> None:
         if self.current_epoch in self.staged.switch_epochs():
-            self.print(
+            say(
                 f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
-                f"{self.current_epoch}, step {self.global_step}",
-                flush=True,
+                f"{self.current_epoch}, step {self.global_step}"
             )
 
     # ----- forward passes -----------------------------------------------------------------

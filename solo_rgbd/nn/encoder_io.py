@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
 from solo_rgbd.nn.streams import CHANNELS, Streams
 from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir
+from solo_rgbd.utils.console import say
 from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -225,10 +225,10 @@ def _as_pair(encoders: dict[str, Encoder], source: str) -> tuple[Encoder, Encode
     name = next(iter(encoders.values())).name
     for missing, chans in (("rgb", 3), ("depth", 1)):
         if missing not in encoders:
-            print(
+            say(
                 f"note: '{source}' has no {missing} encoder (a one-modality export); the "
                 f"{missing} encoder starts from random weights.",
-                file=sys.stderr,
+                err=True,
             )
             encoders[missing] = Encoder(name, chans)
     return encoders["rgb"], encoders["depth"]

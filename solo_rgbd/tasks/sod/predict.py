@@ -17,6 +17,7 @@ from solo_rgbd.data.cache import RGBDCache, RootSpec
 from solo_rgbd.data.sources import resolve_roots
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_dir
+from solo_rgbd.utils.console import say
 from solo_rgbd.utils.paths import check_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -84,7 +85,7 @@ def test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
                 entry.get("name") or Path(entry["path"]).name, f"test_sets[{i}].name"
             )
             if entry.get("optional") and not Path(entry["path"]).expanduser().exists():
-                print(f"note: test set {name} skipped: '{entry['path']}' is absent (optional).")
+                say(f"note: test set {name} skipped: '{entry['path']}' is absent (optional).")
                 continue
             out.append(
                 (name, RootSpec(entry["path"], bool(entry.get("invert_depth", False)), name))
