@@ -8,10 +8,10 @@ TINY = [
     'pretrain=["experiment=quick","backbone=tiny","data.synthetic.n=24","data.synthetic.n_test=8",'
     '"data.synthetic.size=40","data.image_size=40","augmentations.crop_size=32",'
     '"data.batch_size=8","method_kwargs.proj_hidden_dim=32",'
-    '"trainer.limit_train_batches=2","trainer.enable_progress_bar=false","log_every_n_steps=1"]',
+    '"trainer.limit_train_batches=2","log_every_n_steps=1"]',
     'sod=["recipe=quick","backbone=tiny","data.synthetic.n=24","data.synthetic.n_test=8",'
     '"data.synthetic.size=40","image_size=32","batch_size=8","trainer.max_epochs=1",'
-    '"decoder_dim=8","trainer.enable_progress_bar=false","qualitative=0"]',
+    '"decoder_dim=8","qualitative=0"]',
     "budget_epochs=2",
     'method_overrides={mbcf: ["method_kwargs.stage1_epochs=1", "method_kwargs.stage2_epochs=1", '
     '"method_kwargs.one_stage_epochs=2"], alignment: ["method_kwargs.stage1_epochs=1", '
@@ -24,6 +24,8 @@ def test_quick_grid_writes_every_row_and_reuses_finished_cells(tmp_path, capsys)
     out = tmp_path / "cmp"
     assert main(["compare", "experiment=quick", f"out={out}", *TINY]) == 0
     text = capsys.readouterr().out
+    # the cells ran with the progress bar on (issue 29), MBCF's stage switch under it
+    assert "100%|" in text and "mbcf: stage 2 (IntraCLM + InterCLM) starts" in text
     tables = (out / "tables.md").read_text()
     from solo_rgbd.config import compose
 

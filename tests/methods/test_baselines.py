@@ -159,3 +159,20 @@ def test_a_static_lr_group_keeps_its_lr_while_the_others_follow_the_schedule(tmp
         static = [g["lr"] for g in opt.param_groups if g.get("static_lr")]
         scheduled = [g["lr"] for g in opt.param_groups if not g.get("static_lr")]
         assert static and set(static) == {0.5} and scheduled and set(scheduled) == {lr}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method", [["method=mocov2plus"], ["method=mbcf", "method_kwargs.schedule=one_stage"]]
+)
+def test_one_stage_methods_run_through_the_cli_with_the_progress_bar_on(tmp_path, capsys, method):
+    """Issue 29: the default path has the progress bar on; the conftest turns it off."""
+    from solo_rgbd.cli import main
+
+    over = tiny_overrides(tmp_path, **{**SMALL, "method_kwargs.queue_size": "32"})
+    over = [o for o in over if not o.startswith("trainer.enable_progress_bar")]
+    assert main(["pretrain", *method, *over, "run_name=bar"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Epoch 0: 100%|" in text and "Traceback" not in text
+    assert (tmp_path / "outputs" / method[0].split("=")[1] / "bar" / "report.html").is_file()

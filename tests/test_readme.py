@@ -1,0 +1,264 @@
+"""The README's commands, run as written (issue 29).
+
+Every shell command in a fenced ``bash``/``sh`` block of README.md is either run here, in the
+README's order, from an empty folder with a fresh ``SOLO_RGBD_CACHE`` and no added override
+(the progress bar is on, as it is for a user), or listed in ``SKIPPED`` with the reason. A new
+command that is neither fails ``test_every_readme_command_is_run_or_skipped_with_a_reason``.
+``<run>`` is the one thing filled in: the run folder the command before printed.
+
+The main job runs twice: with its output to a pipe (CI, SLURM logs) and under a
+pseudo-terminal (a person at a terminal), where tqdm draws its bar in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+MAIN_JOB = "solo-rgbd pretrain method=mbcf"
+
+#: the README's commands this test cannot run on a 2-core CPU box, and why
+SKIPPED = {
+    "pip install -e .[test]": "the tests run inside the installed package; .ci/run installs it",
+    "pytest": "the test suite itself",
+    "srun solo-rgbd pretrain experiment=paper resume=auto": "SLURM, and the paper's GPU run",
+    "[ $? -eq 138 ]": "SLURM's requeue line",
+    "scontrol requeue $SLURM_JOB_ID": "SLURM's requeue line",
+    "solo-rgbd report outputs/compare/quick": "needs the quick grid (36 min on 2 cores); a "
+    "grid's page is tested on a tiny grid in tests/compare/test_compare.py",
+    "solo-rgbd pretrain experiment=paper data=paper_pretrain data.base=/datasets": "the paper's "
+    "datasets, and a GPU",
+    "solo-rgbd compare experiment=paper data_base=/datasets": "the paper's datasets, and GPUs",
+    "solo-rgbd data pack /data/corpus_a /data/corpus_b /shared/packs/rgbd_256 --size 256 "
+    "--workers 16": "the user's corpora; the same command on a local folder is run",
+    "solo-rgbd pretrain data.format=litdata data.path=/shared/packs/rgbd_256 "
+    "data.image_size=256": "a cluster's pack; training from a pack is tests/data/test_shards.py",
+    "srun --nodes=4 --ntasks-per-node=8 --gpus-per-node=8 solo-rgbd pretrain method=mbcf "
+    "data.format=litdata data.path=/shared/packs/rgbd_256 data.image_size=256 "
+    "trainer.num_nodes=4 trainer.devices=8 trainer.strategy=ddp": "SLURM, 32 GPUs",
+    "solo-rgbd sod train recipe=paper encoders=outputs/mbcf/<run> data.roots=[{path: "
+    "/datasets/DUT-RGBD/train, invert_depth: true}, {path: /datasets/NJUD/train}, {path: "
+    "/datasets/NLPR/train, invert_depth: true}]": "the paper's datasets",
+    "solo-rgbd sod eval ckpt=outputs/sod/train/<run> test_sets=[{name: NJUD, path: "
+    "/datasets/NJUD/test}, {name: NLPR, path: /datasets/NLPR/test, invert_depth: true}, "
+    "{name: SIP, path: /datasets/SIP, invert_depth: true}]": "the paper's datasets",
+    "solo-rgbd compare experiment=quick": "16 rows, 36 min on 2 cores; compare runs on a tiny "
+    "grid in tests/compare/test_compare.py",
+    "solo-rgbd compare experiment=quick seeds=[0,1,2]": "the same grid, three seeds",
+    "solo-rgbd compare experiment=gpu": "a GPU grid",
+    "solo-rgbd compare experiment=quick protocols=[frozen,finetune,probe]": "hours on 2 cores",
+}
+
+
+def readme_commands(text: str) -> list[list[str]]:
+    """The argv of every command in the README's shell blocks, in order; ``a && b`` is two."""
+    out: list[list[str]] = []
+    for block in re.finditer(r"^( *)```(?:bash|sh|shell)\n(.*?)^ *```", text, re.S | re.M):
+        indent = len(block.group(1))
+        pending = ""
+        for line in block.group(2).splitlines():
+            pending += line[indent:] + "\n"
+            if pending.endswith("\\\n"):  # a continuation line
+                continue
+            try:
+                tokens = shlex.split(pending.replace("\\\n", " "), comments=True)
+            except ValueError:  # a quote still open: the command goes on
+                continue
+            pending = ""
+            part: list[str] = []
+            for tok in [*tokens, "&&"]:
+                if tok == "&&":
+                    out += [part] if part else []
+                    part = []
+                else:
+                    part.append(tok)
+    return out
+
+
+def key(argv: list[str]) -> str:
+    """A command as ``SKIPPED`` spells it: its argv joined by single spaces (no quotes)."""
+    return " ".join(" ".join(argv).split())
+
+
+def test_the_readme_parser_reads_continuations_quotes_and_chains():
+    text = (
+        'x\n```bash\npip install -e ".[test]" && solo-rgbd pretrain method=mbcf\n```\n'
+        "  ```bash\n  #!/bin/bash\n  srun a \\\n    b=1   # note\n  ```\n"
+        "```bash\nsolo-rgbd sod eval t='[{a: 1},\n    {b: 2}]'\n```\n```python\nprint()\n```\n"
+    )
+    assert readme_commands(text) == [
+        ["pip", "install", "-e", ".[test]"],
+        ["solo-rgbd", "pretrain", "method=mbcf"],
+        ["srun", "a", "b=1"],
+        ["solo-rgbd", "sod", "eval", "t=[{a: 1},\n    {b: 2}]"],
+    ]
+
+
+def _plan() -> list[tuple[str, list[str] | None]]:
+    """(key, argv to run, or None when skipped) for every README command, in order."""
+    return [(key(a), None if key(a) in SKIPPED else a) for a in readme_commands(README.read_text())]
+
+
+def test_every_readme_command_is_run_or_skipped_with_a_reason():
+    plan = _plan()
+    run = [k for k, argv in plan if argv is not None]
+    assert run and run[0] == MAIN_JOB, "the main job is the README's first command"
+    unknown = [k for k in run if not k.startswith("solo-rgbd ")]
+    assert not unknown, f"README commands neither run here nor listed in SKIPPED: {unknown}"
+    stale = sorted(set(SKIPPED) - {k for k, _ in plan})
+    assert not stale, f"SKIPPED names commands the README no longer has: {stale}"
+    for needed in ("sod train", "sod eval", "sod predict", "report", "data check", "data pack",
+                   "ckpt info"):  # fmt: skip
+        assert any(k.startswith(f"solo-rgbd {needed} ") for k in run), needed
+
+
+# ----- running them --------------------------------------------------------------------------
+def _printed_runs(text: str, prefix: str) -> list[str]:
+    """The run names printed as ``<prefix>/<name>`` (relative or absolute), in order."""
+    return re.findall(rf"(?<![\w.-]){re.escape(prefix)}/([\w.-]+)", text)
+
+
+def _fill(argv: list[str], printed: str) -> list[str] | None:
+    """``<run>`` replaced by the newest run folder under the same prefix that a command before
+    printed; None while no command has printed one."""
+    out = []
+    for tok in argv:
+        if "<run>" in tok:
+            prefix = tok.split("=", 1)[-1].split("<run>")[0].rstrip("/")
+            names = _printed_runs(printed, prefix)
+            if not names:
+                return None
+            tok = tok.replace("<run>", names[-1])
+        out.append(tok)
+    return out
+
+
+def _exe(argv: list[str]) -> list[str]:
+    """``solo-rgbd`` of this interpreter's environment (the one pytest runs in)."""
+    script = Path(sys.executable).with_name(argv[0])
+    return [str(script) if script.exists() else argv[0], *argv[1:]]
+
+
+def _run_piped(argv: list[str], cwd: Path, env: dict) -> tuple[int, str]:
+    proc = subprocess.run(
+        _exe(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, timeout=900,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout.decode(errors="replace")
+
+
+def _run_in_pty(argv: list[str], cwd: Path, env: dict) -> tuple[int, str]:
+    """As a person at a terminal runs it: stdin, stdout and stderr are a pseudo-terminal."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        _exe(argv), cwd=cwd, env={**env, "TERM": "xterm", "COLUMNS": "120"},
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + 900
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 1.0)[0]:
+                try:
+                    data = os.read(master, 1 << 16)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+    finally:
+        os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def readme_run(tmp_path_factory) -> dict:
+    """Every README command that runs on a CPU, run as written in the README's order from an
+    empty folder with a fresh cache; the main job once more under a pseudo-terminal."""
+    cwd = tmp_path_factory.mktemp("readme_user")
+    env = {**os.environ, "SOLO_RGBD_CACHE": str(tmp_path_factory.mktemp("fresh_cache"))}
+    env.pop("SOLO_RGBD_DEBUG", None)
+    results: dict[str, list[tuple[list[str], int, str]]] = {}
+    printed = ""
+    waiting = [argv for _, argv in _plan() if argv is not None]
+    while waiting:
+        ready = [(a, _fill(a, printed)) for a in waiting]
+        todo = next(((a, f) for a, f in ready if f is not None), None)
+        assert todo is not None, f"no command printed the run folder of {key(waiting[0])}"
+        argv, filled = todo
+        waiting.remove(argv)
+        rc, out = _run_piped(filled, cwd, env)
+        results.setdefault(key(argv), []).append((filled, rc, out))
+        printed += out
+        if key(argv) == MAIN_JOB and "pty" not in results:
+            results["pty"] = [(filled, *_run_in_pty(filled, cwd, env))]
+    return {"cwd": cwd, "results": results}
+
+
+def _folder(cwd: Path, out: str, prefix: str) -> Path:
+    names = _printed_runs(out, prefix)
+    assert names, f"no {prefix}/<run> in:\n{out[-2000:]}"
+    return cwd / prefix / names[-1]
+
+
+@pytest.mark.slow
+def test_every_runnable_readme_command_exits_0_without_a_traceback(readme_run):
+    bad = [
+        f"{' '.join(argv)}: exit {rc}\n{out[-3000:]}"
+        for runs in readme_run["results"].values()
+        for argv, rc, out in runs
+        if rc != 0 or "Traceback" in out
+    ]
+    assert not bad, "\n\n".join(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["pipe", "pty"])
+def test_the_main_job_as_written_switches_stage_and_leaves_its_export_and_report(readme_run, how):
+    cwd = readme_run["cwd"]
+    _, rc, out = readme_run["results"][MAIN_JOB if how == "pipe" else "pty"][0]
+    assert rc == 0, out[-3000:]
+    assert "stage 2 (IntraCLM + InterCLM) starts at epoch 3" in out
+    assert re.search(r"Epoch 5: 100%\|", out), "the progress bar was on and reached the end"
+    run = _folder(cwd, out, "outputs/mbcf")
+    for name in ("rgb.safetensors", "depth.safetensors", "encoders.json"):
+        assert (run / "encoders" / name).stat().st_size > 0, name
+    assert (run / "report.html").stat().st_size > 100_000
+    sessions = json.loads((run / "run.json").read_text())["sessions"]
+    assert [s["status"] for s in sessions] == ["finished"]
+
+
+@pytest.mark.slow
+def test_the_chained_commands_leave_what_they_say(readme_run):
+    cwd, res = readme_run["cwd"], readme_run["results"]
+    assert "mbcf" in res["solo-rgbd pretrain --help"][0][2]
+    assert "queue_size" in res["solo-rgbd pretrain --cfg method=mbcf"][0][2]
+    assert (cwd / "synth" / "RGB").is_dir() and len(list((cwd / "synth" / "RGB").iterdir())) == 64
+    assert "total: 64 pairs in 1 root(s); all usable" in res["solo-rgbd data check synth"][0][2]
+    assert (cwd / "packed" / "index.json").is_file() and not (cwd / "packed.partial").exists()
+    info = res["solo-rgbd ckpt info outputs/mbcf/<run>/checkpoints/last.ckpt"][0][2]
+    assert "momentum copies" in info and "tensors in all" in info
+    assert "MBCF (two-stage 50% mask)" in res["solo-rgbd compare experiment=paper --plan"][0][2]
+    train = res["solo-rgbd sod train encoders=outputs/mbcf/<run>"][0]
+    sod_run = _folder(cwd, train[2], "outputs/sod/train")
+    assert (sod_run / "checkpoints" / "best.ckpt").is_file()
+    assert (sod_run / "eval" / "results.json").is_file()  # sod eval wrote into the run
+    assert len(list((cwd / "maps").glob("*.png"))) == 64
+    assert "maxF" in res["solo-rgbd sod score pred=maps data.path=synth"][0][2]
+    report_runs = res["solo-rgbd report outputs/sod/train/<run>"]
+    assert report_runs[0][0][2] == f"outputs/sod/train/{sod_run.name}"
+    assert (sod_run / "report.html").is_file()
