@@ -12,13 +12,16 @@ pseudo-terminal (a person at a terminal), where tqdm draws its bar in place.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import select
 import shlex
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -145,6 +148,8 @@ def _fill(argv: list[str], printed: str) -> list[str] | None:
 
 def _exe(argv: list[str]) -> list[str]:
     """``solo-rgbd`` of this interpreter's environment (the one pytest runs in)."""
+    if "/" in argv[0]:
+        return list(argv)
     script = Path(sys.executable).with_name(argv[0])
     return [str(script) if script.exists() else argv[0], *argv[1:]]
 
@@ -160,6 +165,7 @@ def _run_piped(argv: list[str], cwd: Path, env: dict) -> tuple[int, str]:
 def _run_in_pty(argv: list[str], cwd: Path, env: dict) -> tuple[int, str]:
     """As a person at a terminal runs it: stdin, stdout and stderr are a pseudo-terminal."""
     master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a real window
     proc = subprocess.Popen(
         _exe(argv), cwd=cwd, env={**env, "TERM": "xterm", "COLUMNS": "120"},
         stdin=slave, stdout=slave, stderr=slave, start_new_session=True,

@@ -21,9 +21,16 @@ def run_report_command(args: Sequence[str]) -> int:
     parser.add_argument(
         "path", help="e.g. outputs/mbcf/<run>, outputs/sod/train/<run>, outputs/compare/quick"
     )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="write the page here (a file, or a folder for report.html) instead of "
+        "PATH/report.html; needed for folders solo-rgbd did not write",
+    )
     from solo_rgbd.reports.build import write_report
 
-    print(f"report: {write_report(parser.parse_args(list(args)).path)}")
+    ns = parser.parse_args(list(args))
+    print(f"report: {write_report(ns.path, ns.out)}")
     return 0
 
 

@@ -14,7 +14,7 @@ from solo_rgbd.data.store import build_cache
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.tasks.sod.predict import device, load_sod_module, predict_cache, subsets, test_sets
 from solo_rgbd.tasks.sod.spec import SOD
-from solo_rgbd.utils.paths import mark_own_dir, remove_own_dir
+from solo_rgbd.utils.paths import mark_own_dir, own_marker, remove_own_dir
 
 
 def sod_eval(cfg: DictConfig) -> Path:
@@ -115,6 +115,7 @@ def sod_predict(cfg: DictConfig) -> Path:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"out='{out}' exists and is not empty; choose an empty folder.")
     predict_cache(module, cache, out, int(cfg.batch_size), to_gt_size=False)
+    mark_own_dir(out)  # 'sod score pred=OUT' may write its tables beside these maps
     print(f"wrote {len(cache)} saliency maps to {out}")
     return out
 
@@ -144,7 +145,13 @@ def sod_score(cfg: DictConfig) -> Path:
         results[name] = score_folder(
             pred_dir, {s: pairs.gt[s] for s in pairs.stems if s in pairs.gt}
         )
-    out = Path(str(cfg.out)) if cfg.get("out") else Path(str(cfg.pred))
+    pred = Path(str(cfg.pred))
+    if not cfg.get("out") and not (own_marker(pred).is_file() or any(pred.glob(".*.solo-rgbd"))):
+        raise ConfigError(
+            f"pred='{pred}' holds maps solo-rgbd did not write ('sod predict' and 'sod eval' mark "
+            "theirs), so the score tables are not written into it; pass out=DIR for them."
+        )
+    out = Path(str(cfg.out)) if cfg.get("out") else pred
     paths = write_tables({Path(str(cfg.pred)).name: results}, out, "scores", report=SOD.report)
     print(paths["md"].read_text())
     return out

@@ -19,6 +19,7 @@ per root that names how many pairs and a few examples.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -199,18 +200,29 @@ def load_pair(
 
 
 def fingerprint(roots: Sequence[RootSpec]) -> tuple:
-    """Each root and the modification times of its folders: a changed dataset is decoded again."""
+    """Each root and a digest of every file below it (path, size, modification and change
+    times): a file added, removed or rewritten in place is decoded again. A rewrite changes the
+    file's times but not its folder's, so folder times alone are not enough (issue 30)."""
     out = []
     for spec in roots:
         root = Path(spec.path).expanduser()
-        try:
-            stamps = tuple(
-                (p.name, p.stat().st_mtime_ns) for p in sorted(root.iterdir()) if p.is_dir()
-            )
-        except OSError:
-            stamps = ()
-        out.append((str(root.resolve()), spec.invert_depth, spec.name, stamps))
+        out.append((str(root.resolve()), spec.invert_depth, spec.name, _tree_digest(root)))
     return tuple(out)
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:  # vanished while we looked: the digest differs anyway
+                continue
+            rel = os.path.relpath(path, root)
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

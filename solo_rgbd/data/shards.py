@@ -32,6 +32,7 @@ import torch
 
 from solo_rgbd.data.cache import SALIENCY, PairJobs, RGBDCache, RootSpec, load_pair, pair_jobs
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
+from solo_rgbd.data.pack_checks import PLAN, check_pack_settings, check_partial, pack_lock
 from solo_rgbd.errors import DataError
 from solo_rgbd.utils.atomic import atomic_write_text
 
@@ -69,23 +70,33 @@ def pack(
     out: str | Path,
     size: int,
     workers: int = 1,
-    chunk_bytes: str = "64MB",
+    chunk_bytes: str | int = "64MB",
     strict_pairs: bool = True,
     on_constant_depth: str = "error",
     progress: bool = True,
 ) -> Path:
     """Pack ``roots`` into LitData chunks at ``out`` (resumable; see the module docstring)."""
     out = Path(out)
+    chunk_bytes = check_pack_settings(size, workers, chunk_bytes)
     if (out / MANIFEST).exists():
         raise DataError(f"'{out}' is already a packed dataset; pack into a new folder.")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"'{out}' exists and is not empty; pack into a new or empty folder.")
-    found = pair_jobs(roots, strict_pairs, require_gt=False)
     work = out.with_name(out.name + ".partial")
+    check_partial(work)  # before any decoding: a folder of the user's is never touched
+    found = pair_jobs(roots, strict_pairs, require_gt=False)
     plan = {"format": SHARD_FORMAT, "size": size, "roots": [r.path for r in roots], "n": len(found)}
-    check_free_space(work.parent, decoded_bytes(len(found), size, found.use_gt))
-    _check_plan(work, plan)
-    _optimize(work, found, size, workers, chunk_bytes, on_constant_depth, progress)
+    with pack_lock(out):
+        check_partial(work)  # again, now that no other pack can make it
+        check_free_space(work.parent, decoded_bytes(len(found), size, found.use_gt))
+        _check_plan(work, plan)
+        _optimize(work, found, size, workers, chunk_bytes, on_constant_depth, progress)
+        _finish(work, out, found, plan)
+    return out
+
+
+def _finish(work: Path, out: Path, found: PairJobs, plan: dict) -> None:
+    """The manifest, written last, then ``OUT.partial`` renamed to ``OUT``."""
     manifest = {
         **plan,
         "has_gt": found.use_gt,
@@ -95,11 +106,10 @@ def pack(
         "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
     }
     atomic_write_text(json.dumps(manifest), work / MANIFEST)
-    (work / "plan.json").unlink(missing_ok=True)
+    (work / PLAN).unlink(missing_ok=True)
     if out.exists():
         out.rmdir()  # empty, checked above
     os.replace(work, out)
-    return out
 
 
 def _optimize(
@@ -170,7 +180,7 @@ def _descendants(pid: int) -> list[int]:
 
 def _check_plan(work: Path, plan: dict) -> None:
     """A rerun continues only the same job (same roots, size and pairs)."""
-    saved = work / "plan.json"
+    saved = work / PLAN
     if saved.exists():
         if json.loads(saved.read_text()) != plan:
             raise DataError(

@@ -97,6 +97,7 @@ def build_from_config(
 ) -> RGBDCache:
     """The decoded pairs of a data config; ``copies``: processes on this node (DDP ranks)."""
     if data.get("format", "folder") == "litdata":
+        check_pack_config(data, split, labels)
         return open_shards(data, size or int(data.image_size), require_gt)
     return build_cache(
         resolve_roots(data, split),
@@ -110,6 +111,41 @@ def build_from_config(
         cache_dir=data.get("cache_dir"),
         copies=copies,
     )
+
+
+def check_pack_config(
+    data: DictConfig, split: str = "train", labels: LabelPolicy = SALIENCY
+) -> None:
+    """Settings a pack cannot honour are errors naming the key, never silently dropped: a pack
+    holds one split, its roots and depth polarity were fixed when it was packed, its labels were
+    stored as saliency maps, and LitData reads it without the decoded-pair cache."""
+    why = {
+        "data.roots": "a pack holds the roots it was packed from: pack them together with "
+        "'solo-rgbd data pack ROOT1 ROOT2 OUT', then give data.path=OUT",
+        "data.invert_depth": "the depth polarity was applied when packing ('data pack "
+        "--invert-depth')",
+        "data.cache": "LitData reads the chunks itself; the decoded-pair cache is for folders",
+    }
+    given = {
+        "data.roots": bool(data.get("roots")),
+        "data.invert_depth": bool(data.get("invert_depth")),
+        "data.cache": str(data.get("cache", "auto")) != "auto",
+    }
+    for key, set_ in given.items():
+        if set_:
+            raise ConfigError(
+                f"{key} cannot apply with data.format=litdata: {why[key]}. Remove {key}."
+            )
+    if split != "train":
+        raise ConfigError(
+            f"data.format=litdata: '{data.path}' is one pack, the training pairs; the {split} "
+            "split needs its own folder or pack, named with test_sets=[{name: X, path: DIR}]."
+        )
+    if labels != SALIENCY:
+        raise ConfigError(
+            "data.format=litdata stores labels as saliency maps (resized bilinearly), and this "
+            "task's labels are read another way; use data.format=folder for it."
+        )
 
 
 def open_shards(data: DictConfig, size: int, require_gt: bool) -> ShardPairs:

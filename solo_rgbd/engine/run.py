@@ -121,6 +121,7 @@ def plan_run(cfg: DictConfig, group: str | None = None) -> RunPlan:
                 "continue. Copy the whole run folder and resume from its checkpoints/last.ckpt, "
                 "or start a new run."
             )
+        _check_resumable(run_dir, cfg.get("run_name"))
         return RunPlan(run_dir, path, env_rank() == 0)
     run_dir = _method_dir(cfg, group) / default_run_name(cfg)
     if run_dir.is_dir() and any(p.name not in RUN_LOCK_FILES for p in run_dir.iterdir()):
@@ -132,6 +133,23 @@ def plan_run(cfg: DictConfig, group: str | None = None) -> RunPlan:
             "yet)."
         )
     return RunPlan(run_dir, None, env_rank() == 0)
+
+
+def _check_resumable(run_dir: Path, run_name: object) -> None:
+    """``resume=PATH`` writes into PATH's run folder: only one that solo-rgbd made (its
+    ``.run.lock`` or ``run.json``), and a ``run_name`` naming another run is an error."""
+    if not any((run_dir / f).is_file() for f in (RUN_LOCK_FILES[0], "run.json")):
+        raise ConfigError(
+            f"'{run_dir}' has a config.yaml and a checkpoint but not the files solo-rgbd leaves "
+            f"in its run folders ({RUN_LOCK_FILES[0]}, run.json), so a resume does not write into "
+            "it. Copy the whole run folder, hidden files included (cp -a), and resume from that."
+        )
+    if run_name and str(run_name) != run_dir.name:
+        raise ConfigError(
+            f"resume= continues the run '{run_dir.name}' in '{run_dir}', but run_name={run_name} "
+            f"names another run; drop run_name, or continue that one with resume=last "
+            f"run_name={run_name}."
+        )
 
 
 def resume_command(argv: list[str], ckpt: Path, command: Sequence[str] = ("pretrain",)) -> str:

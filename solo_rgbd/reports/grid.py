@@ -17,7 +17,7 @@ from pathlib import Path
 
 from solo_rgbd.evaluation import artefacts
 from solo_rgbd.reports.page import Page, image, image_grid, rounded
-from solo_rgbd.reports.run import read_json, read_metrics
+from solo_rgbd.reports.run import read_json, read_metrics, read_text
 from solo_rgbd.reports.task import read_picture
 
 GRID = "grid.json"
@@ -213,6 +213,8 @@ def _pred(preds: Path, stem: str, gt, page: Page):
     import numpy as np
     from PIL import Image
 
+    if not page.inside(preds / f"{stem}.png"):
+        return None
     try:
         with Image.open(preds / f"{stem}.png") as img:
             img = img.convert("L")
@@ -240,13 +242,13 @@ def _failed_cells(out: Path, grid: dict, page: Page) -> None:
 
 
 def grid_page(out: Path) -> Page:
-    page = Page(f"compare {out.name}")
+    page = Page(f"compare {out.name}", root=out)
     grid = read_json(out / GRID, page, "the grid's rows and cells (an older version?)") or {}
     page.title = f"compare {grid.get('name', out.name)}"
     _failed_cells(out, grid, page)
     tables = out / "tables.md"
-    if tables.is_file():
-        preamble, sections = markdown_sections(tables.read_text())
+    if tables.is_file() and (text := read_text(tables, page)) is not None:
+        preamble, sections = markdown_sections(text)
         page.section("summary", "Summary", preamble)
         for title, body in sections:
             page.section(_anchor(title), title, body)

@@ -92,8 +92,42 @@ def default_template() -> dict:
 
 
 def _script_json(value: object) -> str:
-    """JSON that is safe inside a <script> element."""
-    return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
+    """JSON that is safe inside a <script> element: no ``<``, ``>`` or ``&`` is left for the
+    HTML parser (a ``<!--<script>`` in a name would otherwise swallow the page's scripts)."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+#: every page carries it: a report.html without it is not replaced (the user's own file)
+GENERATOR = '<meta name="generator" content="solo-rgbd report">'
+
+#: the most points a curve keeps on the page (evenly spaced, the last one kept)
+MAX_POINTS = 2000
+
+
+def _as_text(value: object) -> object:
+    """Every string of a plotly figure as text, never markup: plotly draws ``<a href>``, ``<b>``
+    and the like in names, titles and tick labels, so ``<``, ``>`` and ``&`` become entities
+    (which plotly shows as the characters)."""
+    if isinstance(value, str):
+        return html.escape(value, quote=False) if any(c in value for c in "<>&") else value
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    return value
+
+
+def _thin(trace: dict) -> bool:
+    """At most MAX_POINTS points per curve; True when the trace was thinned."""
+    n = max((len(trace[k]) for k in ("x", "y") if isinstance(trace.get(k), list)), default=0)
+    if n <= MAX_POINTS:
+        return False
+    keep = sorted({round(i * (n - 1) / (MAX_POINTS - 1)) for i in range(MAX_POINTS)})
+    for k in ("x", "y", "text", "error_y"):
+        if isinstance(trace.get(k), list) and len(trace[k]) == n:
+            trace[k] = [trace[k][i] for i in keep]
+    return True
 
 
 def rounded(values: Sequence[float], digits: int = 5) -> list[float | None]:
@@ -111,6 +145,20 @@ class Page:
     sections: list[tuple[str, str, str]] = field(default_factory=list)  # (anchor, title, html)
     missing: list[str] = field(default_factory=list)  # what the folder lacks or what failed
     figures: list[dict] = field(default_factory=list)  # plotly figure dicts, by index
+    notes: list[str] = field(default_factory=list)  # how the page shows the data
+    root: Path | None = None  # the folder the page describes: nothing outside it is read
+
+    def inside(self, file: Path) -> bool:
+        """Whether ``file`` (symlinks followed) lies in the page's folder; if not it is named on
+        the page as outside and not read (a link or a ``..`` name must not embed other files)."""
+        if self.root is None:
+            return True
+        try:
+            file.resolve().relative_to(self.root.resolve())
+            return True
+        except (ValueError, OSError, RuntimeError):
+            self.missing.append(f"{file}: outside {self.root}, not read")
+            return False
 
     def section(self, anchor: str, title: str, body: str) -> None:
         self.sections.append((anchor, title, body))
@@ -119,9 +167,16 @@ class Page:
         """A plotly figure as a placeholder div; the page's loader draws it. The default
         template (7 kB of JSON) is stored once for every figure that uses it."""
         spec = json.loads(fig.to_json())
-        template = spec["layout"].get("template")
-        if template is not None and template == default_template():
-            del spec["layout"]["template"]
+        template = spec["layout"].pop("template", None)
+        spec = _as_text(spec)
+        if template is not None and template != default_template():
+            spec["layout"]["template"] = template
+        note = (
+            f"curves with more than {MAX_POINTS:,} points are drawn at {MAX_POINTS:,} evenly "
+            "spaced points (the CSV files hold every value)"
+        )
+        if any([_thin(t) for t in spec.get("data", [])]) and note not in self.notes:
+            self.notes.append(note)
         self.figures.append(spec)
         return f'<div class="plot" data-fig="{len(self.figures) - 1}"></div>'
 
@@ -134,6 +189,7 @@ class Page:
                 f'<div class="missing" id="missing"><b>Missing or damaged:</b><ul>{items}</ul>'
                 "</div>"
             )
+        warn += "".join(f'<p class="note">{html.escape(n)}</p>' for n in self.notes)
         body = "".join(
             f'<section id="{a}"><h2>{html.escape(t)}</h2>{b}</section>' for a, t, b in self.sections
         )
@@ -146,7 +202,8 @@ class Page:
                 f"</script><script>{_LOADER}</script>"
             )
         return (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR}"
+            f"<title>{html.escape(self.title)}"
             f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
             f"<nav>{nav}</nav>{warn}{body}{scripts}</body></html>"
         )

@@ -39,36 +39,63 @@ def is_pretrain_run(path: Path) -> bool:
 def read_metrics(path: Path, page: Page) -> list[dict[str, float]]:
     """The numeric rows of ``metrics.csv``; damaged rows are skipped and named on the page."""
     file = path / "logs" / "metrics.csv"
+    if not page.inside(file):
+        return []
     if not file.is_file() or file.stat().st_size == 0:
         page.missing.append(f"{file}: missing or empty, so there are no curves")
         return []
     rows, bad = [], 0
-    with open(file, newline="") as f:
-        for raw in csv.DictReader(f):
-            if None in raw or None in raw.values():  # too many or too few fields
-                bad += 1
-                continue
-            try:
-                row = {k: float(v) for k, v in raw.items() if k and v not in ("", None)}
-            except (TypeError, ValueError):
-                bad += 1
-                continue
-            if "step" in row:
-                rows.append(row)
+    with open(file, newline="", errors="replace") as f:
+        reader = csv.DictReader(f)
+        try:
+            for raw in reader:
+                row = _numeric(raw)
+                bad += row is None
+                if row is not None and "step" in row:
+                    rows.append(row)
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
+            page.missing.append(f"{file}: unreadable from line {reader.line_num} on ({exc})")
     if bad:
         page.missing.append(f"{file}: {bad} damaged row(s) skipped (a truncated write?)")
     return rows
 
 
-def read_json(file: Path, page: Page, what: str, optional: bool = False) -> dict | None:
-    """A JSON file of the folder; missing (unless ``optional``) or damaged: named on the page
-    and None."""
-    if optional and not file.exists():
+def _numeric(raw: dict) -> dict[str, float] | None:
+    """A metrics row as numbers; None for a damaged row (too many or too few fields, text)."""
+    if None in raw or None in raw.values():
         return None
     try:
-        return json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
+        return {k: float(v) for k, v in raw.items() if k and v not in ("", None)}
+    except (TypeError, ValueError):
+        return None
+
+
+def read_json(file: Path, page: Page, what: str, optional: bool = False) -> dict | None:
+    """A JSON object of the folder; missing (unless ``optional``), outside the folder or
+    damaged (not UTF-8, not JSON, not an object): named on the page and None."""
+    if optional and not file.exists():
+        return None
+    if not page.inside(file):
+        return None
+    try:
+        value = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         page.missing.append(f"{file}: missing or damaged ({what}; {type(exc).__name__})")
+        return None
+    if not isinstance(value, dict):
+        page.missing.append(f"{file}: damaged ({what}; not a JSON object)")
+        return None
+    return value
+
+
+def read_text(file: Path, page: Page) -> str | None:
+    """A text file of the folder (undecodable bytes replaced), or None if outside it."""
+    if not page.inside(file):
+        return None
+    try:
+        return file.read_text(errors="replace")
+    except OSError as exc:
+        page.missing.append(f"{file}: unreadable ({exc.strerror})")
         return None
 
 
@@ -104,6 +131,7 @@ def _export(path: Path, page: Page) -> str:
     if not files:
         page.missing.append(f"{folder}: no exported encoders (the run did not finish?)")
         return "<p>No export.</p>"
+    files = [f for f in files if page.inside(f)]
     rows = [[f.name, f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()] for f in files]
     return table(["file", "bytes", "sha256"], rows)
 
@@ -117,8 +145,9 @@ def run_info_section(path: Path, page: Page) -> None:
             page.missing.append(f"{path / 'run.json'}: damaged (no sessions)")
         return
     rows = []
+    sessions = [s for s in sessions if isinstance(s, dict)]
     for s in sessions:
-        dev = s.get("device") or {}
+        dev = s.get("device") if isinstance(s.get("device"), dict) else {}
         device = f"{dev.get('accelerator')} {dev.get('name')} x{dev.get('world_size')}"
         wall = s.get("wall_s")
         rows.append(
@@ -131,24 +160,32 @@ def run_info_section(path: Path, page: Page) -> None:
                 s.get("host", "-"),
             ]
         )
-    versions = sessions[-1].get("versions") or {} if sessions else {}
+    versions = sessions[-1].get("versions") if sessions else {}
+    versions = versions if isinstance(versions, dict) else {}
     body = (
-        f"<p>wall time, every session: {float(info.get('wall_s_total') or 0):.1f} s</p>"
+        f"<p>wall time, every session: {_number(info.get('wall_s_total')):.1f} s</p>"
         + table(["started", "ended as", "wall s", "device", "precision", "host"], rows)
         + "<p>command lines:</p>"
         + pre("\n".join(str(s.get("command")) for s in sessions))
         + "<p>versions (last session):</p>"
-        + table(["package", "version"], sorted(versions.items()))
+        + table(["package", "version"], sorted((str(k), v) for k, v in versions.items()))
     )
     page.section("run-info", "How the run was started and where it ran", body)
 
 
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def config_section(path: Path, page: Page) -> None:
     file = path / "config.yaml"
-    if file.is_file():
-        page.section("config", "Composed config", pre(file.read_text()))
-    else:
+    if not file.is_file():
         page.missing.append(f"{file}: missing")
+    elif (text := read_text(file, page)) is not None:
+        page.section("config", "Composed config", pre(text))
 
 
 def pretrain_page(path: Path) -> Page:
@@ -157,7 +194,7 @@ def pretrain_page(path: Path) -> Page:
             f"'{path}' is not a pretraining run folder: its config.yaml names a method "
             "(e.g. outputs/mbcf/<run>); pass such a folder to 'solo-rgbd report'."
         )
-    page = Page(f"Pretraining run {path.parent.name}/{path.name}")
+    page = Page(f"Pretraining run {path.parent.name}/{path.name}", root=path)
     rows = read_metrics(path, page)
     switch = _stage_switch(rows)
     last = rows[-1] if rows else {}
@@ -170,11 +207,7 @@ def pretrain_page(path: Path) -> Page:
     page.section("export", "Exported encoders", _export(path, page))
     run_info_section(path, page)
     config_section(path, page)
-    info = path / "encoders" / "encoders.json"
-    if info.is_file():
-        page.section(
-            "encoders-json",
-            "encoders.json",
-            pre(json.dumps(json.loads(info.read_text()), indent=1)),
-        )
+    info = read_json(path / "encoders" / "encoders.json", page, "the export", optional=True)
+    if info is not None:
+        page.section("encoders-json", "encoders.json", pre(json.dumps(info, indent=1)))
     return page

@@ -20,6 +20,7 @@ from solo_rgbd.reports.run import (
     panel,
     read_json,
     read_metrics,
+    read_text,
     run_info_section,
 )
 
@@ -89,6 +90,8 @@ def read_picture(folder: Path, stem: str, kind: str, page: Page) -> np.ndarray |
     from PIL import Image
 
     file = folder / f"{stem}.{kind}.png"
+    if not page.inside(file):
+        return None
     try:
         with Image.open(file) as img:
             return np.asarray(img.convert("RGB" if kind == "rgb" else "L"))
@@ -109,7 +112,8 @@ def qualitative_section(eval_dir: Path, page: Page) -> None:
         folder, index = index_file.parent, read_json(index_file, page, "image index")
         if index is None:
             continue
-        for rank, stem in index.get("ranked", {}).items():
+        ranked = index.get("ranked")
+        for rank, stem in (ranked if isinstance(ranked, dict) else {}).items():
             cells = [
                 _cell(read_picture(folder, stem, kind, page), f"{stem} {kind}")
                 for kind in artefacts.KINDS
@@ -138,10 +142,10 @@ def eval_sections(eval_dir: Path, page: Page) -> None:
 def task_page(path: Path) -> Page:
     """A task run folder (with its ``eval/``) or an eval folder alone."""
     if is_eval_dir(path) and not (path / "logs").is_dir():
-        page = Page(f"Evaluation {path.parent.name}/{path.name}")
+        page = Page(f"Evaluation {path.parent.name}/{path.name}", root=path)
         eval_sections(path, page)
         return page
-    page = Page(f"Task run {path.parent.name}/{path.name}")
+    page = Page(f"Task run {path.parent.name}/{path.name}", root=path)
     eval_dir = path / "eval"
     if is_eval_dir(eval_dir):
         eval_sections(eval_dir, page)
@@ -151,8 +155,8 @@ def task_page(path: Path) -> Page:
             "curves and images"
         )
     summary = path / "summary.json"
-    if summary.is_file():
-        page.section("summary", "Training summary", pre(summary.read_text()))
+    if summary.is_file() and (text := read_text(summary, page)) is not None:
+        page.section("summary", "Training summary", pre(text))
     rows = read_metrics(path, page)
     for anchor, title, prefixes in TASK_PANELS:
         div = panel(page, rows, prefixes) if rows else None

@@ -134,3 +134,23 @@ def test_a_disk_that_fills_up_while_decoding_leaves_nothing_behind(
         assert [p for p in small.iterdir() if p.is_dir()] == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.parametrize("storage", ["disk", "ram"])
+def test_a_file_rewritten_in_place_is_decoded_again(synth_root, tmp_path, storage):
+    """Issue 30, finding 2: the key covered only the folders' times, which an in-place rewrite
+    does not change, so a run trained on the old GT without a word."""
+    roots = _copy(synth_root, tmp_path)
+    build = dict(size=40, storage=storage, cache_dir=tmp_path / "decoded")
+    first = build_cache(roots, **build)
+    gt_dir = Path(roots[0].path) / "GT"
+    folder_times = gt_dir.stat().st_mtime_ns
+    for path in sorted(gt_dir.iterdir()):  # every GT rewritten in place as all zero
+        from PIL import Image
+
+        with open(path, "r+b") as f:
+            Image.new("L", Image.open(path).size, 0).save(f, format="PNG")
+            f.truncate()
+    assert gt_dir.stat().st_mtime_ns == folder_times  # the folder did not change
+    again = build_cache(roots, **build)
+    assert first.gt.float().mean() > 0 and again.gt.float().mean() == 0

@@ -19,6 +19,7 @@ def _run(tmp_path, rows: int = 8, truncate: bool = False):
     (run / "logs").mkdir(parents=True)
     (run / "encoders").mkdir()
     (run / "config.yaml").write_text("method: mbcf\nseed: 0\n")
+    (run / ".run.lock").touch()  # the engine's mark of a run folder
     lines = [HEADER]
     for s in range(rows):
         stage = 2 if s >= rows // 2 else 1
@@ -87,3 +88,51 @@ def test_commands_write_the_report_at_the_end_unless_report_false(tmp_path, caps
     assert report_at_end(OmegaConf.create({"report": True}), tmp_path / "elsewhere") is None
     err = capsys.readouterr().err
     assert err.startswith("warning: the report of") and "Retry with: solo-rgbd report" in err
+
+
+def test_report_writes_only_into_folders_solo_rgbd_made(tmp_path, capsys):
+    """Issue 30, finding 3: a folder of the user's with a config.yaml lost its report.html."""
+    mine = tmp_path / "p"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("lr: 1\n")
+    (mine / "report.html").write_text("MINE")
+    assert main(["report", str(mine)]) == 2
+    assert "--out PAGE.html" in capsys.readouterr().err
+    assert (mine / "report.html").read_text() == "MINE"
+    page = tmp_path / "elsewhere.html"
+    assert main(["report", str(mine), "--out", str(page)]) == 0  # a task run's page, elsewhere
+    assert '<meta name="generator" content="solo-rgbd report">' in page.read_text()
+    assert main(["report", str(mine), "--out", str(mine / "report.html")]) == 2  # not ours
+    assert (mine / "report.html").read_text() == "MINE"
+    run = _run(tmp_path)  # a real run's own page is replaced when written again
+    assert main(["report", str(run)]) == 0 and main(["report", str(run)]) == 0
+
+
+ADVERSARIAL = "<!--<script>"
+
+
+def test_names_are_text_and_embedded_json_leaves_no_markup(tmp_path):
+    """Issue 30, finding 4: a name with <!--<script> swallowed the page's scripts, and
+    <a href> became a live link in a legend."""
+    import json
+
+    run = _run(tmp_path)
+    csv = run / "logs" / "metrics.csv"
+    header, *rows = csv.read_text().splitlines()
+    evil = f"loss_{ADVERSARIAL}<a href=https://example.com>x</a>&"
+    csv.write_text("\n".join([header + f",{evil}", *[r + ",0.5" for r in rows]]) + "\n")
+    (run / "config.yaml").write_text(f"method: mbcf\nname: '{ADVERSARIAL}'\n")
+    page = write_report(run).read_text()
+    figures = page[page.index('id="figures">') :]
+    figures = figures[len('id="figures">') : figures.index("</script>")]
+    assert "<" not in figures and ">" not in figures and "&" not in figures
+    names = [t["name"] for f in json.loads(figures)["figures"] for t in f["data"]]
+    assert any("&lt;a href=https://example.com&gt;" in n for n in names)  # text, not a link
+    assert "<a href=https://example.com>" not in page and page.count(ADVERSARIAL) == 0
+
+
+def test_long_curves_are_thinned_and_the_page_says_so(tmp_path):
+    run = _run(tmp_path, rows=12_000)
+    page = write_report(run).read_text()
+    assert "drawn at 2,000 evenly spaced points" in page
+    assert (run / "report.html").stat().st_size < 2.6e6

@@ -14,7 +14,7 @@ from PIL import Image
 
 from solo_rgbd.config import check_missing
 from solo_rgbd.data.cache import RGBDCache, RootSpec
-from solo_rgbd.data.sources import resolve_roots
+from solo_rgbd.data.sources import check_pack_config, resolve_roots
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_dir
 from solo_rgbd.utils.console import say
@@ -95,6 +95,8 @@ def test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
         return out
     check_missing(cfg)
     name = check_component(cfg.data.name, "data.name")
+    if cfg.data.get("format", "folder") == "litdata":
+        check_pack_config(cfg.data, "test")  # a pack has no test split: an error naming it
     return [(name, spec) for spec in resolve_roots(cfg.data, "test")]
 
 

@@ -225,7 +225,15 @@ def test_sod_score_names_missing_predictions(tmp_path, synth_root, capsys):
     for path in sorted((synth_root / "GT").iterdir())[:-2]:
         shutil.copy(path, pred / path.name)
     assert (
-        main(["sod", "score", f"pred={pred}", f"test_sets=[{{name: s, path: '{synth_root}'}}]"])
+        main(
+            [
+                "sod",
+                "score",
+                f"pred={pred}",
+                f"test_sets=[{{name: s, path: '{synth_root}'}}]",
+                f"out={tmp_path / 'scores'}",
+            ]
+        )  # fmt: skip
         == 2
     )
     err = capsys.readouterr().err
@@ -234,10 +242,30 @@ def test_sod_score_names_missing_predictions(tmp_path, synth_root, capsys):
     arr = np.asarray(Image.open(synth_root / "GT" / "00031.png"))
     Image.fromarray(arr).save(pred / "00031.png")
     assert (
-        main(["sod", "score", f"pred={pred}", f"test_sets=[{{name: s, path: '{synth_root}'}}]"])
+        main(
+            [
+                "sod",
+                "score",
+                f"pred={pred}",
+                f"test_sets=[{{name: s, path: '{synth_root}'}}]",
+                f"out={tmp_path / 'scores'}",
+            ]
+        )  # fmt: skip
         == 0
     )
     assert "| s | maxF ↑ | 1.000 |" in capsys.readouterr().out
+    assert sorted(p.suffix for p in pred.iterdir()) == [".png"] * 32  # the user's maps alone
+
+
+def test_sod_score_does_not_write_into_a_folder_of_the_users_maps(tmp_path, synth_root, capsys):
+    """Issue 30, finding 3: without out= the tables went into pred=, over the user's files."""
+    pred = tmp_path / "mymaps"
+    shutil.copytree(synth_root / "GT", pred)
+    (pred / "scores.md").write_text("my notes")
+    sets = f"test_sets=[{{name: s, path: '{synth_root}'}}]"
+    assert main(["sod", "score", f"pred={pred}", sets]) == 2
+    assert "pass out=DIR" in capsys.readouterr().err
+    assert (pred / "scores.md").read_text() == "my notes" and not (pred / "scores.csv").exists()
 
 
 def test_sod_can_train_on_every_pair_without_a_validation_split(tmp_path, capsys):

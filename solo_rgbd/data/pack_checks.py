@@ -1,0 +1,83 @@
+"""What ``solo-rgbd data pack`` checks before it writes anything (issue 30).
+
+- its settings (``--size``, ``--workers``, ``--chunk-bytes``), so a bad one writes nothing;
+- ``OUT.partial``: continued only when this command made it (its ``plan.json`` says so, or it
+  is empty); a folder of the user's with that name is refused, never adopted or deleted;
+- one pack per OUT at a time: a second is refused at once while the first holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from solo_rgbd.errors import DataError
+
+#: what ``plan.json`` of a pack in progress holds; a folder without it is not ours
+PLAN = "plan.json"
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(tb|gb|mb|kb|t|g|m|k|b)?\s*$", re.I)
+
+
+def check_pack_settings(size: object, workers: object, chunk_bytes: object) -> int | str:
+    """One paragraph naming the bad setting, before anything is written; returns the chunk
+    size as LitData takes it (bytes, or a string with its unit)."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 8192:
+        raise DataError(
+            f"--size {size!r} is not an image size; give the side in pixels the pack stores "
+            "(8 to 8192; the data.image_size you will train at, e.g. --size 256)."
+        )
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise DataError(f"--workers {workers!r} must be a whole number of processes, 1 or more.")
+    text = str(chunk_bytes)
+    match = _BYTES.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise DataError(
+            f"--chunk-bytes '{text}' is not a size; give bytes or a size with a unit (B, KB, "
+            "MB, GB, TB), e.g. 64MB (LitData's chunk size)."
+        )
+    return text.strip() if match.group(2) else int(float(match.group(1)))
+
+
+def check_partial(work: Path) -> None:
+    """``work`` (OUT.partial) is absent, empty, or an unfinished pack of this command."""
+    if not work.exists():
+        return
+    if not work.is_dir():
+        raise DataError(f"'{work}' exists and is not a folder; move it away, then pack again.")
+    if (work / PLAN).is_file() or not any(work.iterdir()):
+        return
+    raise DataError(
+        f"'{work}' exists and was not made by 'solo-rgbd data pack' (it has no {PLAN}); it is "
+        "left as it is. Move it away or choose another OUT, then pack again."
+    )
+
+
+@contextlib.contextmanager
+def pack_lock(out: Path) -> Iterator[None]:
+    """Hold ``.OUT.pack.lock`` beside OUT for the pack; a second pack into OUT is refused at
+    once. The lock file is removed (while still held) when the pack ends, and a process that
+    locked the removed file sees that its path is gone and is refused too: nothing is left."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_name(f".{out.name}.pack.lock")
+    busy = DataError(
+        f"another 'solo-rgbd data pack' into '{out}' is running (it holds '{path}'); wait for "
+        "it to finish, or pack into another folder."
+    )
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:  # the holder removed it meanwhile
+            raise BlockingIOError
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)
+        raise busy from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)  # releases the lock

@@ -1,0 +1,94 @@
+"""``data pack`` owns only what it made (issue 30, finding 1): a user's ``OUT.partial`` is
+never adopted or deleted, bad settings write nothing, two packs into one OUT are refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from solo_rgbd.cli import main
+from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.pack_checks import check_pack_settings, pack_lock
+from solo_rgbd.data.shards import pack
+from solo_rgbd.errors import DataError
+
+
+@pytest.fixture
+def src(synth_root, tmp_path) -> Path:
+    copy = tmp_path / "src"
+    shutil.copytree(synth_root, copy)
+    return copy
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim.partial"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("draft")
+    return victim
+
+
+@pytest.mark.parametrize("bad_pair", [True, False])
+def test_a_users_partial_folder_is_refused_and_left_as_it_was(src, tmp_path, capsys, bad_pair):
+    if bad_pair:  # the reproduction: one corrupt image
+        next((src / "RGB").iterdir()).write_bytes(b"\x89PNG not really")
+    victim = _victim(tmp_path)
+    rc = main(["data", "pack", str(src), str(tmp_path / "victim"), "--size", "32", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "was not made by 'solo-rgbd data pack'" in err and "Traceback" not in err
+    assert (victim / "thesis.txt").read_text() == "draft"
+    assert sorted(p.name for p in victim.iterdir()) == ["thesis.txt"]
+    assert not (tmp_path / "victim").exists()
+
+
+@pytest.mark.parametrize(
+    "args, key",
+    [(["--size", "0"], "--size"), (["--size", "-5"], "--size"),
+     (["--chunk-bytes", "banana"], "--chunk-bytes"), (["--chunk-bytes", "0MB"], "--chunk-bytes"),
+     (["--workers", "0"], "--workers")],
+)  # fmt: skip
+def test_bad_settings_are_refused_before_anything_is_written(src, tmp_path, capsys, args, key):
+    rc = main(["data", "pack", str(src), str(tmp_path / "out"), *args, "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and key in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written
+
+
+def test_chunk_sizes_are_given_to_litdata_as_it_takes_them():
+    assert check_pack_settings(32, 1, "64MB") == "64MB"
+    assert check_pack_settings(32, 1, "1.5 gb") == "1.5 gb"
+    assert check_pack_settings(32, 1, "4096") == 4096
+
+
+def test_a_second_pack_into_the_same_out_is_refused_while_the_first_runs(src, tmp_path):
+    out = tmp_path / "packed"
+    with pack_lock(out), pytest.raises(DataError, match="another 'solo-rgbd data pack'"):
+        pack([RootSpec(str(src))], out, 32, progress=False)
+    assert not out.exists() and not out.with_name("packed.partial").exists()
+    assert pack([RootSpec(str(src))], out, 32, progress=False) == out  # once it is free
+
+
+def test_settings_a_pack_cannot_honour_are_errors_naming_the_key(src, tmp_path):
+    """Issue 30, finding 5: data.roots, invert_depth, cache, a test split and class-id labels
+    were dropped without a word with data.format=litdata."""
+    from solo_rgbd.config import compose
+    from solo_rgbd.data.cache import LabelPolicy
+    from solo_rgbd.data.sources import build_from_config
+    from solo_rgbd.errors import ConfigError
+
+    packed = pack([RootSpec(str(src))], tmp_path / "packed", 32, progress=False)
+    base = ["data.format=litdata", f"data.path={packed}", "data.image_size=32"]
+    assert len(build_from_config(compose("pretrain", base).data)) == 32
+    for extra, key in [
+        (f"data.roots=[{src}]", "data.roots"),
+        ("data.invert_depth=true", "data.invert_depth"),
+        ("data.cache=disk", "data.cache"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            build_from_config(compose("pretrain", [*base, extra]).data)
+    data = compose("pretrain", base).data
+    with pytest.raises(ConfigError, match="the test split needs its own folder or pack"):
+        build_from_config(data, split="test")
+    with pytest.raises(ConfigError, match="use data.format=folder"):
+        build_from_config(data, labels=LabelPolicy(resize="nearest"))
