@@ -27,5 +27,14 @@ def run_ckpt_command(args: Sequence[str]) -> int:
                 f"checkpoint '{path}' does not exist or is not a file; pass a run's "
                 "checkpoints/last.ckpt."
             )
-        print(describe(path))
+        try:
+            text = describe(path)
+        except CheckpointError:
+            raise
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise CheckpointError(
+                f"'{path}' loads, but it is not a checkpoint solo-rgbd wrote: a part has the "
+                f"wrong type ({type(exc).__name__}: {exc}). Pass a run's checkpoints/last.ckpt."
+            ) from None
+        print(text)
     return 0

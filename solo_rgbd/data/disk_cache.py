@@ -103,7 +103,7 @@ def build_disk_cache(
         with cache_lock(folder):
             if not (folder / "index.json").exists():
                 _write(folder, found, size, on_constant_depth, num_threads, labels)
-    return open_disk_cache(folder)
+    return open_disk_cache(folder, size)
 
 
 def _write(
@@ -168,20 +168,33 @@ def _write_index(tmp: Path, found: PairJobs, sizes: list, seconds: float) -> Non
         os.fsync(f.fileno())
 
 
-def open_disk_cache(folder: Path) -> RGBDCache:
-    """Memory-map a finished disk cache (copy-on-write maps: reads share the page cache)."""
+def open_disk_cache(folder: Path, size: int | None = None) -> RGBDCache:
+    """Memory-map a finished disk cache (copy-on-write maps: reads share the page cache); a
+    damaged or foreign one (an index of the wrong shape, arrays of another length or ``size``)
+    is a one-paragraph error naming the folder."""
     try:
         index = json.loads((folder / "index.json").read_text())
-        if index.get("format") != DISK_FORMAT:
-            raise ValueError(f"format {index.get('format')}, expected {DISK_FORMAT}")
+        if not isinstance(index, dict) or index.get("format") != DISK_FORMAT:
+            raise ValueError(f"not an index of format {DISK_FORMAT}")
+        n = int(index["n"])
+        for key in ("stems", "sources", "meta", "sizes", "gt_paths"):
+            if not isinstance(index[key], list) or len(index[key]) not in (n, 0):
+                raise ValueError(f"index.json's '{key}' is not a list of {n} entries")
+        if len(index["stems"]) != n or len(index["sizes"]) != n:
+            raise ValueError("index.json lists no stem or size for some pairs")
         arrays = {
             k: np.load(folder / f"{k}.npy", mmap_mode="c")
             for k in ("rgb", "depth", "gt")
             if (folder / f"{k}.npy").exists()
         }
-        if any(a.shape[0] != index["n"] for a in arrays.values()):
+        if "rgb" not in arrays or "depth" not in arrays:
+            raise ValueError("rgb.npy or depth.npy is missing")
+        if any(a.shape[0] != n for a in arrays.values()):
             raise ValueError("an array's length differs from index.json")
-    except (OSError, ValueError, KeyError) as exc:
+        if size is not None and any(a.shape[-2:] != (size, size) for a in arrays.values()):
+            raise ValueError(f"its arrays are not {size} x {size} px")
+        sizes = [tuple(int(v) for v in hw) for hw in index["sizes"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(
             f"the disk cache '{folder}' is unreadable ({exc}); delete that folder and run "
             "again to decode the dataset anew."
@@ -194,7 +207,7 @@ def open_disk_cache(folder: Path) -> RGBDCache:
         index["stems"],
         index["sources"],
         index["meta"],
-        [tuple(hw) for hw in index["sizes"]],
+        sizes,
         index["gt_paths"],
         mapped=True,
     )

@@ -72,9 +72,11 @@ class RunInfo:
 
     def _sessions(self) -> list[dict[str, Any]]:
         try:
-            return list(json.loads(self.path.read_text())["sessions"])
+            sessions = json.loads(self.path.read_text())["sessions"]
         except (OSError, ValueError, KeyError, TypeError):
             return []  # a first session, or a damaged file: start over, never fail a run
+        # entries of the wrong type are damage too: dropped, never a failed run
+        return [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
 
     def _write(self, sessions: list[dict[str, Any]]) -> None:
         total = sum(float(s.get("wall_s") or 0.0) for s in sessions)

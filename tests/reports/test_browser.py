@@ -4,6 +4,7 @@ with a non-zero size; a screenshot is written under the test's temp folder. The 
 page is checked the same way in ``tests/compare/test_compare.py`` (it reuses that grid)."""
 
 import json
+import re
 
 import pytest
 
@@ -30,3 +31,24 @@ def test_a_real_runs_report_renders_in_chromium_without_console_messages(tmp_pat
     assert "How the run was started" in shown.dom and session["command"] in shown.dom
     assert shown.screenshot.stat().st_size > 10_000
     assert shown.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_chromium
+def test_an_adversarial_name_leaves_every_plot_drawn_and_no_live_link(tmp_path):
+    """Issue 30, finding 4: a ``<!--<script>`` in a metric's name made the browser swallow the
+    script that draws the plots (0 of 4 drawn); an ``<a href>`` became a live legend link."""
+    from solo_rgbd.reports.build import write_report
+    from tests.reports.test_run_report import _run
+
+    run = _run(tmp_path)
+    csv = run / "logs" / "metrics.csv"
+    header, *rows = csv.read_text().splitlines()
+    evil = ["loss_<!--<script>", "loss_<a href=https://example.com/x>click</a>"]
+    csv.write_text("\n".join([header + "," + ",".join(evil), *[r + ",1,2" for r in rows]]) + "\n")
+    page = write_report(run)
+    shown = render(page, tmp_path)
+    assert shown.console == []
+    assert len(shown.plots) == 5 and len(shown.svgs) == 5  # every plot drew
+    assert all(w > 0 and h > 0 for w, h in shown.plots + shown.svgs)
+    assert "example.com/x" in shown.dom  # the name is shown, as text
+    assert not re.search(r'href="[^"]*example\.com', shown.dom)  # not as a live link
