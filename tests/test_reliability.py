@@ -176,3 +176,67 @@ def test_a_damaged_disk_cache_names_its_folder(synth_root, tmp_path, index):
     size = 16 if index == "other-size" else None
     with pytest.raises(DataError, match="is unreadable"):
         disk_cache.open_disk_cache(folder, size)
+
+
+# ----- a re-probe: every file a page reads, damaged every way, never a traceback --------------
+CORRUPT = {
+    "not-utf8": b"\xff\xfe\x00\x80",
+    "cut-json": b'{"sessions": [',
+    "list": b"[]",
+    "string": b'"x"',
+    "number": b"3",
+    "wrong-fields": b'{"sessions": 1, "rows": "x", "ranked": 2, "bars": 3, "headline": 5, '
+    b'"fixed": 6, "n": "x", "all": 7, "synthetic": [1]}',
+    "wrong-rows": b'{"rows": [{"name": 1, "seeds": "x", "cells": 2}, 7], "bars": ["maxF"]}',
+    "nested": b'{"Random": {"synthetic": {"all": "x"}}, "MBCF": [1], "s": {"pr_r": "x"}}',
+}
+
+
+def _task_run(tmp_path: Path) -> Path:
+    run = tmp_path / "sod" / "t"
+    (run / "logs").mkdir(parents=True)
+    (run / ".run.lock").touch()
+    (run / "config.yaml").write_text("encoders: random\n")
+    (run / "summary.json").write_text('{"best_score": 0.1}')
+    (run / "logs" / "metrics.csv").write_text("epoch,step,train/loss\n0,0,1.0\n0,1,0.5\n")
+    ev = run / "eval"
+    (ev / "qualitative" / "s").mkdir(parents=True)
+    (ev / "results.json").write_text(json.dumps({"m": {"s": {"all": {"maxF": 0.5, "n": 2}}}}))
+    (ev / "curves.json").write_text(json.dumps({"s": {"pr_r": [0, 1], "pr_p": [1, 0]}}))
+    (ev / "qualitative" / "s" / "index.json").write_text('{"ranked": {"best": "a"}}')
+    return run
+
+
+def _folders(tmp_path: Path) -> dict[str, tuple[Path, list[str]]]:
+    from tests.reports.test_grid_report import _grid
+
+    run = _run(tmp_path)
+    (run / "run.json").write_text('{"sessions": []}')
+    (run / "encoders" / "encoders.json").write_text("{}")
+    files_run = ["run.json", "encoders/encoders.json", "logs/metrics.csv", "config.yaml"]
+    files_task = ["summary.json", "eval/results.json", "eval/curves.json", "logs/metrics.csv"]
+    files_task.append("eval/qualitative/s/index.json")
+    files_grid = ["grid.json", "all_rows.json", "finetune.json", "tables.md"]
+    files_grid.append("cells/MBCF/seed1/failed.json")
+    return {
+        "run": (run, files_run),
+        "task": (_task_run(tmp_path), files_task),
+        "grid": (_grid(tmp_path), files_grid),
+    }
+
+
+@pytest.mark.parametrize("kind", ["run", "task", "grid"])
+def test_every_file_a_page_reads_damaged_every_way_gives_a_page(tmp_path, kind):
+    folder, files = _folders(tmp_path)[kind]
+    pristine = {f: (folder / f).read_bytes() for f in files}
+    failures = []
+    for name in files:
+        for how, data in CORRUPT.items():
+            (folder / name).write_bytes(data)
+            try:
+                page = write_report(folder)
+                assert page.stat().st_size > 0
+            except Exception as exc:  # noqa: BLE001 - any escape is the failure
+                failures.append(f"{name} {how}: {type(exc).__name__}: {exc}")
+            (folder / name).write_bytes(pristine[name])
+    assert not failures, "\n".join(failures)

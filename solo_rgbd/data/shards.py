@@ -17,6 +17,7 @@ object stores) would draw a different order than the folder path, so it is not u
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
@@ -30,7 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solo_rgbd.data.cache import SALIENCY, PairJobs, RGBDCache, RootSpec, load_pair, pair_jobs
+from solo_rgbd.data.cache import (
+    SALIENCY,
+    PairJobs,
+    RGBDCache,
+    RootSpec,
+    fingerprint,
+    load_pair,
+    pair_jobs,
+)
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
 from solo_rgbd.data.pack_checks import PLAN, check_pack_settings, check_partial, pack_lock
 from solo_rgbd.errors import DataError
@@ -86,6 +95,7 @@ def pack(
     check_partial(work)  # before any decoding: a folder of the user's is never touched
     found = pair_jobs(roots, strict_pairs, require_gt=False)
     plan = {"format": SHARD_FORMAT, "size": size, "roots": [r.path for r in roots], "n": len(found)}
+    plan["files"] = hashlib.sha256(repr(fingerprint(roots)).encode()).hexdigest()[:20]
     with pack_lock(out):
         check_partial(work)  # again, now that no other pack can make it
         check_free_space(work.parent, decoded_bytes(len(found), size, found.use_gt))
@@ -182,10 +192,15 @@ def _check_plan(work: Path, plan: dict) -> None:
     """A rerun continues only the same job (same roots, size and pairs)."""
     saved = work / PLAN
     if saved.exists():
-        if json.loads(saved.read_text()) != plan:
+        try:
+            same = json.loads(saved.read_text()) == plan
+        except (OSError, ValueError):
+            same = False
+        if not same:
             raise DataError(
-                f"'{work}' is an unfinished pack of other data or another size; delete it to "
-                "start this one."
+                f"'{work}' is an unfinished pack of other data, another size, or files that "
+                "changed since it started (or its plan.json is damaged); delete that folder to "
+                "start this pack anew."
             )
         return
     work.mkdir(parents=True, exist_ok=True)

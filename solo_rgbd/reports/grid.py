@@ -163,7 +163,7 @@ def _pretrain_curves(page: Page, out: Path, grid: dict) -> list[tuple[str, str]]
     for column, title in CURVES:
         fig = go.Figure()
         for label, group, rows in runs:
-            pts = [(r["step"], r[column]) for r in rows if column in r]
+            pts = page.thin([(r["step"], r[column]) for r in rows if column in r])
             if pts:
                 fig.add_trace(
                     go.Scatter(

@@ -171,14 +171,27 @@ class Page:
         spec = _as_text(spec)
         if template is not None and template != default_template():
             spec["layout"]["template"] = template
+        if any([_thin(t) for t in spec.get("data", [])]):
+            self._say_thinned()
+        self.figures.append(spec)
+        return f'<div class="plot" data-fig="{len(self.figures) - 1}"></div>'
+
+    def thin(self, points: list) -> list:
+        """At most MAX_POINTS of ``points`` (evenly spaced, the last kept), said on the page;
+        thinning before plotly builds a figure keeps a 200,000-row log fast."""
+        if len(points) <= MAX_POINTS:
+            return points
+        self._say_thinned()
+        n = len(points)
+        return [points[round(i * (n - 1) / (MAX_POINTS - 1))] for i in range(MAX_POINTS)]
+
+    def _say_thinned(self) -> None:
         note = (
             f"curves with more than {MAX_POINTS:,} points are drawn at {MAX_POINTS:,} evenly "
             "spaced points (the CSV files hold every value)"
         )
-        if any([_thin(t) for t in spec.get("data", [])]) and note not in self.notes:
+        if note not in self.notes:
             self.notes.append(note)
-        self.figures.append(spec)
-        return f'<div class="plot" data-fig="{len(self.figures) - 1}"></div>'
 
     def render(self) -> str:
         nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in self.sections)

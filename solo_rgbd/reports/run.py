@@ -110,12 +110,12 @@ def panel(page: Page, rows: list[dict[str, float]], prefixes: tuple, switch: flo
     """A figure of every column starting with one of ``prefixes`` against the step."""
     import plotly.graph_objects as go
 
-    columns = sorted({k for r in rows for k in r if k.startswith(prefixes)})
+    columns = sorted(k for k in set().union(*rows) if k.startswith(prefixes))
     if not columns:
         return None
     fig = go.Figure()
     for col in columns:
-        pts = [(r["step"], r[col]) for r in rows if col in r and math.isfinite(r[col])]
+        pts = page.thin([(r["step"], r[col]) for r in rows if col in r and math.isfinite(r[col])])
         x, y = rounded([p[0] for p in pts]), rounded([p[1] for p in pts])
         mode = "lines+markers" if len(x) < 3 else "lines"
         fig.add_trace(go.Scatter(x=x, y=y, name=col, mode=mode))

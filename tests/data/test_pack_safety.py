@@ -92,3 +92,23 @@ def test_settings_a_pack_cannot_honour_are_errors_naming_the_key(src, tmp_path):
         build_from_config(data, split="test")
     with pytest.raises(ConfigError, match="use data.format=folder"):
         build_from_config(data, labels=LabelPolicy(resize="nearest"))
+
+
+def test_a_killed_pack_whose_sources_changed_is_not_continued(src, tmp_path, monkeypatch):
+    from solo_rgbd.data import shards
+
+    out = tmp_path / "packed"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill after the plan was written
+
+    monkeypatch.setattr(shards, "_optimize", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pack([RootSpec(str(src))], out, 32, progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / "packed.partial" / "plan.json").is_file()
+    gt = next((src / "GT").iterdir())
+    gt.write_bytes(gt.read_bytes())  # rewritten in place: same bytes, new times
+    with pytest.raises(DataError, match="changed since it started"):
+        pack([RootSpec(str(src))], out, 32, progress=False)
+    assert not out.exists()

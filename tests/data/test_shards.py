@@ -66,6 +66,22 @@ shards.pack([RootSpec(sys.argv[1])], sys.argv[2], 40, chunk_bytes="20KB", progre
 """
 
 
+def _until_the_killed_workers_are_gone(out: Path) -> None:
+    """The forked LitData workers hold the pack's lock until they are reaped; a rerun while one
+    still lives is refused (rightly: it may still be writing)."""
+    from solo_rgbd.data.pack_checks import pack_lock
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with pack_lock(out):
+                return
+        except DataError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_a_pack_killed_part_way_is_continued_by_a_rerun(synth_root, tmp_path, monkeypatch):
     out, work = tmp_path / "pk", tmp_path / "pk.partial"
     script = tmp_path / "pack.py"
@@ -78,6 +94,7 @@ def test_a_pack_killed_part_way_is_continued_by_a_rerun(synth_root, tmp_path, mo
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # kill -9, the workers too
     proc.wait()
+    _until_the_killed_workers_are_gone(out)
     assert not out.exists() and len(list(work.glob("chunk-*.bin"))) >= 4
     with pytest.raises(DataError, match="unfinished pack: rerun the same"):
         ShardPairs(out)
