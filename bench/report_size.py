@@ -1,6 +1,7 @@
 """What a report weighs and costs: size by part, time to write, time to render.
 
     python bench/report_size.py FOLDER [FOLDER ...] [--render]
+    python bench/report_size.py --long-run 200000      # a fake run with a 200,000-row log
 
 For each folder (a pretraining run, a task run or eval folder, a compare folder) it writes
 ``report.html`` three times and prints JSON: the page's bytes split into plotly's gzipped
@@ -45,11 +46,21 @@ def main() -> None:
     from solo_rgbd.reports.build import write_report
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--render", action="store_true")
+    parser.add_argument(
+        "--long-run", type=int, default=0, help="also a pretraining run with this many log rows"
+    )
     args = parser.parse_args()
     out = {}
-    for folder in args.folders:
+    folders = list(args.folders)
+    if args.long_run:
+        import tempfile
+
+        from tests.reports.test_run_report import _run
+
+        folders.append(_run(Path(tempfile.mkdtemp()), rows=args.long_run))
+    for folder in folders:
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
