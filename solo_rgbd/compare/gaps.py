@@ -62,3 +62,31 @@ def paired_gaps(by_seed: dict[str, dict[int, dict]], pairs: list[list[str]], rep
                 f"{', '.join(map(str, seeds))} |"
             )
     return "\n".join(lines) + "\n" if len(lines) > 3 else ""
+
+
+def diagnostic_gaps(
+    by_seed: dict[str, dict[int, dict[str, float]]], pairs: list[list[str]], keys: tuple[str, ...]
+) -> str:
+    """A markdown section: A - B per seed of pretraining diagnostics (``keys``, e.g. the depth
+    reliance share); a positive gap means A's value is higher (no better or worse implied)."""
+    lines = [
+        "## Paired gaps in the pretraining diagnostics (A - B per seed; last epoch's mean)\n",
+        "| A - B | diagnostic | mean ± std | A higher on | seeds |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for a, b in pairs:
+        for key in keys:
+            seeds = sorted(
+                s
+                for s in set(by_seed.get(a, {})) & set(by_seed.get(b, {}))
+                if key in by_seed[a][s] and key in by_seed[b][s]
+            )
+            if not seeds:
+                continue
+            g = np.array([by_seed[a][s][key] - by_seed[b][s][key] for s in seeds])
+            std = float(g.std(ddof=1)) if len(g) > 1 else 0.0
+            lines.append(
+                f"| {a} - {b} | {key} | {g.mean():+.3f} ± {std:.3f} | {int((g > 0).sum())}/"
+                f"{len(g)} | {', '.join(map(str, seeds))} |"
+            )
+    return "\n".join(lines) + "\n" if len(lines) > 3 else ""

@@ -99,11 +99,7 @@ def plan_rows(cfg: DictConfig, task: DictConfig) -> list[dict[str, str]]:
                     "schedule": schedule,
                     "epochs": epochs,
                     "lr": lr,
-                    "mask": (
-                        f"{kw['fusion']['mask_ratio']:g}"
-                        if "fusion" in kw and schedule != "intra_only"
-                        else "-"
-                    ),
+                    "mask": _mask(kw, schedule),
                     "augmentation": _augmentation(pre.augmentations),
                     "momentum": _momentum(kw),
                     "shuffle-BN": (
@@ -127,3 +123,12 @@ def format_plan(cfg: DictConfig, cells: list[dict[str, str]]) -> str:
     ]
     lines += ["| " + " | ".join(c[k] for k in COLUMNS) + " |" for c in cells]
     return "\n".join(lines)
+
+
+def _mask(kw, schedule: str) -> str:
+    """The mask's share and, for the controls of issue 31, how its channels are chosen."""
+    if "fusion" not in kw or schedule == "intra_only":
+        return "-"
+    mode = str(kw["fusion"].get("mask_mode", "topk"))
+    ratio = f"{kw['fusion']['mask_ratio']:g}"
+    return ratio if mode == "topk" else f"{ratio} {mode}"

@@ -127,6 +127,17 @@ DIAGNOSTICS = (
     ("attention_entropy_rgb", "attn. entropy RGB"),
     ("attention_entropy_depth", "attn. entropy depth"),
     ("rgb_masked_attention_mass", "masked RGB attn."),
+    # issue 31: what the mask is meant to change, and what the mask is
+    ("depth_reliance_share", "depth reliance share"),
+    ("reliance_depth_shuffle", "reliance depth (shuffle)"),
+    ("reliance_rgb_shuffle", "reliance RGB (shuffle)"),
+    ("reliance_depth_zero", "reliance depth (zero)"),
+    ("reliance_rgb_zero", "reliance RGB (zero)"),
+    ("mask_jaccard_samples", "mask overlap, samples"),
+    ("mask_jaccard_query_key", "mask overlap, q/k"),
+    ("mask_always_share", "channels masked ≥95 %"),
+    ("attention_top_half_mass_rgb", "RGB attn. top-half mass"),
+    ("attention_logit_std_rgb", "RGB attn. logit std"),
 )
 
 
@@ -145,7 +156,7 @@ def cell_diagnostics(cell: Path) -> dict[str, float]:
     last = [r for r in rows if r["epoch"] == rows[-1]["epoch"]]
     out = {}
     for key, _ in DIAGNOSTICS:
-        values = [float(r[key]) for r in last if r.get(key) not in (None, "")]
+        values = [float(r[key]) for r in last if r.get(key) not in (None, "", "nan")]
         if values:
             out[key] = float(np.mean(values))
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from solo_rgbd.compare.gaps import paired_gaps
+from solo_rgbd.compare.gaps import diagnostic_gaps, paired_gaps
 from solo_rgbd.compare.protocols import (
     FINETUNE,
     PROBES,
@@ -175,6 +175,10 @@ def _cell(
     return scores
 
 
+#: the diagnostics compared seed by seed between the rows of ``gaps`` (issue 31)
+GAP_DIAGNOSTICS = ("depth_reliance_share", "reliance_depth_shuffle", "reliance_depth_zero")
+
+
 def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[Path, list[str]]:
     """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
     {dataset: {subset: scores}}), reuse finished ones, and write the tables with the task's
@@ -187,6 +191,7 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
     finetune: dict[str, dict] = {}
     diagnostics: dict[str, list[dict[str, float]]] = {}
     by_seed: dict[str, dict[int, dict]] = {}
+    diag_by_seed: dict[str, dict[int, dict[str, float]]] = {}
     failed: list[str] = []
     for row in rows:
         per_seed = []
@@ -196,10 +201,12 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
             if scores is not None:
                 per_seed.append(scores)
                 mine[int(seed)] = scores
-        diagnostics[row["name"]] = [
-            cell_diagnostics(out / "cells" / slug(row["name"]) / f"seed{seed}")
+        diag = {
+            int(seed): cell_diagnostics(out / "cells" / slug(row["name"]) / f"seed{seed}")
             for seed in cfg.seeds
-        ]
+        }
+        diagnostics[row["name"]] = list(diag.values())
+        diag_by_seed[row["name"]] = {s: d for s, d in diag.items() if d}
         if per_seed:
             probes[row["name"]] = aggregate_probes(per_seed)
             finetune[row["name"]] = aggregate_finetune(per_seed, aggregate, report)
@@ -213,7 +220,8 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
         report,
         {k: v for k, v in finetune.items() if v},
         diagnostics,
-        paired_gaps(by_seed, [list(p) for p in cfg.get("gaps") or []], report),
+        paired_gaps(by_seed, pairs := [list(p) for p in cfg.get("gaps") or []], report)
+        + diagnostic_gaps(diag_by_seed, pairs, GAP_DIAGNOSTICS),
     )
     return out, failed
 

@@ -41,9 +41,15 @@ from solo_rgbd.methods.registry import register_method
 from solo_rgbd.methods.staged import SCHEDULES, StagedSchedule
 from solo_rgbd.methods.stream import MoCoKwargs, StreamMethod
 from solo_rgbd.nn.distributed import gather_keys
-from solo_rgbd.nn.fusion import FusionEncoder, attention_entropy
+from solo_rgbd.nn.fusion import MASK_MODES, FusionEncoder, attention_entropy, random_channel_mask
 from solo_rgbd.nn.momentum import momentum_copy
 from solo_rgbd.nn.queue import KeyQueue
+from solo_rgbd.nn.reliance import (
+    batchnorm_stats_kept,
+    concat_embed,
+    mask_diagnostics,
+    modality_reliance,
+)
 from solo_rgbd.utils.console import say
 
 
@@ -189,6 +195,16 @@ class IntraCLM(StreamMethod):
         """After the loss, explicitly: this step's keys (from every rank) enter the queues."""
         self.enqueue({"rgb": k["z_rgb"], "depth": k["z_depth"]}, ids)
 
+    def embedding_reliance(self, q: dict, k: dict) -> dict[str, Any]:
+        """Reliance of the two embeddings side by side (before a fusion is trained, and for
+        rows that have none), so every row of a grid has the same columns."""
+        keys = concat_embed(k["z_rgb"], k["z_depth"])
+        values = modality_reliance(
+            concat_embed, q["z_rgb"].detach(), q["z_depth"].detach(), keys,
+            self.batch_accuracy, self.global_step,
+        )  # fmt: skip
+        return {**values, "reliance_on_fusion": 0.0}
+
     def intra_diagnostics(self, loss, l_intra, parts, q: dict, k: dict) -> dict[str, Any]:
         return {
             "loss": loss.detach(),
@@ -206,7 +222,9 @@ class IntraCLM(StreamMethod):
 
 @dataclass
 class FusionKwargs:
-    mask_ratio: float = 0.5  # share of RGB channels with the highest attention zeroed
+    mask_ratio: float = 0.5  # share of RGB channels zeroed (those with the highest attention)
+    mask_mode: str = "topk"  # topk (the paper) | random | static_random | bottomk | none
+    random_draw: str = "shared"  # random: query and key share one draw, or independent
     mask_keys: bool = True  # mask the momentum fusion encoder's RGB channels too
     dim: int = 2048  # channels after the fusion conv
     conv_kernel: int = 1  # 1 or 3
@@ -237,6 +255,10 @@ class MBCF(IntraCLM):
         )
         req(fus["pool"] in ("after", "before"), "fusion.pool", fus["pool"], "use after or before")
         req(fus["conv_kernel"] in (1, 3), "fusion.conv_kernel", fus["conv_kernel"], "use 1 or 3")
+        modes = ", ".join(MASK_MODES)
+        req(fus["mask_mode"] in MASK_MODES, "fusion.mask_mode", fus["mask_mode"], f"use {modes}")
+        draws = ("shared", "independent")
+        req(fus["random_draw"] in draws, "fusion.random_draw", fus["random_draw"], str(draws))
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -252,6 +274,7 @@ class MBCF(IntraCLM):
             conv_kernel=int(fus["conv_kernel"]),
             attention_reduction=int(fus["attention_reduction"]),
             pool=str(fus["pool"]),
+            mask_mode=str(fus["mask_mode"]),
         )
         self.fusion_k = momentum_copy(self.fusion)
         self.queue_fused = KeyQueue(int(kw["queue_size"]), int(kw["proj_output_dim"]))
@@ -269,13 +292,9 @@ class MBCF(IntraCLM):
         l_inter, fused_k, logits_f, att = None, None, None, None
         if self.stage == 2:
             # InterCLM: Eq. 5 and 9 (query), Eq. 6 (key), Eq. 7 (loss)
-            fused_q, att = self.fusion(q["fmap_rgb"], q["fmap_depth"])
-            mask_keys = bool(kw["fusion"]["mask_keys"])
-            fused_k, _ = self.key_forward(
-                lambda r, d: self.fusion_k(r, d, apply_mask=mask_keys),
-                k["fmap_rgb"],
-                k["fmap_depth"],
-            )
+            shared = self._shared_draw(q["fmap_rgb"])  # random mode: one draw for q and k
+            fused_q, att = self.fusion(q["fmap_rgb"], q["fmap_depth"], keep=shared)
+            fused_k, att_k = self._fused_keys(k, shared)
             l_inter, logits_f = inter_loss(
                 fused_q,
                 fused_k,
@@ -294,10 +313,46 @@ class MBCF(IntraCLM):
             values = self.intra_diagnostics(loss, l_intra, intra, q, k)
             if l_inter is not None:
                 values.update(self._fusion_diagnostics(l_inter, logits_f, att))
+                values.update(mask_diagnostics(att["a_rgb"], att["logits_rgb"], att["keep"],
+                                               att_k["keep"]))  # fmt: skip
                 values["acc_batch_inter"] = self.batch_accuracy(fused_q, fused_k)
+                values.update(self._fusion_reliance(q, fused_k, att["keep"]))
+            else:  # no fusion trained yet: the two embeddings side by side
+                values.update(self.embedding_reliance(q, k))
             self.log_scalars(values, prog_bar=("loss", "stage"))
         terms = {"loss_intra": l_intra, "loss_inter": l_inter}  # l_inter: None in stage 1
         return {"loss": loss, **{k: v for k, v in terms.items() if v is not None}}
+
+    def _shared_draw(self, fmap_rgb: torch.Tensor) -> torch.Tensor | None:
+        """``random`` with ``random_draw=shared``: this step's keep mask (B, Cr), for both the
+        query and the key fusion; None otherwise (each fusion masks by its own mode)."""
+        fus = self.kwargs["fusion"]
+        if fus["mask_mode"] != "random" or fus["random_draw"] != "shared":
+            return None
+        shape = (fmap_rgb.shape[0], fmap_rgb.shape[1])
+        return random_channel_mask(shape, float(fus["mask_ratio"]), fmap_rgb.device)
+
+    def _fused_keys(self, k: dict, shared: torch.Tensor | None):
+        """Eq. 6: the momentum fusion encoder on the key maps (masked too with ``mask_keys``)."""
+        mask_keys = bool(self.kwargs["fusion"]["mask_keys"])
+        if shared is None:
+            fn = lambda r, d: self.fusion_k(r, d, apply_mask=mask_keys)  # noqa: E731
+            return self.key_forward(fn, k["fmap_rgb"], k["fmap_depth"])
+        fn = lambda r, d, m: self.fusion_k(r, d, keep=m if mask_keys else torch.ones_like(m))  # noqa: E731
+        return self.key_forward(fn, k["fmap_rgb"], k["fmap_depth"], shared)  # m follows a shuffle
+
+    def _fusion_reliance(self, q: dict, fused_k: torch.Tensor, keep: torch.Tensor) -> dict:
+        """Reliance of the fused query on each modality's maps (the step's own mask kept)."""
+
+        def embed(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            return self.fusion(r, d, keep=keep)[0]
+
+        with batchnorm_stats_kept(self.fusion):
+            values = modality_reliance(
+                embed, q["fmap_rgb"].detach(), q["fmap_depth"].detach(), fused_k,
+                self.batch_accuracy, self.global_step,
+            )  # fmt: skip
+        return {**values, "reliance_on_fusion": 1.0}
 
     @staticmethod
     def _fusion_diagnostics(l_inter, logits_f, att) -> dict[str, Any]:

@@ -18,6 +18,14 @@ Choices where the paper is open (all are config options in ``method_kwargs.fusio
 - The projector is MoCo v2's (dim -> proj_hidden_dim -> proj_output_dim), as for the encoders.
 - The RGB maps are weighted by ``a_r * mask`` (the masked attention scores), like the depth
   maps are weighted by ``a_d``: that is Eq. 9 with mask(f_r') the masked, sorted attention.
+
+Which channels are masked (``mask_mode``; issue 31's controls, which the paper never ran):
+
+- ``topk`` (the paper): the ``mask_ratio`` share with the highest attention, per sample;
+- ``random``: a fresh random share per sample and step (no attention involved);
+- ``static_random``: one random share drawn once (a buffer, so it lives in the checkpoint);
+- ``bottomk``: the least attended share (the mirror of ``topk``, which cannot ratchet);
+- ``none``: nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +58,15 @@ def topk_channel_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     return mask.scatter_(1, order[:, :k], 0.0)
 
 
+MASK_MODES = ("topk", "random", "static_random", "bottomk", "none")
+
+
+def random_channel_mask(shape: tuple[int, int], ratio: float, device=None) -> torch.Tensor:
+    """A {0, 1} mask (B, C) zeroing exactly ``floor(ratio * C)`` random channels per row, drawn
+    from torch's global generator (which a checkpoint saves, so a resumed run draws the same)."""
+    return topk_channel_mask(torch.rand(shape, device=device), ratio)
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation scores: GAP -> Linear(C, C/r) -> ReLU -> Linear -> sigmoid."""
 
@@ -61,7 +78,10 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.mlp(fmap.mean(dim=(2, 3))))  # (B, C)
+        return torch.sigmoid(self.logits(fmap))  # (B, C)
+
+    def logits(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.mlp(fmap.mean(dim=(2, 3)))  # (B, C), before the sigmoid
 
 
 class FusionEncoder(nn.Module):
@@ -78,14 +98,24 @@ class FusionEncoder(nn.Module):
         conv_kernel: int = 1,
         attention_reduction: int = 16,
         pool: str = "after",
+        mask_mode: str = "topk",
     ) -> None:
         super().__init__()
         if pool not in ("after", "before"):
             raise ValueError(f"fusion pool must be 'after' or 'before', got {pool!r}.")
         if conv_kernel not in (1, 3):
             raise ValueError(f"fusion conv_kernel must be 1 or 3, got {conv_kernel}.")
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"fusion mask_mode must be one of {MASK_MODES}, got {mask_mode!r}.")
         self.mask_ratio = mask_ratio
+        self.mask_mode = mask_mode
         self.pool = pool
+        # static_random: one half drawn now (from the seeded global generator), kept as a
+        # buffer so it is saved in the checkpoint and the export of the run
+        static = None  # drawn only in that mode: other modes' initial weights stay as they were
+        if mask_mode == "static_random":
+            static = random_channel_mask((1, rgb_channels), mask_ratio)[0]
+        self.register_buffer("static_keep", static)
         self.att_rgb = ChannelAttention(rgb_channels, attention_reduction)
         self.att_depth = ChannelAttention(depth_channels, attention_reduction)
         kernel = conv_kernel if pool == "after" else 1
@@ -96,21 +126,41 @@ class FusionEncoder(nn.Module):
         )
         self.projector = mocov2_projector(dim, proj_hidden_dim, proj_output_dim)
 
+    def keep_mask(self, a_rgb: torch.Tensor) -> torch.Tensor:
+        """The {0, 1} keep mask (B, Cr) of ``mask_mode`` for attention scores ``a_rgb``."""
+        mode, ratio = self.mask_mode, self.mask_ratio
+        if mode == "topk":
+            return topk_channel_mask(a_rgb, ratio)
+        if mode == "bottomk":
+            return topk_channel_mask(-a_rgb, ratio)
+        if mode == "random":
+            return random_channel_mask(tuple(a_rgb.shape), ratio, a_rgb.device)
+        if mode == "static_random":
+            return self.static_keep.to(a_rgb.dtype).expand_as(a_rgb)
+        return torch.ones_like(a_rgb)
+
     def forward(
-        self, f_rgb: torch.Tensor, f_depth: torch.Tensor, apply_mask: bool = True
+        self,
+        f_rgb: torch.Tensor,
+        f_depth: torch.Tensor,
+        apply_mask: bool = True,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """f_rgb (B, Cr, h, w), f_depth (B, Cd, h, w) -> z (B, D) and attention details."""
-        a_rgb = self.att_rgb(f_rgb)  # (B, Cr)
+        """f_rgb (B, Cr, h, w), f_depth (B, Cd, h, w) -> z (B, D) and attention details;
+        ``keep`` (B, Cr) overrides the mask (a random draw shared by query and key)."""
+        logits_rgb = self.att_rgb.logits(f_rgb)  # (B, Cr)
+        a_rgb = torch.sigmoid(logits_rgb)
         a_depth = self.att_depth(f_depth)  # (B, Cd)
-        ratio = self.mask_ratio if apply_mask else 0.0
-        keep = topk_channel_mask(a_rgb, ratio)  # (B, Cr) in {0, 1}
+        if keep is None:
+            keep = self.keep_mask(a_rgb) if apply_mask else torch.ones_like(a_rgb)
+        keep = keep.to(a_rgb.dtype)  # (B, Cr) in {0, 1}
         w_rgb = (a_rgb * keep)[:, :, None, None]  # masked channels: weight 0, no gradient
         w_depth = a_depth[:, :, None, None]
         if self.pool == "before":
             f_rgb, f_depth = f_rgb.mean((2, 3), keepdim=True), f_depth.mean((2, 3), keepdim=True)
         fused = self.conv(torch.cat([f_rgb * w_rgb, f_depth * w_depth], dim=1))  # Eq. 9
         z = self.projector(fused.mean(dim=(2, 3)))  # (B, D)
-        return z, {"a_rgb": a_rgb, "a_depth": a_depth, "keep": keep}
+        return z, {"a_rgb": a_rgb, "a_depth": a_depth, "keep": keep, "logits_rgb": logits_rgb}
 
 
 def attention_entropy(scores: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,8 @@ CURVES = (
     ("acc_batch_inter", "In-batch InfoNCE top-1, fused"),
     ("grad_norm_rgb_encoder", "Gradient norm reaching the RGB encoder"),
     ("grad_norm_depth_encoder", "Gradient norm reaching the depth encoder"),
+    ("depth_reliance_share", "Depth's share of the fused representation's reliance (shuffle)"),
+    ("mask_jaccard_samples", "Overlap of the masked RGB channels across a batch's samples"),
 )
 
 LOG_SCALE = {"loss", "grad_norm_rgb_encoder", "grad_norm_depth_encoder"}

@@ -25,7 +25,21 @@ PANELS = (
     ("top1", "InfoNCE top-1: in-batch (acc_batch_*) and against the queue (acc_*)", ("acc",)),
     ("schedule", "Learning rate and momentum tau", ("lr", "momentum_tau")),
     ("grad", "Gradient norm reaching each encoder", ("grad_norm",)),
-    ("attention", "Fusion attention: entropy and masked RGB mass", ("attention_", "rgb_masked")),
+    (
+        "attention",
+        "Fusion attention: entropy, top-half mass, logit std, gate, masked RGB mass",
+        ("attention_", "rgb_masked"),
+    ),  # fmt: skip
+    (
+        "reliance",
+        "Modality reliance of the fused representation (top-1 lost without one input)",
+        ("reliance_", "depth_reliance"),
+    ),  # fmt: skip
+    (
+        "mask",
+        "The mask: overlap across samples and query/key, channels masked almost always",
+        ("mask_",),
+    ),  # fmt: skip
     ("probe", "Online probe", ("probe/", "frozen_probe/")),
 )
 

@@ -202,3 +202,42 @@ def test_max_epochs_only_cuts_a_staged_run_short(tmp_path):
     with pytest.warns(UserWarning, match="stage 2 \\(InterCLM\\) is never reached"):
         assert model.planned_epochs() == 2
     assert model.schedule_epochs() == 3  # lr and momentum still span both stages
+
+
+@pytest.mark.parametrize("mode", ["random", "static_random", "bottomk", "none"])
+def test_every_mask_mode_resumes_bit_exactly_and_exports_timm_loadable_encoders(tmp_path, mode):
+    """Issue 31: the controls are resumable (the random draws come from the checkpointed RNG,
+    the static half is a buffer) and export encoders that load into timm."""
+    import safetensors.torch
+    import timm
+
+    def run(name: str, *extra: str):
+        over = tiny_overrides(
+            tmp_path,
+            **{
+                "method_kwargs.stage1_epochs": "1",
+                "method_kwargs.stage2_epochs": "2",
+                "method_kwargs.queue_size": "16",
+                "method_kwargs.fusion.mask_mode": mode,
+                "trainer.limit_train_batches": "2",
+                "trainer.deterministic": "true",
+                "run_name": name,
+            },
+        )
+        return run_pretrain(compose("pretrain", [*over, *extra]))
+
+    whole = run("whole")
+    run("cut", "trainer.max_epochs=2")
+    cut = run("cut", "resume=last")
+    for name in ("rgb", "depth"):
+        a = (whole / "encoders" / f"{name}.safetensors").read_bytes()
+        assert a == (cut / "encoders" / f"{name}.safetensors").read_bytes(), name
+    final = {k: torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+             for k, r in (("whole", whole), ("cut", cut))}  # fmt: skip
+    for key, value in final["whole"].items():
+        assert torch.equal(value, final["cut"][key]), key
+    if mode == "static_random":
+        assert "fusion.static_keep" in final["whole"]
+    state = safetensors.torch.load_file(whole / "encoders" / "rgb.safetensors")
+    backbone = compose("pretrain", tiny_overrides(tmp_path)).backbone.name
+    timm.create_model(backbone, in_chans=3, num_classes=0).load_state_dict(state)
