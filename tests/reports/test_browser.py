@@ -26,7 +26,10 @@ def test_a_real_runs_report_renders_in_chromium_without_console_messages(tmp_pat
     assert session["device"]["accelerator"] == "cpu" and session["versions"]["torch"]
     shown = render(run / "report.html", tmp_path)
     assert shown.console == []  # no error, warning or log from the page's scripts
-    assert len(shown.plots) == 5 and len(shown.svgs) == 5  # every panel drew its svg
+    # every panel drew its svg: the five of before, and (issue 31) the
+    # modality reliance and the mask diagnostics of stage 2
+    assert len(shown.plots) == 7 and len(shown.svgs) == 7
+    assert 'id="reliance"' in shown.dom and 'id="mask"' in shown.dom
     assert all(w > 0 and h > 0 for w, h in shown.plots + shown.svgs)
     assert "How the run was started" in shown.dom and session["command"] in shown.dom
     assert shown.screenshot.stat().st_size > 10_000
