@@ -67,10 +67,13 @@ def cache_key(
     strict_pairs: bool,
     on_constant_depth: str,
     labels: LabelPolicy,
+    fp: tuple | None = None,
 ) -> str:
-    """A stable name for the decoded bytes of ``roots`` (hex, 20 characters)."""
+    """A stable name for the decoded bytes of ``roots`` (hex, 20 characters); ``fp``: their
+    :func:`fingerprint` when the caller has it (it walks every file of the roots)."""
     reader = f"{labels.reader.__module__}.{labels.reader.__qualname__}:{labels.resize}"
-    text = repr((DISK_FORMAT, fingerprint(roots), size, strict_pairs, on_constant_depth, reader))
+    fp = fingerprint(roots) if fp is None else fp
+    text = repr((DISK_FORMAT, fp, size, strict_pairs, on_constant_depth, reader))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -95,10 +98,11 @@ def build_disk_cache(
     num_threads: int,
     labels: LabelPolicy,
     cache_dir: Path,
+    fp: tuple | None = None,
 ) -> RGBDCache:
     """Open the decoded cache of ``found`` in ``cache_dir``, decoding it first if no process
     has (one process decodes, the others wait on the lock)."""
-    folder = cache_dir / cache_key(roots, size, strict_pairs, on_constant_depth, labels)
+    folder = cache_dir / cache_key(roots, size, strict_pairs, on_constant_depth, labels, fp)
     if not (folder / "index.json").exists():
         with cache_lock(folder):
             if not (folder / "index.json").exists():

@@ -99,7 +99,8 @@ def build_cache(
     ``copies``: the processes on this node that will each hold a RAM cache (DDP ranks).
     """
     check_decode_policy(roots, on_constant_depth)
-    key = (fingerprint(roots), size, strict_pairs, on_constant_depth, require_gt, labels, storage)
+    fp = fingerprint(roots)  # walks every file once; the disk cache's key reuses it
+    key = (fp, size, strict_pairs, on_constant_depth, require_gt, labels, storage)
     if key in _OPENED:
         _OPENED.move_to_end(key)
         return _OPENED[key]
@@ -110,7 +111,7 @@ def build_cache(
     if choose_storage(storage, need, copies) == "disk":
         folder = Path(cache_dir) if cache_dir else default_cache_root() / "decoded"
         cache = build_disk_cache(
-            roots, found, size, strict_pairs, on_constant_depth, num_threads, labels, folder
+            roots, found, size, strict_pairs, on_constant_depth, num_threads, labels, folder, fp
         )
     else:
         cache = decode_to_ram(found, size, on_constant_depth, num_threads, labels)

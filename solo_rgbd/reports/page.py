@@ -118,12 +118,17 @@ def _as_text(value: object) -> object:
     return value
 
 
+def even_indices(n: int) -> list[int]:
+    """MAX_POINTS evenly spaced indices of ``n`` items, the first and last included."""
+    return [round(i * (n - 1) / (MAX_POINTS - 1)) for i in range(MAX_POINTS)]
+
+
 def _thin(trace: dict) -> bool:
     """At most MAX_POINTS points per curve; True when the trace was thinned."""
     n = max((len(trace[k]) for k in ("x", "y") if isinstance(trace.get(k), list)), default=0)
     if n <= MAX_POINTS:
         return False
-    keep = sorted({round(i * (n - 1) / (MAX_POINTS - 1)) for i in range(MAX_POINTS)})
+    keep = even_indices(n)
     for k in ("x", "y", "text", "error_y"):
         if isinstance(trace.get(k), list) and len(trace[k]) == n:
             trace[k] = [trace[k][i] for i in keep]
@@ -182,8 +187,7 @@ class Page:
         if len(points) <= MAX_POINTS:
             return points
         self._say_thinned()
-        n = len(points)
-        return [points[round(i * (n - 1) / (MAX_POINTS - 1))] for i in range(MAX_POINTS)]
+        return [points[i] for i in even_indices(len(points))]
 
     def _say_thinned(self) -> None:
         note = (
