@@ -121,7 +121,9 @@ class TrainerConfig:
 class CheckpointConfig:
     every_n_steps: int = 0  # also every N optimizer steps if N > 0 (always: each epoch, signals)
     every_n_minutes: float = 0.0  # also every N minutes of wall time if N > 0 (long runs)
-    async_save: bool = True  # written by a background thread; the loop pays for a host copy
+    # auto: written by a background thread when training on a GPU (the loop pays for a host
+    # copy); synchronously on CPU, where that thread would take a core from the compute
+    async_save: Any = "auto"  # auto | true | false
     # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
     snapshot_every_n_epochs: int = 0
 

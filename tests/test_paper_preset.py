@@ -80,14 +80,16 @@ def test_weight_decay_exclusion_follows_each_methods_paper(tmp_path):
 
 
 def test_momentum_encoders_move_once_per_optimizer_step(tmp_path, monkeypatch):
-    import solo_rgbd.methods.base as base
     from solo_rgbd.commands.pretrain import run_pretrain
+    from solo_rgbd.nn.momentum import EMAUpdate
     from tests.conftest import tiny_overrides
 
     updates = []
-    real = base.update_momentum
+    real = EMAUpdate.__call__
     monkeypatch.setattr(
-        base, "update_momentum", lambda o, t, tau: (updates.append(tau), real(o, t, tau))
+        EMAUpdate,
+        "__call__",
+        lambda self, pairs, tau: (updates.extend([tau] * len(pairs)), real(self, pairs, tau)),
     )
     over = tiny_overrides(
         tmp_path,

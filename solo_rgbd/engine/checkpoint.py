@@ -3,9 +3,9 @@
 :class:`RunCheckpoint` writes ``checkpoints/last.ckpt`` at the end of every epoch, every
 ``every_n_steps`` optimizer steps and every ``every_n_minutes`` of wall time if set, and when a
 preemption signal arrived (then it waits for the write and raises
-:class:`~solo_rgbd.errors.Preempted`). With ``checkpoint.async_save`` (the default) the file is
-written by a background thread (:mod:`solo_rgbd.engine.async_io`); the step loop only pays for
-a host copy of the state. Besides what Lightning saves (weights, momentum encoders,
+:class:`~solo_rgbd.errors.Preempted`). With ``checkpoint.async_save`` (``auto``: on a GPU) the
+file is written by a background thread (:mod:`solo_rgbd.engine.async_io`); the step loop only
+pays for a host copy of the state. Besides what Lightning saves (weights, momentum encoders,
 queues as buffers, optimizer, loop progress, the data position of
 :class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG states of torch (CPU and
 CUDA), numpy and python, restored at ``on_train_start`` of the resumed run, so augmentation
@@ -35,6 +35,7 @@ from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
 from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
 from solo_rgbd.utils.console import say
+from solo_rgbd.utils.finite import all_finite
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -84,10 +85,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def params_finite(module: torch.nn.Module) -> bool:
-    """True when every parameter and floating buffer is finite (one host sync)."""
-    flags = [torch.isfinite(t).all() for t in module.parameters()]
-    flags += [torch.isfinite(b).all() for b in module.buffers() if b.is_floating_point()]
-    return bool(torch.stack(flags).all()) if flags else True
+    """True when every parameter and floating buffer is finite (one fused check, one sync)."""
+    return all_finite([*module.parameters(), *module.buffers()])
 
 
 class RunCheckpoint(Checkpoint):

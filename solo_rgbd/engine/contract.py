@@ -41,6 +41,8 @@ class EncoderModule(RunModule, Protocol):
     has_unused_parameters: bool
     #: the current step's loss terms (detached), named in the non-finite guard's error
     loss_terms: Mapping[str, torch.Tensor]
+    #: names in :meth:`pop_log_row`'s rows that the progress bar shows
+    progress_keys: set[str]
 
     def planned_epochs(self) -> int:
         """The run's epochs (trainer.max_epochs, or the method's own stages)."""

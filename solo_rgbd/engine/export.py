@@ -1,6 +1,12 @@
 """The per-epoch encoder export of a pretraining run (rank 0, before the epoch's checkpoint);
 the files and their guarantees are in :mod:`solo_rgbd.nn.encoder_io`.
 
+The loop pays for a host copy of the encoders' weights; the export itself (the finiteness
+check, serialising, hashing, writing, the folder swap) is queued on the checkpoint's writer
+thread when checkpoints are written in the background (:mod:`solo_rgbd.engine.async_io`),
+ahead of the epoch's checkpoint, so a checkpoint on disk always has its export on disk. The
+bytes are those of a synchronous export.
+
 With ``snapshot_every`` N > 0 the encoders of every N-th epoch are also kept, each as its own
 export in ``snapshots/epochNNN/`` (NNN: epochs done), for curves of a downstream score against
 pretraining steps (``bench/probe_curve.py``). A snapshot is a function of the epoch alone, so a
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from solo_rgbd.nn.encoder_io import export_encoders
+from solo_rgbd.nn.encoder_io import snapshot_encoders, write_export
 
 
 class EncoderExport(pl.Callback):
@@ -33,13 +39,23 @@ class EncoderExport(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        encoders = pl_module.export_encoders()
+        snapshot = snapshot_encoders(pl_module.export_encoders())
         info = {
             "method": pl_module.method_name,
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
         }
-        export_encoders(encoders, self.out_dir, info)
+        folders = [self.out_dir]
         done = trainer.current_epoch + 1
         if self.snapshot_every > 0 and done % self.snapshot_every == 0:
-            export_encoders(encoders, self.snapshot_dir / f"epoch{done:03d}", info)
+            folders.append(self.snapshot_dir / f"epoch{done:03d}")
+
+        def write() -> None:
+            for folder in folders:
+                write_export(snapshot, folder, info)
+
+        writer = getattr(trainer.strategy, "checkpoint_io", None)
+        if hasattr(writer, "submit"):  # the background writer: in order, before the checkpoint
+            writer.submit("export", write)
+        else:
+            write()

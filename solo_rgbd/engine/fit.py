@@ -26,7 +26,7 @@ from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
 from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan
 from solo_rgbd.engine.run_info import RunInfo, status_of
-from solo_rgbd.engine.trainer import build_trainer, resolve_strategy
+from solo_rgbd.engine.trainer import build_trainer, resolve_async_save, resolve_strategy
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
 from solo_rgbd.utils.locks import hold_run_lock
@@ -105,7 +105,9 @@ def _trainer(spec: RunSpec, callbacks: list[pl.Callback], strategy: Any) -> pl.T
             spec.log_every_n_steps,
             loggers=[RunCSVLogger(run_dir / "logs" / "metrics.csv"), *spec.extra_loggers],
             strategy=strategy,
-            async_checkpoints=bool(spec.cfg.checkpoint.get("async_save", True)),
+            async_checkpoints=resolve_async_save(
+                spec.cfg.checkpoint.get("async_save", "auto"), spec.cfg.trainer
+            ),
             **spec.trainer_kwargs,
         )
     except (ValueError, MisconfigurationException) as exc:

@@ -6,6 +6,9 @@ steps only) and hands it to every logger at ``on_train_batch_end`` / ``on_train_
 i.e. *before* :class:`~solo_rgbd.engine.checkpoint.RunCheckpoint` writes the checkpoint of that
 step. :class:`~solo_rgbd.engine.csv_logger.RunCSVLogger` writes them to ``logs/metrics.csv``
 (with whatever ``self.log`` logs); other Lightning loggers (TensorBoard) receive the same rows.
+The module's ``progress_keys`` among them go to the progress bar
+(:class:`~solo_rgbd.engine.progress.RunProgressBar`), so the bar reads nothing between logging
+steps either.
 
 :class:`CSVRows` is that file: append-only, and on resume only the rows logged after the
 checkpoint are dropped (the resumed run logs those steps again, with the same values).
@@ -120,6 +123,10 @@ class MetricsWriter(pl.Callback):
         values = to_floats(row)
         for logger in trainer.loggers:
             logger.log_metrics({"epoch": trainer.current_epoch, **values}, step=step)
+        bar = trainer.progress_bar_callback
+        if hasattr(bar, "show"):  # the floats just read, shown until the next logging step
+            keys = getattr(pl_module, "progress_keys", ())
+            bar.show({k: v for k, v in values.items() if k in keys})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # the step just finished: global_step counts it already

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
+from solo_rgbd.engine.progress import RunProgressBar
 from solo_rgbd.errors import ConfigError
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true", "64")
@@ -23,6 +24,22 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
+
+
+def resolve_async_save(setting: Any, trainer_cfg: DictConfig) -> bool:
+    """``checkpoint.async_save``: ``auto`` writes in the background when training on a GPU.
+
+    On CPU the training step already keeps every core busy, and a writer thread takes one: on 2
+    cores the steps after a background save ran 25 % slower, more than the whole synchronous
+    save costs (``bench/overhead.py``, docs/benchmarks.md). On a GPU the host is mostly idle
+    while kernels run, and the loop pays only for the host copy.
+    """
+    if setting != "auto":
+        return bool(setting)
+    accelerator = str(trainer_cfg.accelerator)
+    if accelerator == "cpu":
+        return False
+    return accelerator in ("gpu", "cuda") or torch.cuda.is_available()
 
 
 def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool, world_size: int) -> Any:
@@ -57,6 +74,8 @@ def build_trainer(
         loggers = [CSVLogger(str(run_dir), name="logs", version="")]
     if t.get("num_threads"):
         torch.set_num_threads(int(t.num_threads))
+    if bool(t.enable_progress_bar):  # the method's values without a host read per step
+        callbacks = [*callbacks, RunProgressBar()]
     try:
         return pl.Trainer(
             max_epochs=max_epochs,

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
-from lightly.models.utils import update_momentum
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
@@ -24,7 +23,8 @@ from solo_rgbd.augment.paired import PairedAugment, augment_config_from
 from solo_rgbd.config import all_keys, did_you_mean
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.nn.momentum import cosine_tau, warmup_cosine
+from solo_rgbd.nn.lars import LARS
+from solo_rgbd.nn.momentum import EMAUpdate, cosine_tau, warmup_cosine
 from solo_rgbd.nn.queue import KeyQueue
 from solo_rgbd.nn.shuffle_bn import shuffled_forward
 from solo_rgbd.schema import AugmentationConfig
@@ -101,6 +101,8 @@ class BaseMethod(pl.LightningModule):
         self._horizon: dict[str, int] | None = None
         self._log_row: dict[str, Any] = {}
         self._log_now = False
+        #: names in the rows that the progress bar shows
+        self.progress_keys: set[str] = set()
         #: the current step's loss terms (detached), named in non-finite errors
         self.loss_terms: dict[str, torch.Tensor] = {}
 
@@ -238,9 +240,7 @@ class BaseMethod(pl.LightningModule):
         groups = [g for g in groups if g["params"]]
         if opt.name == "sgd":
             return torch.optim.SGD(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
-        if opt.name == "lars":
-            from lightly.utils.lars import LARS
-
+        if opt.name == "lars":  # lightly's rule, without its two host syncs per parameter
             return LARS(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
         raise ConfigError(f"optimizer.name '{opt.name}' is unknown; use sgd or lars.")
 
@@ -332,11 +332,10 @@ class BaseMethod(pl.LightningModule):
         return self._log_now
 
     def log_scalars(self, values: Mapping[str, torch.Tensor | float], prog_bar=()) -> None:
-        """Add values to this step's metrics row (written by the engine's MetricsWriter)."""
-        for name, value in values.items():
-            self._log_row[name] = value
-            if name in prog_bar:
-                self.log(name, value, prog_bar=True, logger=False, batch_size=1)
+        """Add values to this step's metrics row (the engine's MetricsWriter writes it, and
+        shows the ``prog_bar`` names on the bar: no host read between logging steps)."""
+        self._log_row.update(values)
+        self.progress_keys.update(prog_bar)
 
     def pop_log_row(self) -> dict[str, Any]:
         row, self._log_row = self._log_row, {}
@@ -386,9 +385,10 @@ class BaseMomentumMethod(BaseMethod):
         pairs = self.momentum_pairs
         if not pairs:
             return
+        if "_ema" not in self.__dict__:
+            self._ema = EMAUpdate()  # one fused lerp over every pair's parameters
         tau = self.momentum_tau()
-        for online, target in pairs:
-            update_momentum(online, target, tau)
+        self._ema(pairs, tau)
         if self.should_log():
             self.log_scalars({"momentum_tau": tau})
 

@@ -145,4 +145,4 @@ class Encoder(nn.Module):
 
 def export_state_dict(encoder: Encoder) -> dict[str, torch.Tensor]:
     """A state dict that loads into ``timm.create_model(name, in_chans=..., num_classes=0)``."""
-    return {k: v.detach().cpu().clone() for k, v in encoder.model.state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in encoder.model.state_dict().items()}

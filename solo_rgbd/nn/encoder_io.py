@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from solo_rgbd.nn.backbone import Encoder, export_state_dict
 from solo_rgbd.nn.streams import CHANNELS, Streams
 from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir
 from solo_rgbd.utils.console import say
+from solo_rgbd.utils.finite import all_finite
 from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
@@ -77,6 +79,24 @@ def resolve_export_dir(out_dir: str | os.PathLike[str]) -> Path:
     return out_dir
 
 
+@dataclass(frozen=True)
+class EncoderSnapshot:
+    """One encoder's weights copied off the live model (host tensors), ready to be written."""
+
+    state: dict[str, torch.Tensor]
+    backbone: str
+    in_chans: int
+
+
+def snapshot_encoders(encoders: dict[str, Any]) -> dict[str, EncoderSnapshot]:
+    """Host copies of ``encoders`` ({name: Encoder}): the training loop may go on updating the
+    live weights while :func:`write_export` writes these (e.g. on a background thread)."""
+    return {
+        name: EncoderSnapshot(export_state_dict(enc), enc.name, enc.in_chans)
+        for name, enc in encoders.items()
+    }
+
+
 def export_encoders(
     encoders: dict[str, Any], out_dir: str | os.PathLike[str], info: dict[str, Any]
 ) -> dict[str, Any]:
@@ -85,14 +105,16 @@ def export_encoders(
     Each ``<name>.safetensors`` loads into ``timm.create_model(backbone, in_chans=...,
     num_classes=0)`` with ``model.load_state_dict(safetensors.torch.load_file(path))``.
     """
+    return write_export(snapshot_encoders(encoders), out_dir, info)
+
+
+def write_export(
+    snapshot: dict[str, EncoderSnapshot], out_dir: str | os.PathLike[str], info: dict[str, Any]
+) -> dict[str, Any]:
+    """Write a :func:`snapshot_encoders` as one verified export (module doc); the manifest with
+    every file's sha256 comes last, and the folder is swapped in by renames."""
     out_dir = Path(out_dir)
-    states = {name: export_state_dict(enc) for name, enc in encoders.items()}
-    if not all(
-        torch.isfinite(v).all()
-        for s in states.values()
-        for v in s.values()
-        if v.is_floating_point()
-    ):
+    if not all_finite(t for snap in snapshot.values() for t in snap.state.values()):
         raise NonFiniteError(
             f"refusing to export non-finite encoder weights to '{out_dir}' (step "
             f"{info.get('global_step')}); the previous export is kept."
@@ -102,15 +124,16 @@ def export_encoders(
     tmp = temp_dir(out_dir)
     try:
         manifest: dict[str, Any] = {**info, "encoders": {}}
-        for name, encoder in encoders.items():
+        for name, snap in snapshot.items():
             path = tmp / f"{name}.safetensors"
-            path.write_bytes(safetensors.torch.save(states[name], {"backbone": encoder.name}))
+            data = safetensors.torch.save(snap.state, {"backbone": snap.backbone})
+            path.write_bytes(data)
             fsync_file(path)
             manifest["encoders"][name] = {
                 "file": path.name,
-                "backbone": encoder.name,
-                "in_chans": encoder.in_chans,
-                "sha256": sha256_of(path),
+                "backbone": snap.backbone,
+                "in_chans": snap.in_chans,
+                "sha256": hashlib.sha256(data).hexdigest(),  # the bytes just written
             }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         fsync_file(tmp / MANIFEST)

@@ -1,8 +1,10 @@
 """Momentum (EMA) encoders, on lightly's helpers: a frozen copy, and the schedules.
 
-The EMA update itself is lightly's ``update_momentum`` (theta_k <- tau theta_k + (1 - tau)
-theta_q over parameters; BatchNorm statistics are left to each encoder's own forward passes,
-as in MoCo). lightly's cosine reaches its end value at ``max_steps - 1``; the helpers here pass
+The EMA update (theta_k <- tau theta_k + (1 - tau) theta_q over parameters; BatchNorm
+statistics are left to each encoder's own forward passes, as in MoCo) is one fused
+``torch._foreach_lerp_`` over every (online, momentum) pair: theta_k + (1 - tau)(theta_q -
+theta_k), one pass over the weights instead of lightly's multiply-then-add per pair.
+lightly's cosine reaches its end value at ``max_steps - 1``; the helpers here pass
 ``total + 1`` so the value at step ``total`` is the end value and no step of the run is spent
 at it (an lr of 0 would waste the last step).
 """
@@ -10,7 +12,9 @@ at it (an lr of 0 would waste the last step).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
+import torch
 from lightly.models.utils import deactivate_requires_grad
 from lightly.utils.scheduler import cosine_schedule, cosine_warmup_schedule
 from torch import nn
@@ -21,6 +25,29 @@ def momentum_copy(module: nn.Module) -> nn.Module:
     twin = copy.deepcopy(module)
     deactivate_requires_grad(twin)
     return twin
+
+
+class EMAUpdate:
+    """theta_k <- tau theta_k + (1 - tau) theta_q over the parameters of (online, momentum)
+    module pairs, in one fused multi-tensor kernel. The parameter lists are built once per set
+    of pairs (a staged method changes its pairs between stages)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, ...] = ()
+        self._online: list[torch.Tensor] = []
+        self._target: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def __call__(self, pairs: Sequence[tuple[nn.Module, nn.Module]], tau: float) -> None:
+        key = tuple(id(m) for pair in pairs for m in pair)
+        if key != self._key:
+            self._online = [p for online, _ in pairs for p in online.parameters()]
+            self._target = [p for _, target in pairs for p in target.parameters()]
+            if len(self._online) != len(self._target):
+                raise ValueError("a momentum pair's modules have different parameter lists")
+            self._key = key
+        if self._target:
+            torch._foreach_lerp_(self._target, self._online, 1.0 - float(tau))
 
 
 def cosine_tau(step: int, max_steps: int, base_tau: float, final_tau: float) -> float:

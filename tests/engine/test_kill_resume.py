@@ -89,13 +89,17 @@ def _assert_identical(run: Path, reference: Path) -> float:
     return diff
 
 
-@pytest.mark.parametrize("every_n_steps", [1, 0])
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, reference, every_n_steps):
-    # any step of the 20, either stage (after epoch 0 when only epochs are checkpointed)
+@pytest.mark.parametrize("every_n_steps, background", [(1, "auto"), (0, "true")])
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
+    tmp_path, reference, every_n_steps, background
+):
+    # any step of the 20, either stage (after epoch 0 when only epochs are checkpointed); the
+    # reference wrote synchronously (auto on CPU), one killed run writes in the background
     kill_at = random.Random().randint(2 if every_n_steps else 6, 19)
     out = tmp_path / "out"
     run = out / "mbcf" / "k"
     extra = ["run_name=k", f"checkpoint.every_n_steps={every_n_steps}"]
+    extra.append(f"checkpoint.async_save={background}")
     proc = _start(out, *extra)
     _wait_for_step(proc, run, kill_at)
     proc.send_signal(signal.SIGKILL)
@@ -112,28 +116,31 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path, referen
     assert resumed["status"] == "finished" and resumed["resumed_from"].endswith("last.ckpt")
 
 
-# the checkpoint write of step 10 (the stage switch) stalls in the background thread after its
-# bytes are in the temporary file, before the fsync and rename; the marker says it started
+# the checkpoint write of step STEP (default 10, the stage switch) stalls in the background
+# thread after its bytes are in the temporary file, before the fsync and rename; the marker
+# says it started
 SLOW_WRITE = """
 import sys, time, pathlib
 import solo_rgbd.engine.checkpoint as ck
-marker, pause = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+marker, pause, step = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 save = ck.torch_save_bytes
 def slow(obj, path):
     save(obj, path)
-    if obj.get("global_step") == 10:
-        marker.write_text("10")
+    if obj.get("global_step") == step:
+        marker.write_text(str(step))
         time.sleep(pause)
 ck.torch_save_bytes = slow
 from solo_rgbd.cli import main
-sys.exit(main(sys.argv[3:]))
+sys.exit(main(sys.argv[4:]))
 """
 
 
-def _start_slow(out: Path, marker: Path, pause: float, *extra: str) -> subprocess.Popen:
+def _start_slow(
+    out: Path, marker: Path, pause: float, *extra: str, step: int = 10
+) -> subprocess.Popen:
     env = {**os.environ, "SOLO_RGBD_CACHE": str(out / "cache")}
-    cmd = [sys.executable, "-c", SLOW_WRITE, str(marker), str(pause), "pretrain", *TINY]
-    cmd += [f"output_dir={out}", *extra]
+    cmd = [sys.executable, "-c", SLOW_WRITE, str(marker), str(pause), str(step), "pretrain"]
+    cmd += [*TINY, f"output_dir={out}", "checkpoint.async_save=true", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -159,6 +166,33 @@ def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_pat
     rc, err = _finish(_start(out, "run_name=w", "resume=last"))
     assert rc == 0, err[-3000:]
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]
+    _assert_identical(run, reference)
+
+
+def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previous_export(
+    tmp_path, reference
+):
+    """Step 8's checkpoint (every 4 steps) stalls in the writer; the export of epoch 1 (step 10)
+    is queued behind it, and the epoch's own checkpoint waits for it. A kill then leaves the
+    export and checkpoint of epoch 0, whole, and the resumed run is the reference."""
+    from solo_rgbd.nn.encoder_io import verify_export
+
+    out, marker = tmp_path / "out", tmp_path / "writing"
+    run = out / "mbcf" / "q"
+    proc = _start_slow(out, marker, 60.0, "run_name=q", "checkpoint.every_n_steps=4", step=8)
+    _wait_for(proc, marker)  # step 8's checkpoint is being written...
+    _wait_for_step(proc, run, 10)  # ...the loop reached the end of epoch 1...
+    time.sleep(1.0)  # ...queued its export behind the write, and waits to queue its checkpoint
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 5  # epoch 0's
+    manifest = verify_export(run / "encoders")  # whole: every hash checks
+    assert (manifest["epoch"], manifest["global_step"]) == (0, 5)
+    assert not list(run.glob(".encoders.*"))  # no half-built export beside it
+    rc, err = _finish(_start(out, "run_name=q", "checkpoint.every_n_steps=4", "resume=last"))
+    assert rc == 0, err[-3000:]
     _assert_identical(run, reference)
 
 

@@ -1,7 +1,7 @@
 import torch
-from lightly.models.utils import update_momentum as momentum_update
+from lightly.models.utils import update_momentum as lightly_update
 
-from solo_rgbd.nn.momentum import cosine_tau, momentum_copy, warmup_cosine
+from solo_rgbd.nn.momentum import EMAUpdate, cosine_tau, momentum_copy, warmup_cosine
 from solo_rgbd.nn.queue import KeyQueue
 
 
@@ -52,11 +52,39 @@ def test_momentum_update_follows_the_ema_rule_and_keys_get_no_grads():
     with torch.no_grad():
         for p in online.parameters():
             p.add_(1.0)
-    momentum_update(online, target, m=0.9)
+    EMAUpdate()([(online, target)], tau=0.9)
     for b, t, o in zip(before, target.parameters(), online.parameters(), strict=True):
         assert torch.allclose(t, 0.9 * b + 0.1 * o)
     out = target(torch.randn(2, 4)).sum()
     assert not out.requires_grad
+
+
+def test_the_fused_update_matches_lightlys_per_pair_update_over_many_steps():
+    torch.manual_seed(0)
+    pairs = [(torch.nn.Linear(8, 8), None), (torch.nn.Conv2d(3, 4, 3), None)]
+    pairs = [(o, momentum_copy(o)) for o, _ in pairs]
+    reference = [(o, momentum_copy(t)) for o, t in pairs]
+    update = EMAUpdate()
+    for step in range(20):
+        with torch.no_grad():
+            for o, _ in pairs:
+                for p in o.parameters():
+                    p.add_(torch.randn_like(p) * 0.1)
+        tau = 0.99 - 0.01 * step
+        update(pairs, tau)
+        for o, t in reference:
+            lightly_update(o, t, tau)
+    for (_, t), (_, r) in zip(pairs, reference, strict=True):
+        for a, b in zip(t.parameters(), r.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # a new set of pairs (the next stage of a staged method) rebuilds the lists
+    extra = torch.nn.Linear(2, 2)
+    extra_k = momentum_copy(extra)
+    with torch.no_grad():
+        extra.weight.fill_(1.0)
+        extra_k.weight.fill_(0.0)
+    update([*pairs, (extra, extra_k)], 0.5)
+    assert torch.allclose(extra_k.weight, torch.full((2, 2), 0.5))
 
 
 def test_cosine_tau_goes_from_base_to_final():
