@@ -6,9 +6,10 @@ Loads a real checkpoint (any run's ``last.ckpt``) and saves it again into a temp
 beside it, alternating, through
 
 - ``AtomicCheckpointIO`` (synchronous: serialise, write, fsync, rename before returning), and
-- ``AsyncAtomicCheckpointIO`` (the default: a host copy of the state, then the same write in a
-  background thread); the stall is the time until the call returns, the write time is how long
-  the thread took.
+- ``AsyncAtomicCheckpointIO`` (``checkpoint.async_save=auto`` on a GPU: a host copy of the
+  state, then the same write in a background thread); the stall is the time until the call
+  returns, the write time is how long the thread took. The stall is not the whole cost on CPU:
+  the thread then takes a core from the training steps (``bench/overhead.py``).
 
 A run pays the stall once per checkpoint (every epoch, plus ``every_n_steps`` /
 ``every_n_minutes``). Prints JSON.
