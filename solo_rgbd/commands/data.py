@@ -45,6 +45,15 @@ def _data_parser() -> argparse.ArgumentParser:
     pack.add_argument("--invert-depth", action="store_true", help="far = bright in SRC")
     pack.add_argument("--workers", type=int, default=1, help="packing processes (default 1)")
     pack.add_argument("--chunk-bytes", default="64MB", help="LitData chunk size (default 64MB)")
+    pack.add_argument(
+        "--split", default="train", choices=("train", "test"), help="which split SRC is"
+    )
+    pack.add_argument(
+        "--labels",
+        default="saliency",
+        choices=("saliency", "classes"),
+        help="GT as saliency maps (bilinear) or class ids (nearest)",
+    )
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -55,7 +64,16 @@ def _pack(ns: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     roots = [RootSpec(p, ns.invert_depth) for p in ns.src]
-    out = pack(roots, ns.out, ns.size, ns.workers, ns.chunk_bytes, progress=not ns.quiet)
+    out = pack(
+        roots,
+        ns.out,
+        ns.size,
+        ns.workers,
+        ns.chunk_bytes,
+        progress=not ns.quiet,
+        split=ns.split,
+        labels=ns.labels,
+    )
     print(f"packed {', '.join(ns.src)} into {out} in {time.perf_counter() - start:.1f} s")
     print(f"train from it with: data.format=litdata data.path={out} data.image_size={ns.size}")
     return 0

@@ -118,7 +118,6 @@ def _fit(
         log_every_n_steps=int(cfg.log_every_n_steps),
         callbacks=callbacks,
         extra_loggers=_loggers(cfg, run_dir),
-        trainer_kwargs={"use_distributed_sampler": False},  # the EpochSampler shards by rank
         unused_parameters=model.has_unused_parameters,
         check=lambda trainer: _check_batch_split(int(cfg.data.batch_size), trainer.world_size),
     )

@@ -9,10 +9,18 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from solo_rgbd.data.cache import RootSpec, decode_depth
+from solo_rgbd.data.shards import is_pack, read_pack
 from solo_rgbd.data.sources import build_from_config
 from solo_rgbd.data.store import build_cache
 from solo_rgbd.errors import ConfigError
-from solo_rgbd.tasks.sod.predict import device, load_sod_module, predict_cache, subsets, test_sets
+from solo_rgbd.tasks.sod.predict import (
+    device,
+    load_sod_module,
+    predict_cache,
+    subsets,
+    test_cache,
+    test_sets,
+)
 from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.paths import mark_own_dir, own_marker, remove_own_dir
 
@@ -29,14 +37,7 @@ def sod_eval(cfg: DictConfig) -> Path:
     label = str(cfg.get("run_name") or train_cfg.get("encoders", "model"))
     label = Path(label).name if "/" in label else label
     for name, spec in test_sets(cfg):
-        cache = build_cache(
-            [spec],
-            size=int(train_cfg.image_size),
-            require_gt=True,
-            labels=SOD.labels,
-            strict_pairs=bool(cfg.data.strict_pairs),
-            on_constant_depth=str(cfg.data.on_constant_depth),
-        )
+        cache = test_cache(cfg, spec, int(train_cfg.image_size))
         pred_dir = out / "predictions" / name
         remove_own_dir(pred_dir)
         preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
@@ -65,9 +66,10 @@ def _qualitative(cache, preds, rows, n_fixed: int, out: Path, name: str) -> None
 
     def pictures(stem: str) -> dict[str, np.ndarray]:
         i = index[stem]
-        rgb = cache.rgb[i].permute(1, 2, 0).numpy()
+        pair = cache.batch([i])  # through the cache's interface (a view's rows included)
+        rgb = pair["rgb"][0].permute(1, 2, 0).numpy()
         size = rgb.shape[1::-1]
-        depth = (decode_depth(cache.depth[i])[0] * 255).round().byte().numpy()
+        depth = (decode_depth(pair["depth"][0])[0] * 255).round().byte().numpy()
         gt = np.asarray(Image.open(cache.gt_paths[i]).convert("L").resize(size))
         pred = np.asarray(Image.fromarray(preds[i]).resize(size))
         return dict(zip(artefacts.KINDS, (rgb, depth, gt, pred), strict=True))
@@ -94,7 +96,7 @@ def sod_probe(cfg: DictConfig, steps: int = 100) -> dict[str, dict[str, dict[str
     train = build_from_config(cfg.data, "train", require_gt=True, size=size, labels=SOD.labels)
     out = {}
     for name, spec in test_sets(cfg):
-        test = build_cache([spec], size=size, require_gt=True, labels=SOD.labels)
+        test = test_cache(cfg, spec, size)
         out[name] = probe_modalities(
             encoders, train, test, size=size, steps=steps, device=device(), seed=int(cfg.seed)
         )
@@ -105,12 +107,16 @@ def sod_predict(cfg: DictConfig) -> Path:
     module, _ = load_sod_module(cfg)
     if not cfg.get("input") or not cfg.get("out"):
         raise ConfigError("sod predict needs input=DIR (with RGB/depth folders) and out=DIR.")
-    cache = build_cache(
-        [RootSpec(str(cfg.input), bool(cfg.data.invert_depth))],
-        size=int(module.cfg.image_size),
-        strict_pairs=bool(cfg.data.strict_pairs),
-        on_constant_depth=str(cfg.data.on_constant_depth),
-    )
+    size = int(module.cfg.image_size)
+    if is_pack(str(cfg.input)):  # a packed dataset: every pair, any split
+        cache = read_pack(str(cfg.input), size, split=None, labels=None)
+    else:
+        cache = build_cache(
+            [RootSpec(str(cfg.input), bool(cfg.data.invert_depth))],
+            size=size,
+            strict_pairs=bool(cfg.data.strict_pairs),
+            on_constant_depth=str(cfg.data.on_constant_depth),
+        )
     out = Path(str(cfg.out))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"out='{out}' exists and is not empty; choose an empty folder.")

@@ -96,7 +96,6 @@ def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
         resume_hint=resume_command(list(argv), last, ("sod", "train")) if argv else "",
         log_every_n_steps=int(cfg.log_every_n_steps),
         callbacks=[best],
-        trainer_kwargs={"use_distributed_sampler": False},  # the EpochSampler shards by rank
     )
     fit_run(spec, module, datamodule=data)
     if plan.rank_zero:

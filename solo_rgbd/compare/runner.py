@@ -247,25 +247,29 @@ def write_grid_manifest(cfg: DictConfig, rows: list[dict], out: Path, report: Re
     atomic_write_text(json.dumps(manifest, indent=1), out / "grid.json")
 
 
-def separation_notes(results: dict, report: Report) -> list[str]:
-    """Whether each test set can rank representations: Supervised minus Random in the task's
-    headline metric (signed so that positive means Supervised is better)."""
-    if "Supervised" not in results or "Random" not in results:
+def separation_notes(results: dict, report: Report, inits: dict[str, str]) -> list[str]:
+    """Whether each test set can rank representations: the Supervised bound minus the Random
+    one in the task's headline metric (signed so that positive means Supervised is better).
+    The bounds are the rows whose ``init`` is ``supervised`` and ``random`` (``inits``: row
+    name -> init), whatever the rows are called."""
+    bound = {init: name for name, init in reversed(list(inits.items())) if name in results}
+    if "supervised" not in bound or "random" not in bound:
         return []
+    sup, rnd = bound["supervised"], bound["random"]
     key = report.headline
     sign = 1.0 if report.higher_is_better(key) else -1.0
     notes = []
-    for dataset, subsets in results["Supervised"].items():
-        random = results["Random"].get(dataset, {}).get("all", {}).get(key, float("nan"))
+    for dataset, subsets in results[sup].items():
+        random = results[rnd].get(dataset, {}).get("all", {}).get(key, float("nan"))
         gap = sign * (subsets["all"][key] - random)
         if gap >= SEPARATION_MIN:
             notes.append(
-                f"- {dataset}: Supervised - Random = {gap:+.3f} {key}: the benchmark separates "
+                f"- {dataset}: {sup} - {rnd} = {gap:+.3f} {key}: the benchmark separates "
                 "representations; rows between the two bounds can be ranked."
             )
         else:
             notes.append(
-                f"- {dataset}: Supervised - Random = {gap:+.3f} {key} < {SEPARATION_MIN}: this "
+                f"- {dataset}: {sup} - {rnd} = {gap:+.3f} {key} < {SEPARATION_MIN}: this "
                 "benchmark cannot separate representations (the decoder does the work); do not "
                 "rank the rows on it."
             )
@@ -290,7 +294,8 @@ def write_report(
         f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
         "cells: mean ± std over seeds.\n",
     ]
-    parts += separation_notes(results, report)
+    inits = {str(r.name): str(r.get("init", "pretrain")) for r in cfg.rows}
+    parts += separation_notes(results, report, inits)
     for table in cfg.tables:
         present = {r: results[r] for r in table.rows if r in results}
         if not present:

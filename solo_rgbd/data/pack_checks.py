@@ -3,19 +3,24 @@
 - its settings (``--size``, ``--workers``, ``--chunk-bytes``), so a bad one writes nothing;
 - ``OUT.partial``: continued only when this command made it (its ``plan.json`` says so, or it
   is empty); a folder of the user's with that name is refused, never adopted or deleted;
-- one pack per OUT at a time: a second is refused at once while the first holds the lock.
+- one pack per OUT at a time: a second is refused at once while the first holds the lock;
+- and, while and after LitData runs: a rerun continues only the same job, a pair that could not
+  be read refuses the pack, LitData's errors come back as the library's own paragraphs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from solo_rgbd.errors import DataError
+from solo_rgbd.utils.atomic import atomic_write_text
 
 #: what ``plan.json`` of a pack in progress holds; a folder without it is not ours
 PLAN = "plan.json"
@@ -81,3 +86,64 @@ def pack_lock(out: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)  # releases the lock
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; none elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def check_plan(work: Path, plan: dict) -> None:
+    """A rerun continues only the same job (same roots, size and pairs)."""
+    saved = work / PLAN
+    if saved.exists():
+        try:
+            same = json.loads(saved.read_text()) == plan
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise DataError(
+                f"'{work}' is an unfinished pack of other data, another size, or files that "
+                "changed since it started (or its plan.json is damaged); delete that folder to "
+                "start this pack anew."
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(plan), saved)
+
+
+def refuse_bad_pairs(errors: Path, work: Path) -> None:
+    lines = [line for f in sorted(errors.glob("*.txt")) for line in f.read_text().splitlines()]
+    if lines:
+        shutil.rmtree(work, ignore_errors=True)
+        more = f" (and {len(lines) - 1} more pair(s))" if len(lines) > 1 else ""
+        raise DataError(f"packing stopped, nothing was kept: {lines[0]}{more}")
+    shutil.rmtree(errors)
+
+
+def pack_error(exc: BaseException, work: Path) -> BaseException:
+    """LitData re-raises a worker's error as a RuntimeError holding its traceback: give back
+    the library's own one-paragraph errors (a corrupt image, a missing depth map) and a full
+    disk as such; anything else as it came."""
+    text = str(exc)
+    if getattr(exc, "errno", None) == 28 or "No space left on device" in text:
+        shutil.rmtree(work, ignore_errors=True)
+        return DataError(
+            f"the disk under '{work.parent}' filled up while packing; the partial pack was "
+            "removed. Free space or pack elsewhere, then rerun."
+        )
+    marker = "solo_rgbd.errors.DataError: "
+    if marker in text:
+        message = text.rsplit(marker, 1)[1].strip().splitlines()[0]
+        return DataError(message + f" (the pack so far is kept in '{work}'; rerun to continue)")
+    return exc

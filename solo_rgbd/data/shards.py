@@ -3,7 +3,9 @@
 Packing decodes every pair once (any supported layout, depth polarity applied, resized to
 ``--size``) into LitData's chunk files, each item ``{"rgb": uint8 (3, S, S), "depth": int16
 (1, S, S), "gt"?: uint8 (1, S, S), "h", "w"}``, in the folder's pair order, plus
-``solo_rgbd.json`` (the format, size, stems, sources, meta rows, original sizes). The job is
+``solo_rgbd.json`` (the format, size, stems, sources, meta rows, original sizes, and the
+``split`` and ``labels`` policy it was packed for: a task reading another split, or labels read
+another way, is refused, see :func:`check_pack_fits`). The job is
 LitData's ``optimize`` with its checkpoints: it writes ``OUT.partial`` and a rerun after a kill
 continues it; the finished folder is renamed to ``OUT``, so ``OUT`` is whole or absent.
 
@@ -21,7 +23,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ import torch
 
 from solo_rgbd.data.cache import (
     SALIENCY,
+    LabelPolicy,
     PairJobs,
     RGBDCache,
     RootSpec,
@@ -41,7 +43,16 @@ from solo_rgbd.data.cache import (
     pair_jobs,
 )
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
-from solo_rgbd.data.pack_checks import PLAN, check_pack_settings, check_partial, pack_lock
+from solo_rgbd.data.pack_checks import (
+    PLAN,
+    check_pack_settings,
+    check_partial,
+    check_plan,
+    descendants,
+    pack_error,
+    pack_lock,
+    refuse_bad_pairs,
+)
 from solo_rgbd.errors import DataError
 from solo_rgbd.utils.atomic import atomic_write_text
 
@@ -49,7 +60,18 @@ SHARD_FORMAT = 1
 MANIFEST = "solo_rgbd.json"
 
 
-def _item(job: list, size: int, on_constant_depth: str, errors: str) -> dict:
+LABELS = {"saliency": SALIENCY, "classes": LabelPolicy(resize="nearest")}
+SPLITS = ("train", "test")
+
+
+def label_name(policy: LabelPolicy) -> str | None:
+    """The pack's name of a task's label policy (None: one a pack cannot hold)."""
+    return next((name for name, known in LABELS.items() if known == policy), None)
+
+
+def _item(
+    job: list, size: int, on_constant_depth: str, errors: str, labels: str = "saliency"
+) -> dict:
     """One pair as a LitData item (a module-level function: the workers pickle it).
 
     ``job``: [rgb path, depth path, GT path or None, invert depth], JSON for LitData's
@@ -61,7 +83,13 @@ def _item(job: list, size: int, on_constant_depth: str, errors: str) -> dict:
         torch.set_num_threads(1)
     try:
         r, d, g, _, (h, w) = load_pair(
-            Path(rgb_path), Path(depth_path), gt, size, bool(invert), on_constant_depth, SALIENCY
+            Path(rgb_path),
+            Path(depth_path),
+            gt,
+            size,
+            bool(invert),
+            on_constant_depth,
+            LABELS[labels],
         )
     except (DataError, OSError, ValueError) as exc:
         with open(Path(errors) / f"{os.getpid()}.txt", "a") as f:
@@ -83,10 +111,21 @@ def pack(
     strict_pairs: bool = True,
     on_constant_depth: str = "error",
     progress: bool = True,
+    split: str = "train",
+    labels: str = "saliency",
 ) -> Path:
-    """Pack ``roots`` into LitData chunks at ``out`` (resumable; see the module docstring)."""
+    """Pack ``roots`` into LitData chunks at ``out`` (resumable; see the module docstring).
+    ``split``: which split of a dataset these roots are (``train`` or ``test``); ``labels``:
+    ``saliency`` (soft maps, resized bilinearly) or ``classes`` (class ids, nearest)."""
     out = Path(out)
     chunk_bytes = check_pack_settings(size, workers, chunk_bytes)
+    if split not in SPLITS or labels not in LABELS:
+        bad, key, ok = (
+            (split, "--split", SPLITS)
+            if split not in SPLITS
+            else (labels, "--labels", tuple(LABELS))
+        )
+        raise DataError(f"{key} {bad!r} is not one of {', '.join(ok)}; nothing was written.")
     if (out / MANIFEST).exists():
         raise DataError(f"'{out}' is already a packed dataset; pack into a new folder.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -95,12 +134,13 @@ def pack(
     check_partial(work)  # before any decoding: a folder of the user's is never touched
     found = pair_jobs(roots, strict_pairs, require_gt=False)
     plan = {"format": SHARD_FORMAT, "size": size, "roots": [r.path for r in roots], "n": len(found)}
+    plan.update(split=split, labels=labels)
     plan["files"] = hashlib.sha256(repr(fingerprint(roots)).encode()).hexdigest()[:20]
     with pack_lock(out):
         check_partial(work)  # again, now that no other pack can make it
         check_free_space(work.parent, decoded_bytes(len(found), size, found.use_gt))
-        _check_plan(work, plan)
-        _optimize(work, found, size, workers, chunk_bytes, on_constant_depth, progress)
+        check_plan(work, plan)
+        _optimize(work, found, size, workers, chunk_bytes, on_constant_depth, progress, labels)
         _finish(work, out, found, plan)
     return out
 
@@ -130,13 +170,16 @@ def _optimize(
     chunk_bytes: str,
     on_constant_depth: str,
     progress: bool,
+    labels: str = "saliency",
 ) -> None:
     """LitData's ``optimize`` over every pair, in order, resumable; then the checks."""
     import litdata
 
     errors = work / "errors"
     errors.mkdir(exist_ok=True)
-    fn = partial(_item, size=size, on_constant_depth=on_constant_depth, errors=str(errors))
+    fn = partial(
+        _item, size=size, on_constant_depth=on_constant_depth, errors=str(errors), labels=labels
+    )
     inputs = [
         [str(rgb), str(depth), str(gt) if gt and found.use_gt else None, spec.invert_depth]
         for spec, _, _, rgb, depth, gt in found.jobs
@@ -160,60 +203,17 @@ def _optimize(
                 start_method="fork" if sys.platform.startswith("linux") else None,
             )
     except (OSError, RuntimeError) as exc:
-        raise _pack_error(exc, work) from None
+        raise pack_error(exc, work) from None
     finally:  # LitData leaves forked helpers alive; the caller would wait for them at exit
         for child in multiprocessing.active_children():
             if child.pid not in before:
-                for pid in _descendants(child.pid):
+                for pid in descendants(child.pid):
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
                 child.terminate()
                 child.join(5)
-    _refuse_bad_pairs(errors, work)
+    refuse_bad_pairs(errors, work)
     _check_count(work, len(found))
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc; none elsewhere)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
-
-
-def _check_plan(work: Path, plan: dict) -> None:
-    """A rerun continues only the same job (same roots, size and pairs)."""
-    saved = work / PLAN
-    if saved.exists():
-        try:
-            same = json.loads(saved.read_text()) == plan
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            raise DataError(
-                f"'{work}' is an unfinished pack of other data, another size, or files that "
-                "changed since it started (or its plan.json is damaged); delete that folder to "
-                "start this pack anew."
-            )
-        return
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json.dumps(plan), saved)
-
-
-def _refuse_bad_pairs(errors: Path, work: Path) -> None:
-    lines = [line for f in sorted(errors.glob("*.txt")) for line in f.read_text().splitlines()]
-    if lines:
-        shutil.rmtree(work, ignore_errors=True)
-        more = f" (and {len(lines) - 1} more pair(s))" if len(lines) > 1 else ""
-        raise DataError(f"packing stopped, nothing was kept: {lines[0]}{more}")
-    shutil.rmtree(errors)
 
 
 def _check_count(path: Path, n: int, chunks: list[dict] | None = None) -> None:
@@ -227,24 +227,6 @@ def _check_count(path: Path, n: int, chunks: list[dict] | None = None) -> None:
             f"'{path}' holds {have} of {n} pairs: a packing worker died; rerun the same "
             "'solo-rgbd data pack' to complete it."
         )
-
-
-def _pack_error(exc: BaseException, work: Path) -> BaseException:
-    """LitData re-raises a worker's error as a RuntimeError holding its traceback: give back
-    the library's own one-paragraph errors (a corrupt image, a missing depth map) and a full
-    disk as such; anything else as it came."""
-    text = str(exc)
-    if getattr(exc, "errno", None) == 28 or "No space left on device" in text:
-        shutil.rmtree(work, ignore_errors=True)
-        return DataError(
-            f"the disk under '{work.parent}' filled up while packing; the partial pack was "
-            "removed. Free space or pack elsewhere, then rerun."
-        )
-    marker = "solo_rgbd.errors.DataError: "
-    if marker in text:
-        message = text.rsplit(marker, 1)[1].strip().splitlines()[0]
-        return DataError(message + f" (the pack so far is kept in '{work}'; rerun to continue)")
-    return exc
 
 
 class ShardPairs:
@@ -275,6 +257,14 @@ class ShardPairs:
     @property
     def has_gt(self) -> bool:
         return bool(self.manifest["has_gt"])
+
+    @property
+    def split(self) -> str:
+        return str(self.manifest.get("split", "train"))  # packs from before it: training pairs
+
+    @property
+    def labels(self) -> str:
+        return str(self.manifest.get("labels", "saliency"))
 
     @property
     def device(self) -> torch.device:
@@ -371,3 +361,39 @@ def _streaming(path: Path):
             f"LitData {litdata.__version__} cannot open '{path}' ({exc}); pack the dataset "
             "again with this installation's 'solo-rgbd data pack'."
         ) from None
+
+
+def is_pack(path: str | Path) -> bool:
+    """A folder made by ``solo-rgbd data pack`` (finished)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_pack(path: str | Path, size: int, split: str | None, labels: LabelPolicy | None):
+    """A whole pack read into an in-memory cache (a test set), checked against what the task
+    reads: its image size, and (when given) its split and label policy."""
+    pairs = ShardPairs(path)
+    if pairs.size != size:
+        raise DataError(
+            f"'{path}' was packed at {pairs.size} px and the model reads {size} px; pack it "
+            f"again with --size {size}."
+        )
+    if split is not None and labels is not None:
+        check_pack_fits(pairs, split, labels)
+    return pairs.materialized()
+
+
+def check_pack_fits(pairs: ShardPairs, split: str, labels: LabelPolicy) -> None:
+    """A task gets the split and the labels it asked for, or a clear error, never another."""
+    if pairs.split != split:
+        raise DataError(
+            f"'{pairs.path}' was packed as the {pairs.split} split and this task reads its "
+            f"{split} split; pack the {split} folder with 'solo-rgbd data pack SRC OUT --split "
+            f"{split}' and point the task at it."
+        )
+    wanted = label_name(labels)
+    if pairs.has_gt and wanted != pairs.labels:
+        how = f"--labels {wanted}" if wanted else "(a label reader packs cannot hold)"
+        raise DataError(
+            f"'{pairs.path}' holds {pairs.labels} labels and this task reads its labels another "
+            f"way; pack it again with {how}, or use data.format=folder."
+        )

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RGBDCache, RootSpec, default_cache_root
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
-from solo_rgbd.data.shards import ShardPairs
+from solo_rgbd.data.shards import ShardPairs, check_pack_fits
 from solo_rgbd.data.store import build_cache
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
 from solo_rgbd.errors import ConfigError, DataError
@@ -98,7 +98,9 @@ def build_from_config(
     """The decoded pairs of a data config; ``copies``: processes on this node (DDP ranks)."""
     if data.get("format", "folder") == "litdata":
         check_pack_config(data, split, labels)
-        return open_shards(data, size or int(data.image_size), require_gt)
+        pairs = open_shards(data, size or int(data.image_size), require_gt)
+        check_pack_fits(pairs, split, labels)  # the split and labels asked for, or an error
+        return pairs
     return build_cache(
         resolve_roots(data, split),
         size=size or int(data.image_size),
@@ -116,9 +118,10 @@ def build_from_config(
 def check_pack_config(
     data: DictConfig, split: str = "train", labels: LabelPolicy = SALIENCY
 ) -> None:
-    """Settings a pack cannot honour are errors naming the key, never silently dropped: a pack
-    holds one split, its roots and depth polarity were fixed when it was packed, its labels were
-    stored as saliency maps, and LitData reads it without the decoded-pair cache."""
+    """Settings a pack cannot honour are errors naming the key, never silently dropped: its
+    roots and depth polarity were fixed when it was packed, and LitData reads it without the
+    decoded-pair cache. (Its split and label policy are checked against the task's when it is
+    opened: :func:`~solo_rgbd.data.shards.check_pack_fits`.)"""
     why = {
         "data.roots": "a pack holds the roots it was packed from: pack them together with "
         "'solo-rgbd data pack ROOT1 ROOT2 OUT', then give data.path=OUT",
@@ -136,16 +139,6 @@ def check_pack_config(
             raise ConfigError(
                 f"{key} cannot apply with data.format=litdata: {why[key]}. Remove {key}."
             )
-    if split != "train":
-        raise ConfigError(
-            f"data.format=litdata: '{data.path}' is one pack, the training pairs; the {split} "
-            "split needs its own folder or pack, named with test_sets=[{name: X, path: DIR}]."
-        )
-    if labels != SALIENCY:
-        raise ConfigError(
-            "data.format=litdata stores labels as saliency maps (resized bilinearly), and this "
-            "task's labels are read another way; use data.format=folder for it."
-        )
 
 
 def open_shards(data: DictConfig, size: int, require_gt: bool) -> ShardPairs:

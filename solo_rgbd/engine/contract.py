@@ -6,16 +6,20 @@ exported each epoch, and its own scalars reach ``metrics.csv`` without Lightning
 ``self.log``). Everything else goes through Lightning: ``self.log(...)`` of any module lands in
 ``logs/metrics.csv`` (:class:`~solo_rgbd.engine.csv_logger.RunCSVLogger`).
 
-The checks are structural (``isinstance`` with :func:`typing.runtime_checkable`):
-``tests/engine/test_contract.py`` holds every registered method and every task module to them.
+The engine enforces them: :func:`~solo_rgbd.engine.fit.fit_run` refuses a module that lacks a
+member of :class:`RunModule` (:func:`require`), naming each missing member, before anything is
+built or written; ``tests/engine/test_contract.py`` holds every registered method and every
+task module to them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, runtime_checkable
 
 import torch
+
+from solo_rgbd.errors import ConfigError
 
 
 @runtime_checkable
@@ -55,3 +59,31 @@ class EncoderModule(RunModule, Protocol):
     def pop_log_row(self) -> dict[str, Any]:
         """This step's scalars (device tensors), read once by the engine's MetricsWriter."""
         ...
+
+
+def members(protocol: type) -> list[str]:
+    """The attributes and methods ``protocol`` (with its protocol bases) declares."""
+    names: list[str] = []
+    for klass in reversed(protocol.__mro__):
+        if klass in (object, Protocol, Generic):
+            continue
+        declared = [*klass.__dict__.get("__annotations__", {})]
+        declared += [n for n, v in vars(klass).items() if callable(v) and not n.startswith("_")]
+        names += [n for n in declared if n not in names]
+    return names
+
+
+def missing_members(obj: object, protocol: type) -> list[str]:
+    return [name for name in members(protocol) if not hasattr(obj, name)]
+
+
+def require(obj: object, protocol: type) -> None:
+    """Raise :class:`ConfigError` naming every member of ``protocol`` that ``obj`` lacks."""
+    missing = missing_members(obj, protocol)
+    if missing:
+        raise ConfigError(
+            f"{type(obj).__name__} cannot be trained by solo-rgbd's engine: it lacks "
+            f"{', '.join(repr(m) for m in missing)} of {protocol.__name__} "
+            "(solo_rgbd/engine/contract.py declares each). Define them on the module (a "
+            "method: subclass solo_rgbd.methods.base.BaseMethod, which has them)."
+        )

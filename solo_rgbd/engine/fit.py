@@ -21,6 +21,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.engine.checkpoint import RunCheckpoint, check_resume_fits
+from solo_rgbd.engine.contract import RunModule, require
 from solo_rgbd.engine.csv_logger import RunCSVLogger
 from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
@@ -44,6 +45,8 @@ class RunSpec:
     log_every_n_steps: int = 10
     callbacks: list[pl.Callback] = field(default_factory=list)  # the task's or method's own
     extra_loggers: list[Any] = field(default_factory=list)  # e.g. TensorBoard
+    #: more Trainer arguments (the engine sets use_distributed_sampler=False itself: its data
+    #: modules shard by rank, see :mod:`solo_rgbd.engine.datamodule`)
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)
     #: some parameters get no gradient in some steps (DDP then needs find_unused_parameters)
     unused_parameters: bool = False
@@ -108,7 +111,7 @@ def _trainer(spec: RunSpec, callbacks: list[pl.Callback], strategy: Any) -> pl.T
             async_checkpoints=resolve_async_save(
                 spec.cfg.checkpoint.get("async_save", "auto"), spec.cfg.trainer
             ),
-            **spec.trainer_kwargs,
+            **{"use_distributed_sampler": False, **spec.trainer_kwargs},
         )
     except (ValueError, MisconfigurationException) as exc:
         raise ConfigError(
@@ -123,8 +126,10 @@ def fit_run(
     *,
     datamodule: pl.LightningDataModule,
 ) -> pl.Trainer:
-    """Build and check the Trainer, then write the run's config and train (rank 0 holds the
-    run's lock). Nothing is written before every setting has been accepted."""
+    """Check the module against the engine's contract, build and check the Trainer, then write
+    the run's config and train (rank 0 holds the run's lock). Nothing is written before every
+    setting has been accepted."""
+    require(module, RunModule)  # a missing member is named here, not deep inside Lightning
     plan = spec.plan
     callbacks = [*spec.callbacks, *engine_callbacks(spec)]
     trainer = build_run_trainer(spec, callbacks)

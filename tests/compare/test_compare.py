@@ -111,11 +111,19 @@ def test_the_report_says_whether_the_benchmark_separates_representations():
     def row(maxf):
         return {"NJUD": {"all": {"maxF": maxf}}}
 
-    close = separation_notes({"Random": row(0.80), "Supervised": row(0.83)}, SOD_REPORT)
+    inits = {"Random": "random", "Supervised": "supervised", "MBCF": "pretrain"}
+    close = separation_notes({"Random": row(0.80), "Supervised": row(0.83)}, SOD_REPORT, inits)
     assert "cannot separate representations" in close[1] and "+0.030" in close[1]
-    apart = separation_notes({"Random": row(0.70), "Supervised": row(0.85)}, SOD_REPORT)
+    apart = separation_notes({"Random": row(0.70), "Supervised": row(0.85)}, SOD_REPORT, inits)
     assert "separates representations" in apart[1] and "cannot" not in apart[1]
-    assert separation_notes({"Random": row(0.7)}, SOD_REPORT) == []
+    assert separation_notes({"Random": row(0.7)}, SOD_REPORT, inits) == []
+    # the bounds are found by their init, not by their display names
+    renamed = {"Scratch": "random", "Labels (upper bound)": "supervised"}
+    notes = separation_notes(
+        {"Scratch": row(0.70), "Labels (upper bound)": row(0.85)}, SOD_REPORT, renamed
+    )
+    assert "Labels (upper bound) - Scratch = +0.150" in notes[1]
+    assert separation_notes({"Random": row(0.7), "Supervised": row(0.9)}, SOD_REPORT, {}) == []
 
 
 def test_the_report_takes_any_task_metrics_and_headline(tmp_path):
@@ -136,7 +144,8 @@ def test_the_report_takes_any_task_metrics_and_headline(tmp_path):
     def row(err, miou=0.5):
         return {"SEG": {"all": {"err": err, "err_std": 0.0, "mIoU": miou, "n": 4}}}
 
-    notes = separation_notes({"Random": row(0.30), "Supervised": row(0.20)}, seg)
+    inits = {"Random": "random", "Supervised": "supervised"}
+    notes = separation_notes({"Random": row(0.30), "Supervised": row(0.20)}, seg, inits)
     assert "+0.100 err" in notes[1] and "separates representations" in notes[1]
     probes = {"MBCF": {"SEG": {"rgb": {"err": 0.25, "err_std": 0.01}}}}
     assert probe_table(probes, seg).splitlines()[0] == "| Row | Dataset | Encoder | pixel error ↓ |"
@@ -145,6 +154,10 @@ def test_the_report_takes_any_task_metrics_and_headline(tmp_path):
             "name": "seg",
             "seeds": [0],
             "budget_epochs": 1,
+            "rows": [
+                {"name": "Random", "init": "random"},
+                {"name": "Supervised", "init": "supervised"},
+            ],
             "tables": [
                 {"title": "T: errors", "metrics": ["err"], "rows": ["Random", "Supervised"]}
             ],

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from solo_rgbd.cli import main
 from solo_rgbd.data.cache import RootSpec
@@ -71,11 +72,12 @@ def test_a_second_pack_into_the_same_out_is_refused_while_the_first_runs(src, tm
 
 def test_settings_a_pack_cannot_honour_are_errors_naming_the_key(src, tmp_path):
     """Issue 30, finding 5: data.roots, invert_depth, cache, a test split and class-id labels
-    were dropped without a word with data.format=litdata."""
+    were dropped without a word with data.format=litdata. (Issue 33: a pack records its split
+    and label policy; reading another is an error naming the pack option that makes it.)"""
     from solo_rgbd.config import compose
     from solo_rgbd.data.cache import LabelPolicy
     from solo_rgbd.data.sources import build_from_config
-    from solo_rgbd.errors import ConfigError
+    from solo_rgbd.errors import ConfigError, DataError
 
     packed = pack([RootSpec(str(src))], tmp_path / "packed", 32, progress=False)
     base = ["data.format=litdata", f"data.path={packed}", "data.image_size=32"]
@@ -88,10 +90,10 @@ def test_settings_a_pack_cannot_honour_are_errors_naming_the_key(src, tmp_path):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             build_from_config(compose("pretrain", [*base, extra]).data)
     data = compose("pretrain", base).data
-    with pytest.raises(ConfigError, match="the test split needs its own folder or pack"):
+    with pytest.raises(DataError, match="packed as the train split.*--split test"):
         build_from_config(data, split="test")
-    with pytest.raises(ConfigError, match="use data.format=folder"):
-        build_from_config(data, labels=LabelPolicy(resize="nearest"))
+    with pytest.raises(DataError, match="holds saliency labels.*--labels classes"):
+        build_from_config(data, require_gt=True, labels=LabelPolicy(resize="nearest"))
 
 
 def test_a_killed_pack_whose_sources_changed_is_not_continued(src, tmp_path, monkeypatch):
@@ -112,3 +114,53 @@ def test_a_killed_pack_whose_sources_changed_is_not_continued(src, tmp_path, mon
     with pytest.raises(DataError, match="changed since it started"):
         pack([RootSpec(str(src))], out, 32, progress=False)
     assert not out.exists()
+
+
+def test_a_class_id_pack_gives_a_task_its_test_split_and_exact_labels(tmp_path):
+    """Issue 33: pack a class-id labelled test folder; the task's test split from the pack has
+    the folder path's pairs and nearest-resized labels, bit for bit."""
+    import numpy as np
+    from PIL import Image
+
+    from solo_rgbd.config import compose
+    from solo_rgbd.data.cache import LabelPolicy
+    from solo_rgbd.data.sources import build_from_config
+    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.errors import DataError
+
+    folder = tmp_path / "seg_test"
+    for sub in ("RGB", "depth", "GT"):
+        (folder / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        ids = np.zeros((30, 36), np.uint8)
+        ids[:, 10 + k : 20], ids[:, 20 + k :] = 3, 7  # classes 0, 3, 7
+        Image.fromarray(rng.integers(0, 255, (30, 36, 3), dtype=np.uint8)).save(
+            folder / "RGB" / f"p{k}.png"
+        )
+        depth = rng.integers(1, 60000, (30, 36)).astype(np.uint16)
+        Image.fromarray(depth).save(folder / "depth" / f"p{k}.png")
+        Image.fromarray(ids).save(folder / "GT" / f"p{k}.png")
+    classes = LabelPolicy(resize="nearest")
+    assert (
+        main(
+            ["data", "pack", str(folder), str(tmp_path / "packed"), "--size", "16", "--quiet"]
+            + ["--split", "test", "--labels", "classes"]
+        )
+        == 0
+    )
+    cfg = compose(
+        "pretrain",
+        ["data.format=litdata", f"data.path={tmp_path / 'packed'}", "data.image_size=16"],
+    )
+    packed = build_from_config(cfg.data, "test", require_gt=True, labels=classes)
+    direct = build_cache([RootSpec(str(folder))], size=16, require_gt=True, labels=classes)
+    got, want = packed.batch(list(range(6))), direct.batch(list(range(6)))
+    for key in ("rgb", "depth", "gt"):
+        assert torch.equal(got[key], want[key]), key
+    assert set(got["gt"].unique().tolist()) == {0, 3, 7}  # no id invented between classes
+    assert packed.stems == direct.stems
+    with pytest.raises(DataError, match="packed as the test split"):
+        build_from_config(cfg.data, "train", require_gt=True, labels=classes)
+    with pytest.raises(DataError, match="holds classes labels"):
+        build_from_config(cfg.data, "test", require_gt=True)  # saliency: another policy

@@ -58,9 +58,9 @@ import sys, time
 from solo_rgbd.data import shards
 from solo_rgbd.data.cache import RootSpec
 real = shards._item
-def slow(job, size, on_constant_depth, errors):
+def slow(job, size, on_constant_depth, errors, labels="saliency"):
     time.sleep(0.1)  # long enough to be killed part-way
-    return real(job, size, on_constant_depth, errors)
+    return real(job, size, on_constant_depth, errors, labels)
 shards._item = slow
 shards.pack([RootSpec(sys.argv[1])], sys.argv[2], 40, chunk_bytes="20KB", progress=False)
 """
@@ -101,10 +101,10 @@ def test_a_pack_killed_part_way_is_continued_by_a_rerun(synth_root, tmp_path, mo
     decoded = tmp_path / "decoded.txt"
     real = shards._item
 
-    def counting(job, size, on_constant_depth, errors):
+    def counting(job, size, on_constant_depth, errors, labels="saliency"):
         with open(decoded, "a") as f:
             f.write("x")
-        return real(job, size, on_constant_depth, errors)
+        return real(job, size, on_constant_depth, errors, labels)
 
     monkeypatch.setattr(shards, "_item", counting)
     pack([RootSpec(str(synth_root))], out, 40, chunk_bytes="20KB", progress=False)

@@ -68,3 +68,39 @@ def test_self_log_of_a_plugin_lands_in_metrics_csv(tmp_path, monkeypatch):
     saved = OmegaConf.load(run_dir / "config.yaml")
     assert saved.method == "mocov2plus"
     assert torch.load(run_dir / "checkpoints" / "last.ckpt")["run_kind"] == "mocov2plus"
+
+
+class _NoContract(torch.nn.Module):
+    """A plug-in's LightningModule that forgot the engine's members."""
+
+
+def test_fit_run_refuses_a_module_missing_a_contract_member_by_name(tmp_path):
+    import lightning.pytorch as pl
+
+    from solo_rgbd.engine.fit import RunSpec, fit_run
+    from solo_rgbd.engine.run import plan_run
+    from solo_rgbd.errors import ConfigError
+
+    class Plugin(pl.LightningModule):
+        run_kind = "plugin"  # but no state_roles
+
+        def training_step(self, batch, batch_idx):
+            return torch.zeros((), requires_grad=True)
+
+    cfg = compose("pretrain", tiny_overrides(tmp_path))
+    plan = plan_run(cfg)
+    spec = RunSpec(cfg=cfg, plan=plan, max_epochs=1)
+    with pytest.raises(ConfigError, match="lacks 'state_roles' of RunModule"):
+        fit_run(spec, Plugin(), datamodule=pl.LightningDataModule())
+    assert not plan.run_dir.exists()  # refused before anything was written
+    with pytest.raises(ConfigError, match="lacks 'run_kind', 'state_roles'"):
+        fit_run(spec, _NoContract(), datamodule=pl.LightningDataModule())
+
+
+def test_the_engine_turns_lightnings_distributed_sampler_off_itself(tmp_path):
+    from solo_rgbd.engine.fit import RunSpec, build_run_trainer
+    from solo_rgbd.engine.run import plan_run
+
+    cfg = compose("pretrain", tiny_overrides(tmp_path))
+    trainer = build_run_trainer(RunSpec(cfg=cfg, plan=plan_run(cfg), max_epochs=1), [])
+    assert trainer._accelerator_connector.use_distributed_sampler is False

@@ -14,8 +14,11 @@ from PIL import Image
 
 from solo_rgbd.config import check_missing
 from solo_rgbd.data.cache import RGBDCache, RootSpec
+from solo_rgbd.data.shards import is_pack, read_pack
 from solo_rgbd.data.sources import check_pack_config, resolve_roots
-from solo_rgbd.errors import ConfigError
+from solo_rgbd.data.store import build_cache
+from solo_rgbd.errors import ConfigError, DataError
+from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir
 from solo_rgbd.utils.console import say
 from solo_rgbd.utils.paths import check_component
@@ -96,8 +99,26 @@ def test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
     check_missing(cfg)
     name = check_component(cfg.data.name, "data.name")
     if cfg.data.get("format", "folder") == "litdata":
-        check_pack_config(cfg.data, "test")  # a pack has no test split: an error naming it
+        check_pack_config(cfg.data, "test")  # roots, depth polarity: fixed when it was packed
     return [(name, spec) for spec in resolve_roots(cfg.data, "test")]
+
+
+def test_cache(cfg: DictConfig, spec: RootSpec, size: int, require_gt: bool = True) -> RGBDCache:
+    """A test set's pairs: a folder in any layout, or a pack (``data pack --split test``; read
+    whole, checked for its split and labels)."""
+    if is_pack(spec.path):
+        cache = read_pack(spec.path, size, "test", SOD.labels)
+        if require_gt and not cache.gt_paths:
+            raise DataError(f"'{spec.path}' was packed without GT maps; it cannot be scored.")
+        return cache
+    return build_cache(
+        [spec],
+        size=size,
+        require_gt=require_gt,
+        labels=SOD.labels,
+        strict_pairs=bool(cfg.data.strict_pairs),
+        on_constant_depth=str(cfg.data.on_constant_depth),
+    )
 
 
 def subsets(cache: RGBDCache, keys: Sequence[str]) -> dict[str, list[str]]:

@@ -272,3 +272,50 @@ def test_label_fraction_keeps_a_seeded_prefix_cycled_to_the_full_count():
     assert _labelled(ids, OmegaConf.create({"label_fraction": 1.0})) == ids.tolist()
     with pytest.raises(ConfigError, match="label_fraction=0.0 must be in"):
         _labelled(ids, OmegaConf.create({"label_fraction": 0.0}))
+
+
+@pytest.mark.slow
+def test_sod_eval_and_predict_read_a_packed_test_set_as_the_folder(tmp_path, synth_root, capsys):
+    """Issue 33: a test set packed with --split test scores exactly as its folder does, and
+    sod predict takes a pack as input."""
+    out = tmp_path / "out"
+    train = ["sod", "train", "encoders=random", f"output_dir={out}", "run_name=r", *SOD_TINY]
+    assert main(train) == 0
+    run = out / "train" / "r"
+    packed = tmp_path / "packed"
+    assert main(["data", "pack", str(synth_root), str(packed), "--size", "48", "--quiet"]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "sod",
+                "eval",
+                f"ckpt={run}",
+                f"out={tmp_path / 'e'}",
+                f"test_sets=[{{name: t, path: '{packed}'}}]",
+            ]
+        )
+        == 2
+    )  # a train pack
+    assert "packed as the train split" in capsys.readouterr().err
+    shutil.rmtree(packed)
+    pack = ["data", "pack", str(synth_root), str(packed), "--size", "48", "--quiet"]
+    assert main([*pack, "--split", "test"]) == 0
+    scores = {}
+    for name, path in (("folder", synth_root), ("pack", packed)):
+        ev = tmp_path / name
+        cmd = [
+            "sod",
+            "eval",
+            f"ckpt={run}",
+            f"out={ev}",
+            f"test_sets=[{{name: t, path: '{path}'}}]",
+        ]
+        assert main(cmd) == 0
+        scores[name] = next(iter(json.loads((ev / "results.json").read_text()).values()))["t"]
+        assert len(list((ev / "predictions" / "t").glob("*.png"))) == 32
+    assert scores["pack"] == scores["folder"]  # the same pixels in, the same GT files scored
+    pred = tmp_path / "pred"
+    assert main(["sod", "predict", f"ckpt={run}", f"input={packed}", f"out={pred}"]) == 0
+    maps = sorted(p.name for p in pred.glob("*.png"))
+    assert maps == sorted(p.name for p in (tmp_path / "folder" / "predictions" / "t").glob("*.png"))
