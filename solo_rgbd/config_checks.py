@@ -140,6 +140,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "nan_guard.policy": _choice("stop", "skip"),
     "nan_guard.max_skips": _int(0),
     "nan_guard.every_n_steps": _int(1),
+    "wandb.mode": _choice("online", "offline", "disabled"),
 }
 
 

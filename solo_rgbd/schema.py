@@ -137,6 +137,28 @@ class NanGuardConfig:
 
 
 @dataclass
+class WandbConfig:
+    """``loggers=[...,wandb]``: Lightning's ``WandbLogger``; files under ``<run>/wandb``."""
+
+    project: str = "solo-rgbd"
+    entity: str | None = None
+    mode: str = "offline"  # online | offline (upload later: wandb sync) | disabled
+    tags: list[str] = field(default_factory=list)
+    group: str | None = None  # compare: the grid's name
+    name: str | None = None  # the run's name there (default: the run folder's name)
+
+
+@dataclass
+class MlflowConfig:
+    """``loggers=[...,mlflow]``: Lightning's ``MLFlowLogger``."""
+
+    tracking_uri: str | None = None  # default file:<run>/mlruns; or sqlite:///..., http://...
+    experiment: str = "solo-rgbd"
+    run_name: str | None = None  # default: the run folder's name
+    parent_run_id: str | None = None  # compare: the grid's parent run
+
+
+@dataclass
 class OnlineProbeConfig:
     enabled: bool = False
     lr: float = 1.0e-3
@@ -174,7 +196,10 @@ class PretrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     nan_guard: NanGuardConfig = field(default_factory=NanGuardConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
-    tensorboard: bool = False
+    tensorboard: bool = False  # the same as adding tensorboard to loggers
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # + tensorboard, wandb, mlflow
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     report: bool = True  # report.html in the run folder when the run finishes
     verbose: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)

@@ -42,6 +42,11 @@ SKIPPED = {
     "solo-rgbd pretrain experiment=paper data=paper_pretrain data.base=/datasets": "the paper's "
     "datasets, and a GPU",
     "solo-rgbd compare experiment=paper data_base=/datasets": "the paper's datasets, and GPUs",
+    "solo-rgbd compare experiment=quick loggers=[csv,wandb] wandb.project=rgbd-ssl": "the quick "
+    "grid (36 min on 2 cores); tests/compare/test_tracking.py runs a cell with these settings",
+    "solo-rgbd compare experiment=quick loggers=[csv,mlflow] "
+    "mlflow.tracking_uri=http://localhost:5000": "an MLflow server; the file store is tested in "
+    "tests/compare/test_tracking.py",
     "solo-rgbd data pack /data/corpus_a /data/corpus_b /shared/packs/rgbd_256 --size 256 "
     "--workers 16": "the user's corpora; the same command on a local folder is run",
     "solo-rgbd pretrain data.format=litdata data.path=/shared/packs/rgbd_256 "

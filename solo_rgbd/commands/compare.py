@@ -37,9 +37,11 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
     """pretrain (if any) -> task train -> task eval; returns {dataset: {subset: scores}}."""
     from solo_rgbd.commands.pretrain import run_pretrain
     from solo_rgbd.compare.runner import pretrain_config
+    from solo_rgbd.compare.tracking import tracker_overrides
 
     spec = task_of(cfg)
     common = [*task_overrides(cfg, spec), f"seed={seed}"]
+    common += tracker_overrides(cfg, row["name"], seed, spec.name)
     if row["init"] == "pretrain":
         encoders = str(run_pretrain(pretrain_config(cfg, row, seed, cell)))
     elif row["init"] == "imagenet":
@@ -176,6 +178,9 @@ def run_compare_command(args: Sequence[str]) -> int:
     spec = task_of(cfg)
     task_overrides(cfg, spec)  # before any cell runs
     check_protocols(cfg, spec)
+    from solo_rgbd.compare.tracking import open_grid
+
+    open_grid(cfg)  # the grid's parent run in MLflow, when the grid logs there
     out, failed = run_compare(cfg, run_cell, spec.report)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")

@@ -24,20 +24,6 @@ from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
 
 
-def _loggers(cfg: DictConfig, run_dir: Path) -> list:
-    if not cfg.get("tensorboard"):
-        return []
-    try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        return [TensorBoardLogger(str(run_dir), name="tensorboard", version="")]
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"tensorboard=true needs the tensorboard package ({exc}); pip install "
-            "tensorboard, or drop tensorboard=true (metrics always go to logs/metrics.csv)."
-        ) from None
-
-
 def run_pretrain(
     cfg: DictConfig,
     extra_callbacks: list[pl.Callback] | None = None,
@@ -65,6 +51,20 @@ def run_pretrain(
         )
 
     return _fit(cfg, plan, model, datamodule, extra_callbacks, argv)
+
+
+def _summary(run_dir: Path, cfg: DictConfig) -> dict[str, str]:
+    """What the trackers get at the end: each export's sha256 and the report's path."""
+    import json
+
+    out = {"run_dir": str(run_dir.resolve())}
+    manifest = run_dir / "encoders" / "encoders.json"
+    if manifest.is_file():
+        for name, entry in json.loads(manifest.read_text()).get("encoders", {}).items():
+            out[f"export_sha256_{name}"] = str(entry.get("sha256", ""))
+    if cfg.get("report", True):
+        out["report"] = str((run_dir / "report.html").resolve())
+    return out
 
 
 def _task_probes(cfg: DictConfig) -> list[pl.Callback]:
@@ -117,7 +117,7 @@ def _fit(
         resume_hint=resume_command(list(argv), last) if argv is not None else "",
         log_every_n_steps=int(cfg.log_every_n_steps),
         callbacks=callbacks,
-        extra_loggers=_loggers(cfg, run_dir),
+        summary=lambda: _summary(run_dir, cfg),
         unused_parameters=model.has_unused_parameters,
         check=lambda trainer: _check_batch_split(int(cfg.data.batch_size), trainer.world_size),
     )

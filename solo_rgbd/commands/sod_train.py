@@ -96,6 +96,7 @@ def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
         resume_hint=resume_command(list(argv), last, ("sod", "train")) if argv else "",
         log_every_n_steps=int(cfg.log_every_n_steps),
         callbacks=[best],
+        summary=lambda: _summary(plan.run_dir, best, bool(cfg.report)),
     )
     fit_run(spec, module, datamodule=data)
     if plan.rank_zero:
@@ -121,4 +122,12 @@ def supervised_encoders(run: Path, out: Path) -> Path:
     ).net
     encoders = {"rgb": net.rgb_encoder, "depth": net.depth_encoder}
     export_encoders(encoders, out, {"method": "supervised"})
+    return out
+
+
+def _summary(run_dir: Path, best, report: bool) -> dict[str, str]:
+    """What the trackers get at the end: the best checkpoint and the report's path."""
+    out = {"run_dir": str(run_dir.resolve()), "best_checkpoint": str(best.best_model_path)}
+    if report:
+        out["report"] = str((run_dir / "report.html").resolve())
     return out

@@ -34,6 +34,7 @@ from solo_rgbd.compare.protocols import (
     finetune_section,
     probe_table,
 )
+from solo_rgbd.compare.tracking import tracker_overrides
 from solo_rgbd.config import compose, config_dir
 from solo_rgbd.errors import Aborted, ConfigError, Preempted
 from solo_rgbd.evaluation.report import Report, paper_table, write_tables
@@ -118,6 +119,7 @@ def pretrain_overrides(cfg: DictConfig, row: dict, seed: int, cell: Path) -> lis
         f"seed={seed}",
         f"output_dir={cell / 'pretrain'}",
         "run_name=run",
+        *tracker_overrides(cfg, row["name"], seed),
     ]
 
 

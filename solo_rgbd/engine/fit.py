@@ -11,6 +11,7 @@ engine does not know methods or tasks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ from solo_rgbd.engine.contract import RunModule, require
 from solo_rgbd.engine.csv_logger import RunCSVLogger
 from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
+from solo_rgbd.engine.quiet import set_verbosity
 from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan
 from solo_rgbd.engine.run_info import RunInfo, status_of
+from solo_rgbd.engine.trackers import TrackerRuns, build_trackers, finish_trackers
 from solo_rgbd.engine.trainer import build_trainer, resolve_async_save, resolve_strategy
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
@@ -53,6 +56,8 @@ class RunSpec:
     #: checks that need the Trainer (e.g. the batch over ``trainer.world_size``), run before
     #: anything is written; raise ConfigError
     check: Callable[[pl.Trainer], None] | None = None
+    #: what the trackers (``loggers=[...]``) get when the run finished, e.g. the export's hash
+    summary: Callable[[], dict[str, str]] | None = None
 
 
 def write_config(cfg: DictConfig, plan: RunPlan) -> None:
@@ -87,17 +92,21 @@ def engine_callbacks(spec: RunSpec) -> list[pl.Callback]:
     ]
 
 
-def build_run_trainer(spec: RunSpec, callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_run_trainer(
+    spec: RunSpec, callbacks: list[pl.Callback], trackers: Sequence[Any] = ()
+) -> pl.Trainer:
     """The Trainer of the run; how many processes train is Lightning's answer
     (``trainer.world_size``), never parsed here."""
-    trainer = _trainer(spec, callbacks, str(spec.cfg.trainer.strategy))
+    trainer = _trainer(spec, callbacks, str(spec.cfg.trainer.strategy), trackers)
     strategy = resolve_strategy(spec.cfg.trainer, spec.unused_parameters, trainer.world_size)
     if not isinstance(strategy, str):  # DDP that tolerates parameters without gradients
-        trainer = _trainer(spec, callbacks, strategy)
+        trainer = _trainer(spec, callbacks, strategy, trackers)
     return trainer
 
 
-def _trainer(spec: RunSpec, callbacks: list[pl.Callback], strategy: Any) -> pl.Trainer:
+def _trainer(
+    spec: RunSpec, callbacks: list[pl.Callback], strategy: Any, trackers: Sequence[Any] = ()
+) -> pl.Trainer:
     run_dir = spec.plan.run_dir
     try:
         return build_trainer(
@@ -106,7 +115,11 @@ def _trainer(spec: RunSpec, callbacks: list[pl.Callback], strategy: Any) -> pl.T
             spec.max_epochs,
             callbacks,
             spec.log_every_n_steps,
-            loggers=[RunCSVLogger(run_dir / "logs" / "metrics.csv"), *spec.extra_loggers],
+            loggers=[
+                RunCSVLogger(run_dir / "logs" / "metrics.csv"),
+                *trackers,
+                *spec.extra_loggers,
+            ],
             strategy=strategy,
             async_checkpoints=resolve_async_save(
                 spec.cfg.checkpoint.get("async_save", "auto"), spec.cfg.trainer
@@ -130,9 +143,11 @@ def fit_run(
     the run's config and train (rank 0 holds the run's lock). Nothing is written before every
     setting has been accepted."""
     require(module, RunModule)  # a missing member is named here, not deep inside Lightning
+    set_verbosity(bool(spec.cfg.get("verbose", False)))  # no Lightning tips unless verbose
     plan = spec.plan
-    callbacks = [*spec.callbacks, *engine_callbacks(spec)]
-    trainer = build_run_trainer(spec, callbacks)
+    trackers = build_trackers(spec.cfg, plan.run_dir, plan.ckpt)  # a missing package: error
+    callbacks = [*spec.callbacks, *engine_callbacks(spec), TrackerRuns(plan.run_dir)]
+    trainer = build_run_trainer(spec, callbacks, trackers)
     if spec.check is not None:
         spec.check(trainer)
     lock = hold_run_lock(plan.run_dir) if plan.rank_zero else None  # for the life of the run
@@ -150,9 +165,12 @@ def fit_run(
         except BaseException as exc:
             if info is not None:
                 info.end(status_of(exc))
+            with contextlib.suppress(Exception):  # the run's own error is the one to see
+                finish_trackers(trainer, {}, failed=True)
             raise
         if info is not None:
             info.end(status_of(None))
+        finish_trackers(trainer, spec.summary() if spec.summary is not None else {})
     finally:
         if lock is not None:
             lock.release()

@@ -19,12 +19,24 @@ _HARMLESS = (
 )
 
 
+class _NotCreating(logging.Filter):
+    """MLflow's first run in a store: "Experiment with name ... not found. Creating it."."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "not found. Creating it" not in record.getMessage()
+
+
 def set_verbosity(verbose: bool) -> None:
-    if verbose:
-        return
+    """Quiet (the default) or Lightning's own INFO lines (``verbose=true``), for this process
+    from here on: every run the engine starts sets it from its config."""
     import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import)
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    if verbose:
+        return
+    mlflow_logger = logging.getLogger("lightning.pytorch.loggers.mlflow")
+    if not any(isinstance(f, _NotCreating) for f in mlflow_logger.filters):
+        mlflow_logger.addFilter(_NotCreating())
     for pattern in _HARMLESS:
         warnings.filterwarnings("ignore", message=pattern)

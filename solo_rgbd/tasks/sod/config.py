@@ -13,8 +13,10 @@ from solo_rgbd.schema import (
     BackboneConfig,
     CheckpointConfig,
     DataConfig,
+    MlflowConfig,
     NanGuardConfig,
     TrainerConfig,
+    WandbConfig,
 )
 
 
@@ -45,6 +47,9 @@ class SODConfig:
     log_every_n_steps: int = 5
     report: bool = True  # train / eval: report.html in the run (or eval) folder at the end
     verbose: bool = False
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # + tensorboard, wandb, mlflow
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
