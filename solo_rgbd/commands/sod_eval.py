@@ -90,8 +90,7 @@ def sod_probe(cfg: DictConfig, steps: int = 100) -> dict[str, dict[str, dict[str
     from solo_rgbd.nn.encoder_io import load_encoders
     from solo_rgbd.tasks.sod.linear_probe import probe_modalities
 
-    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
-    encoders = {"rgbd": rgb} if depth is None else {"rgb": rgb, "depth": depth}
+    encoders = load_encoders(str(cfg.encoders), cfg.backbone, str(cfg.missing_stream))
     size = int(cfg.image_size)
     train = build_from_config(cfg.data, "train", require_gt=True, size=size, labels=SOD.labels)
     out = {}

@@ -61,6 +61,7 @@ def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
     from solo_rgbd.engine.fit import RunSpec, check_resume, fit_run
     from solo_rgbd.engine.run import plan_run, resume_command
     from solo_rgbd.nn.encoder_io import load_encoders
+    from solo_rgbd.nn.streams import Streams
     from solo_rgbd.tasks.sod.module import SODModule
 
     check_missing(cfg)
@@ -69,11 +70,11 @@ def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
         check_component(str(cfg.run_name), "run_name")
     plan = plan_run(cfg, group="train")
     pl.seed_everything(int(cfg.seed), verbose=False)
-    rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
-    cfg.backbone.name = rgb.name  # the architecture the encoders come with
-    cfg.encoder_layout = "early_fusion" if depth is None else "two_stream"
+    encoders = load_encoders(str(cfg.encoders), cfg.backbone, str(cfg.missing_stream))
+    cfg.backbone.name = next(iter(encoders.values())).name  # the encoders' architecture
+    cfg.encoder_layout = Streams.of_names(encoders).mode  # two_stream or early_fusion
     module = SODModule(cfg)
-    module.set_encoders(rgb, depth)
+    module.set_encoders(encoders)
     check_resume(plan, module)
     train, val, counts = _split(cfg)
     data = CacheDataModule(train, val, int(cfg.batch_size), int(cfg.seed))

@@ -240,24 +240,27 @@ def _pick(entries: dict, source: str) -> list[str]:
         ) from None
 
 
-def _as_pair(encoders: dict[str, Encoder], source: str) -> tuple[Encoder, Encoder | None]:
-    """(rgb, depth) for a task's network; (rgbd, None) for early fusion. A one-modality export
-    gets a randomly initialised encoder for the other modality (said on stderr)."""
-    if "rgbd" in encoders:
-        return encoders["rgbd"], None
-    name = next(iter(encoders.values())).name
-    for missing, chans in (("rgb", 3), ("depth", 1)):
-        if missing not in encoders:
-            say(
-                f"note: '{source}' has no {missing} encoder (a one-modality export); the "
-                f"{missing} encoder starts from random weights.",
-                err=True,
-            )
-            encoders[missing] = Encoder(name, chans)
-    return encoders["rgb"], encoders["depth"]
+def _complete(encoders: dict[str, Encoder], source: str, missing_stream: str) -> dict[str, Encoder]:
+    """Stream-keyed encoders for a task's two-input network: two streams or early fusion as
+    they are; a one-modality export only with ``missing_stream=random`` (the other encoder
+    starts from random weights, said in one line), else an error naming that setting."""
+    if missing_stream not in ("error", "random"):
+        raise ConfigError(f"missing_stream={missing_stream!r} is invalid: use error or random.")
+    if Streams.of_names(encoders).mode in ("two_stream", "early_fusion"):
+        return encoders
+    (have,) = encoders
+    missing = "depth" if have == "rgb" else "rgb"
+    if missing_stream != "random":
+        raise ConfigError(
+            f"'{source}' holds only a {have} encoder (a one-modality export) and this task's "
+            f"network also needs a {missing} encoder; pass missing_stream=random to start it "
+            "from random weights, or use two-stream encoders."
+        )
+    say(f"note: '{source}' has no {missing} encoder; it starts from random weights.", err=True)
+    return {**encoders, missing: Encoder(encoders[have].name, CHANNELS[missing])}
 
 
-def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
+def _from_manifest(folder: Path) -> dict[str, Encoder]:
     manifest = verify_export(folder)  # every file's sha256 is checked
     entries = manifest.get("encoders", {})
     out: dict[str, Encoder] = {}
@@ -265,7 +268,7 @@ def _from_manifest(folder: Path) -> tuple[Encoder, Encoder | None]:
         path = folder / entries[name]["file"]
         state = _read_state(path, name)
         out[name] = _build(name, entries[name]["backbone"], state, str(path))
-    return _as_pair(out, str(folder))
+    return out
 
 
 def _read_state(path: Path, name: str) -> dict[str, torch.Tensor]:
@@ -281,7 +284,7 @@ def _read_state(path: Path, name: str) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:
+def _from_checkpoint(path: Path) -> dict[str, Encoder]:
     """The encoders out of a method checkpoint's state_dict, without building the method."""
     ckpt = load_user_checkpoint(path, "encoders checkpoint")
     entries = ckpt.get("encoders")
@@ -295,13 +298,19 @@ def _from_checkpoint(path: Path) -> tuple[Encoder, Encoder | None]:
         prefix = entries[name]["prefix"]
         state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         out[name] = _build(name, entries[name]["backbone"], state, f"{path} ({prefix}*)")
-    return _as_pair(out, str(path))
+    return out
 
 
-def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | None]:
-    """The (rgb, depth) encoders named by ``spec`` (depth None: one early-fusion encoder)."""
+def load_encoders(
+    spec: str, backbone: DictConfig, missing_stream: str = "error"
+) -> dict[str, Encoder]:
+    """The encoders named by ``spec``, keyed by stream: ``{"rgb": ..., "depth": ...}`` for two
+    streams, ``{"rgbd": ...}`` for early fusion (:func:`~solo_rgbd.nn.streams.network_pair`
+    gives a network's two inputs). A one-modality export is an error unless
+    ``missing_stream="random"``."""
+    name = str(backbone.name)
     if spec == "random":
-        return Encoder(str(backbone.name), 3), Encoder(str(backbone.name), 1)
+        return {"rgb": Encoder(name, 3), "depth": Encoder(name, 1)}
     if spec == "imagenet":
         if not backbone.get("weights") and not backbone.get("pretrained"):
             raise ConfigError(
@@ -310,14 +319,14 @@ def load_encoders(spec: str, backbone: DictConfig) -> tuple[Encoder, Encoder | N
                 "through timm's hub, needs internet)."
             )
         args = (bool(backbone.get("pretrained")), backbone.get("weights"))
-        return Encoder(str(backbone.name), 3, *args), Encoder(str(backbone.name), 1, *args)
+        return {"rgb": Encoder(name, 3, *args), "depth": Encoder(name, 1, *args)}
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "encoders").is_dir():
         path = resolve_export_dir(path / "encoders")
     if path.is_dir() and (path / MANIFEST).exists():
-        return _from_manifest(path)
+        return _complete(_from_manifest(path), str(path), missing_stream)
     if path.is_file():
-        return _from_checkpoint(path)
+        return _complete(_from_checkpoint(path), str(path), missing_stream)
     raise ConfigError(
         f"encoders='{spec}' is neither random, imagenet, a pretraining run folder, an "
         "encoders/ folder with encoders.json, nor a checkpoint file. Fix the path."

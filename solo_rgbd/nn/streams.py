@@ -14,8 +14,9 @@ depth)[name]``; exports are named by stream, so loading them needs no mode eithe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -78,3 +79,14 @@ class Streams:
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+T = TypeVar("T")
+
+
+def network_pair(encoders: Mapping[str, T]) -> tuple[T, T | None]:
+    """A two-input network's (first, second) encoders from stream-keyed ones: (rgb, depth) for
+    two streams, (rgbd, None) for early fusion."""
+    if "rgbd" in encoders:
+        return encoders["rgbd"], None
+    return encoders["rgb"], encoders.get("depth")

@@ -7,9 +7,10 @@ import torch
 
 from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.config import compose
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods import METHODS, registered_methods
 from solo_rgbd.nn.encoder_io import load_encoders
-from solo_rgbd.nn.streams import Streams
+from solo_rgbd.nn.streams import Streams, network_pair
 from solo_rgbd.tasks.sod.model import SODNet
 from tests.conftest import tiny_overrides
 
@@ -44,7 +45,10 @@ def test_every_method_trains_two_steps_and_exports_loadable_encoders(tmp_path, m
         losses = [float(r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     backbone = compose("sod", ["backbone=tiny"]).backbone
-    rgb, depth = load_encoders(str(run_dir), backbone)
+    if mode.endswith("_only"):  # a two-input task refuses a one-modality export by default
+        with pytest.raises(ConfigError, match="missing_stream=random"):
+            load_encoders(str(run_dir), backbone)
+    rgb, depth = network_pair(load_encoders(str(run_dir), backbone, missing_stream="random"))
     net = SODNet(rgb, depth, dim=8).eval()
     assert (depth is None) == (mode == "early_fusion")
     if depth is None:

@@ -87,8 +87,9 @@ def test_exports_are_safetensors_and_older_pt_exports_still_load(tmp_path, expor
         entry["sha256"] = hashlib.sha256((legacy / f"{name}.pt").read_bytes()).hexdigest()
     (legacy / MANIFEST).write_text(json.dumps(manifest))
     backbone = OmegaConf.create({"name": "test_resnet"})
-    new_rgb, new_depth = load_encoders(str(export), backbone)
-    old_rgb, old_depth = load_encoders(str(legacy), backbone)
+    new = load_encoders(str(export), backbone)
+    old = load_encoders(str(legacy), backbone)
+    new_rgb, new_depth, old_rgb, old_depth = new["rgb"], new["depth"], old["rgb"], old["depth"]
     for a, b in ((new_rgb, old_rgb), (new_depth, old_depth)):
         sa, sb = a.model.state_dict(), b.model.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -23,6 +23,7 @@ from solo_rgbd.schema import (
 @dataclass
 class SODConfig:
     encoders: str = "random"  # random | imagenet | a run folder, encoders/ folder or .ckpt
+    missing_stream: str = "error"  # a one-modality export: error | random (the other starts random)
     freeze: bool = True  # the paper freezes the pretrained encoders
     encoder_layout: str = "two_stream"  # set from the loaded encoders (nn/streams.py modes)
     decoder_dim: int = 64

@@ -15,7 +15,7 @@ from solo_rgbd.augment.paired import Normalize, to_unit_float
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
-from solo_rgbd.nn.streams import Streams
+from solo_rgbd.nn.streams import Streams, network_pair
 from solo_rgbd.tasks.sod.model import SODNet
 from solo_rgbd.tasks.sod.spec import SOD
 
@@ -54,9 +54,8 @@ class SODModule(pl.LightningModule):
         name = str(cfg.backbone.name)
         # weights come from the checkpoint, or from set_encoders() before training
         streams = Streams.of_mode(str(cfg.get("encoder_layout", "two_stream")))
-        enc = {k: Encoder(name, c) for k, c in streams.channels.items()}
-        rgb, depth = enc.get("rgbd", enc.get("rgb")), enc.get("depth")  # early fusion: rgbd
-        self.net = SODNet(rgb, depth, int(cfg.decoder_dim), bool(cfg.freeze))
+        first, second = network_pair({k: Encoder(name, c) for k, c in streams.channels.items()})
+        self.net = SODNet(first, second, int(cfg.decoder_dim), bool(cfg.freeze))
         self.inputs = SODInputs(int(cfg.image_size))
         self.val_scores = SOD.metrics()  # maxF and MAE on the device
         # the epoch's mean loss lives in the checkpoint, so a resumed epoch's mean is exact
@@ -71,10 +70,12 @@ class SODModule(pl.LightningModule):
     def state_roles(self) -> dict[str, list[str]]:
         return {"momentum": [], "queues": []}  # every tensor is trained (or frozen) weights
 
-    def set_encoders(self, rgb: Encoder, depth: Encoder | None) -> None:
-        self.net.rgb_encoder.model.load_state_dict(rgb.model.state_dict())
-        if depth is not None:
-            self.net.depth_encoder.model.load_state_dict(depth.model.state_dict())
+    def set_encoders(self, encoders: dict[str, Encoder]) -> None:
+        """Load stream-keyed encoders (:func:`~solo_rgbd.nn.encoder_io.load_encoders`)."""
+        first, second = network_pair(encoders)
+        self.net.rgb_encoder.model.load_state_dict(first.model.state_dict())
+        if second is not None:
+            self.net.depth_encoder.model.load_state_dict(second.model.state_dict())
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> list[torch.Tensor]:
         return self.net(rgb, depth)

@@ -24,7 +24,7 @@ from solo_rgbd.data.sources import index_loader
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.losses.sod import sod_loss
-from solo_rgbd.nn.streams import Streams
+from solo_rgbd.nn.streams import Streams, network_pair
 from solo_rgbd.tasks.sod.model import SODDecoder, SODNet
 from solo_rgbd.tasks.sod.module import fit_decoder, score_loader
 
@@ -57,8 +57,7 @@ class _EncodersFrozenView:
         try:
             inputs = Streams.of_names(self.encoders).inputs(rgb, depth)
             stages = {k: self.encoders[k].stages(x) for k, x in inputs.items()}
-            # (first, second): (rgb, depth), or (rgbd, None) for early fusion
-            return stages.get("rgbd", stages.get("rgb")), stages.get("depth")
+            return network_pair(stages)  # (rgb, depth), or (rgbd, None) for early fusion
         finally:
             for k, e in self.encoders.items():
                 e.train(modes[k])
@@ -81,8 +80,8 @@ class OnlineSODProbe(pl.Callback):
         self._restored = state_dict or None
 
     def _build(self, encoders: dict, device) -> None:
-        first = encoders.get("rgb", encoders.get("rgbd"))  # "rgbd": early fusion
-        depth = encoders["depth"].stage_channels if "depth" in encoders else None
+        first, second = network_pair(encoders)
+        depth = second.stage_channels if second is not None else None
         self.head = SODDecoder(first.stage_channels, depth, self.dim).to(device)
         self.opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
         self.transform = self.transform.to(device)
@@ -169,8 +168,8 @@ class FrozenDecoderProbe(pl.Callback):
         _require_labels(trainer, "frozen")
 
     def run(self, encoders: dict, train, val, device) -> dict[str, float]:
-        first = encoders.get("rgb", encoders.get("rgbd"))  # "rgbd": early fusion
-        depth = copy.deepcopy(encoders["depth"]) if "depth" in encoders else None
+        first, second = network_pair(encoders)
+        depth = copy.deepcopy(second) if second is not None else None
         net = SODNet(copy.deepcopy(first), depth, self.dim, freeze=True).to(device)
         bs = min(self.batch_size, len(train))
         with torch.autocast(device_type=torch.device(device).type, enabled=False):

@@ -84,9 +84,9 @@ def train(cfg: DictConfig) -> Path:
     pl.seed_everything(int(cfg.seed), verbose=False)
     module = DepthSeg(cfg)
     if cfg.encoders != "random":
-        rgb, depth = load_encoders(str(cfg.encoders), cfg.backbone)
-        module.rgb.load_state_dict(rgb.state_dict())
-        module.depth.load_state_dict(depth.state_dict())
+        encoders = load_encoders(str(cfg.encoders), cfg.backbone)  # two streams, or an error
+        module.rgb.load_state_dict(encoders["rgb"].state_dict())
+        module.depth.load_state_dict(encoders["depth"].state_dict())
     check_resume(plan, module)
     cache = build_from_config(cfg.data, "train", True, int(cfg.image_size), TASK.labels)
     n_val = max(1, int(len(cache) * float(cfg.val_fraction)))

@@ -48,11 +48,12 @@ def pretrained_run(tmp_path_factory):
 
 def test_encoders_load_from_a_run_folder_and_from_its_checkpoint(pretrained_run):
     backbone = compose("sod", ["backbone=tiny"]).backbone
-    rgb, depth = load_encoders(str(pretrained_run), backbone)
+    loaded = load_encoders(str(pretrained_run), backbone)
+    rgb, depth = loaded["rgb"], loaded["depth"]
     saved = load_file(pretrained_run / "encoders" / "depth.safetensors")
     assert all(torch.equal(v, depth.model.state_dict()[k]) for k, v in saved.items())
     assert rgb.in_chans == 3 and depth.in_chans == 1
-    rgb2, depth2 = load_encoders(str(pretrained_run / "checkpoints" / "last.ckpt"), backbone)
+    depth2 = load_encoders(str(pretrained_run / "checkpoints" / "last.ckpt"), backbone)["depth"]
     assert all(torch.equal(v, depth2.model.state_dict()[k]) for k, v in saved.items())
 
 
@@ -91,7 +92,8 @@ def test_imagenet_weights_from_a_local_file_adapt_to_depth(tmp_path):
     ref = timm.create_model("test_resnet", num_classes=10)
     torch.save(ref.state_dict(), tmp_path / "w.pth")
     backbone.weights = str(tmp_path / "w.pth")
-    rgb, depth = load_encoders("imagenet", backbone)
+    loaded = load_encoders("imagenet", backbone)
+    rgb, depth = loaded["rgb"], loaded["depth"]
     assert torch.equal(
         rgb.model.conv1[0].weight
         if hasattr(rgb.model.conv1, "__getitem__")
