@@ -209,3 +209,39 @@ class PretrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     method: str = MISSING
     method_kwargs: Any = field(default_factory=dict)  # typed by the method's Kwargs
+
+
+@dataclass
+class TaskConfig:
+    """What ``compare`` sets in every task's config, and what the engine reads from it: every
+    task's schema extends this (``SODConfig``, a plug-in's own), so a task declares only its
+    own keys. Keys: the encoders to start from and how (``encoders``, ``missing_stream``,
+    ``freeze``), the share of labels (``label_fraction``), where a run goes and what it resumes
+    (``output_dir``, ``run_name``, ``resume``, ``seed``), an evaluation's checkpoint and output
+    (``ckpt``, ``out``), the trackers, and the shared groups (``backbone.weights`` for the
+    ImageNet row, data, trainer, checkpoint, guard)."""
+
+    encoders: str = "random"  # random | imagenet | a run folder, encoders/ folder or .ckpt
+    missing_stream: str = "error"  # a one-modality export: error | random (the other starts random)
+    freeze: bool = True  # the paper freezes the pretrained encoders
+    label_fraction: float = 1.0  # share of the training pairs whose labels are used
+    image_size: int = 96  # network input
+    batch_size: int = 16
+    val_fraction: float = 0.1  # of the training pairs, for best-checkpoint selection
+    ckpt: str | None = None  # evaluate: the task's run (or checkpoint)
+    out: str | None = None  # evaluate: where its results go
+    seed: int = 0
+    output_dir: str = "outputs/task"
+    run_name: str | None = None
+    resume: str | None = None  # train: last | auto | <run>/checkpoints/last.ckpt
+    log_every_n_steps: int = 5
+    report: bool = True
+    verbose: bool = False
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # + tensorboard, wandb, mlflow
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    nan_guard: NanGuardConfig = field(default_factory=NanGuardConfig)

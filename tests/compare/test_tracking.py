@@ -53,3 +53,30 @@ def test_a_grids_cells_are_named_and_grouped_in_wandb_and_mlflow(tmp_path, capsy
 
     record = next(r.run for _, r in wandb_records(run) if r.WhichOneof("record_type") == "run")
     assert record.run_group == "quick" and record.display_name == "quick/MBCF/seed0"
+
+
+def test_every_registered_task_takes_the_keys_compare_sets():
+    """Issue 33: the keys compare writes into a task's config are declared once, in
+    TaskConfig, which every task's schema extends."""
+    from solo_rgbd.schema import TaskConfig
+    from solo_rgbd.tasks.registry import registered_tasks, task_spec
+    from solo_rgbd.tasks.sod.config import SODConfig
+
+    assert issubclass(SODConfig, TaskConfig)
+    compare_sets = [
+        "encoders=random",
+        "freeze=false",
+        "label_fraction=0.5",
+        "ckpt=somewhere",
+        "out=elsewhere",
+        "output_dir=outputs/x",
+        "run_name=run",
+        "seed=3",
+        "backbone.weights=w.pth",
+        "missing_stream=random",
+        "loggers=[csv,mlflow]",
+        "mlflow.run_name='g/r/seed3'",
+    ]
+    for name in registered_tasks():
+        cfg = compose(task_spec(name).config_name, compare_sets)
+        assert cfg.seed == 3 and cfg.label_fraction == 0.5 and cfg.mlflow.run_name == "g/r/seed3"

@@ -34,7 +34,10 @@ def _install(site: Path) -> None:
     meta = site / "depthseg-0.1.dist-info"
     meta.mkdir()
     (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: depthseg\nVersion: 0.1\n")
-    (meta / "entry_points.txt").write_text("[solo_rgbd.tasks]\ndepthseg = depthseg.task:TASK\n")
+    (meta / "entry_points.txt").write_text(
+        "[solo_rgbd.tasks]\ndepthseg = depthseg.task:TASK\n"
+        "[solo_rgbd.configs]\ndepthseg = depthseg.task:DepthSegConfig\n"
+    )
 
 
 def test_a_plugin_task_runs_through_compare_with_its_own_metrics(tmp_path):

@@ -7,6 +7,7 @@ feature maps, cross-entropy; scored with mIoU and pixel accuracy. It trains thro
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -26,10 +27,20 @@ from solo_rgbd.engine.run import plan_run
 from solo_rgbd.evaluation.report import Report
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.encoder_io import export_encoders, load_encoders
+from solo_rgbd.schema import TaskConfig
 from solo_rgbd.tasks.base import TaskSpec
 from solo_rgbd.utils.atomic import atomic_write_text
 
 CLASSES = 3  # background, near object, far object
+
+
+@dataclass
+class DepthSegConfig(TaskConfig):
+    """This task's own keys; the ones compare sets come with solo-rgbd's TaskConfig."""
+
+    lr: float = 1.0e-3  # Adam
+    select_by: str = "mIoU"
+    output_dir: str = "outputs/depthseg"
 
 
 def labels_of(batch: dict) -> torch.Tensor:
