@@ -65,7 +65,11 @@ def requested(cfg: DictConfig) -> list[str]:
         )
     for name in names:
         module, extra = PACKAGES.get(name, (None, None))
-        if module and importlib.util.find_spec(module) is None:
+        found = module and any(  # Lightning's TensorBoardLogger also writes with tensorboardX
+            importlib.util.find_spec(m) is not None
+            for m in ([module, "tensorboardX"] if name == "tensorboard" else [module])
+        )
+        if module and not found:
             raise ConfigError(
                 f"loggers=[...,{name}] needs the {module} package, which is not installed: "
                 f"pip install 'solo-rgbd[{extra}]' (or pip install {module}), or drop {name} "

@@ -169,11 +169,33 @@ KILL_OVERRIDES = [
 ]
 
 
+def _until_wandb_service_of(pid: int, deadline: float) -> None:
+    """W&B's service runs in a session of its own and leaves a moment after its parent died;
+    until it has, it holds the run (a resume then gets "run ID is in use")."""
+    while True:
+        alive = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+                stat = (cmdline.parent / "stat").read_text()
+            except OSError:
+                continue
+            if b"--pid" in args and str(pid).encode() in args and ") Z " not in stat:
+                alive.append(cmdline.parent.name)
+        if not alive:
+            return
+        assert time.time() < deadline, f"W&B's service {alive} outlived its killed parent"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_a_killed_and_resumed_run_is_one_tracker_run_without_a_repeated_step(tmp_path):
     out = tmp_path / "out"
     run = out / "mbcf" / "k"
-    env = {**os.environ, "SOLO_RGBD_CACHE": str(out / "cache")}
+    # a job of its own: not attached to the W&B service of this test process (wandb exports
+    # WANDB_SERVICE to children), which would still hold the killed process's run
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env["SOLO_RGBD_CACHE"] = str(out / "cache")
     cmd = [sys.executable, "-m", "solo_rgbd.cli", "pretrain", *KILL_OVERRIDES, f"output_dir={out}"]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
@@ -183,8 +205,9 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_without_a_repeated_step(tmp
     while not (run / "logs" / "metrics.csv").is_file() or len(loss_steps_csv(run)) < 8:
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a scheduler kills it (W&B's too)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a scheduler kills it
     proc.wait()
+    _until_wandb_service_of(proc.pid, deadline=time.time() + 120)
     ids_before = json.loads((run / "trackers.json").read_text())
     done = subprocess.run([*cmd, "resume=last"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
