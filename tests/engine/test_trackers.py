@@ -18,6 +18,8 @@ import pytest
 
 from solo_rgbd.cli import main
 from tests.conftest import SHORT_MBCF, tiny_overrides
+from tests.engine.test_kill_resume import TINY
+from tests.test_path_safety import SOD_TINY
 
 wandb = pytest.importorskip("wandb")
 mlflow = pytest.importorskip("mlflow")
@@ -150,23 +152,7 @@ def test_a_missing_tracker_package_is_exit_2_and_writes_nothing(tmp_path, monkey
     assert "comet is not a tracker" in capsys.readouterr().err
 
 
-KILL_OVERRIDES = [
-    "backbone=tiny",
-    "data.synthetic.n=40",
-    "data.synthetic.n_test=8",
-    "data.synthetic.size=40",
-    "data.image_size=40",
-    "data.batch_size=8",
-    "augmentations.crop_size=32",
-    "trainer.enable_progress_bar=false",
-    "log_every_n_steps=1",
-    "method_kwargs.stage1_epochs=2",
-    "method_kwargs.stage2_epochs=2",
-    "method_kwargs.queue_size=20",
-    "trainer.deterministic=true",
-    "loggers=[csv,wandb,mlflow]",
-    "run_name=k",
-]
+KILL_OVERRIDES = [*TINY, "loggers=[csv,wandb,mlflow]", "run_name=k"]  # the kill tests' run
 
 
 def _until_wandb_service_of(pid: int, deadline: float) -> None:
@@ -240,15 +226,7 @@ def test_sod_train_logs_to_the_tracker_and_verbose_lets_lightning_speak(tmp_path
     listen = Listen()
     logging.getLogger("lightning.pytorch").addHandler(listen)
     over = [
-        "backbone=tiny",
-        "data.synthetic.n=24",
-        "data.synthetic.n_test=8",
-        "data.synthetic.size=40",
-        "image_size=32",
-        "batch_size=8",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-        "decoder_dim=8",
+        *SOD_TINY,
         f"output_dir={tmp_path / 'sod'}",
         "run_name=s",
         "log_every_n_steps=1",
