@@ -30,6 +30,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
+from solo_rgbd.engine.contract import RunModule
 from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
@@ -246,7 +247,7 @@ def _sizes_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, i
     """The parts of the checkpoint just saved, from the live state (no file read)."""
     from solo_rgbd.engine.ckpt_info import breakdown
 
-    roles = pl_module.state_roles() if hasattr(pl_module, "state_roles") else {}
+    roles = pl_module.state_roles()  # a RunModule member (fit_run checked it)
     return breakdown(
         {
             "state_dict": pl_module.state_dict(),
@@ -259,7 +260,7 @@ def _sizes_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, i
 # ----- checking a resume checkpoint against the model ----------------------------------------
 def run_kind(module: torch.nn.Module) -> str:
     """What a run trains (a method's name, or a task's): a checkpoint resumes only its kind."""
-    return str(getattr(module, "run_kind", None) or getattr(module, "method_name", "?"))
+    return str(module.run_kind) if isinstance(module, RunModule) else "?"
 
 
 def check_resume_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) -> None:

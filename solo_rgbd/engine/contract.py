@@ -37,6 +37,14 @@ class RunModule(Protocol):
 
 
 @runtime_checkable
+class NamesLossTerms(Protocol):
+    """A module that keeps its current step's loss terms (detached), which the non-finite
+    guard names in its error (every method; a task may too)."""
+
+    loss_terms: Mapping[str, torch.Tensor]
+
+
+@runtime_checkable
 class EncoderModule(RunModule, Protocol):
     """A pretraining method: the engine exports its encoders and writes its scalar rows."""
 

@@ -23,6 +23,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from solo_rgbd.engine.contract import NamesLossTerms
 from solo_rgbd.engine.metrics import to_floats
 from solo_rgbd.errors import NonFiniteError
 
@@ -122,7 +123,7 @@ def _side_state(module: torch.nn.Module) -> list[torch.Tensor]:
 
 def non_finite_message(trainer, pl_module, what: str) -> str:
     """One paragraph: the step, every loss term and the lr, and what to try."""
-    terms = to_floats(getattr(pl_module, "loss_terms", {}) or {})
+    terms = to_floats(dict(pl_module.loss_terms) if isinstance(pl_module, NamesLossTerms) else {})
     lrs = sorted({float(g["lr"]) for opt in trainer.optimizers for g in opt.param_groups})
     detail = ", ".join(
         [f"{k} {v:.4g}" for k, v in terms.items()] + ["lr " + ", ".join(f"{v:.4g}" for v in lrs)]

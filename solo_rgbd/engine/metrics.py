@@ -25,6 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from solo_rgbd.engine.contract import EncoderModule
 from solo_rgbd.utils.atomic import atomic_path
 
 FIXED = ("epoch", "step")
@@ -116,8 +117,8 @@ class MetricsWriter(pl.Callback):
                 logger.rewind(trainer.global_step)
 
     def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
-        pop = getattr(pl_module, "pop_log_row", None)
-        row = pop() if pop is not None else {}
+        # a pretraining method's own rows; any other module logs through self.log alone
+        row = pl_module.pop_log_row() if isinstance(pl_module, EncoderModule) else {}
         if not row or not trainer.is_global_zero:
             return
         values = to_floats(row)
@@ -125,7 +126,7 @@ class MetricsWriter(pl.Callback):
             logger.log_metrics({"epoch": trainer.current_epoch, **values}, step=step)
         bar = trainer.progress_bar_callback
         if hasattr(bar, "show"):  # the floats just read, shown until the next logging step
-            keys = getattr(pl_module, "progress_keys", ())
+            keys = pl_module.progress_keys
             bar.show({k: v for k, v in values.items() if k in keys})
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
