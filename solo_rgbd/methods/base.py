@@ -22,6 +22,7 @@ from torch import nn
 from solo_rgbd.augment.paired import PairedAugment, augment_config_from
 from solo_rgbd.config import all_keys, did_you_mean
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.methods.optim import ParamGroup, set_scheduled_lr
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.lars import LARS
 from solo_rgbd.nn.momentum import EMAUpdate, cosine_tau, warmup_cosine
@@ -177,10 +178,8 @@ class BaseMethod(pl.LightningModule):
         raise NotImplementedError
 
     @property
-    def learnable_params(self) -> list[dict[str, Any]]:
-        """Parameter groups: dicts with 'name', 'params' and optional 'lr', 'weight_decay' and
-        'static_lr' (True: the group keeps its lr and skips the schedule, e.g. SimSiam's
-        predictor)."""
+    def learnable_params(self) -> list[ParamGroup]:
+        """The method's parameter groups (:class:`ParamGroup`)."""
         raise NotImplementedError
 
     # ----- optimisation -------------------------------------------------------------------
@@ -226,10 +225,9 @@ class BaseMethod(pl.LightningModule):
         wd = float(opt.weight_decay)
         exclude = bool(opt.get("exclude_bias_and_norm", False))
         groups = []
-        for group in self.learnable_params:
-            g = {k: v for k, v in group.items() if k != "name"}
+        for group in map(ParamGroup.of, self.learnable_params):
+            g = group.torch_group(base)
             params = [p for p in g["params"] if p.requires_grad]
-            g["lr_scale"] = float(g.get("lr", base)) / base if base > 0 else 1.0
             if exclude:  # biases and norm scales/shifts (1-d) get no weight decay
                 groups.append({**g, "params": [p for p in params if p.ndim > 1]})
                 groups.append(
@@ -340,13 +338,6 @@ class BaseMethod(pl.LightningModule):
     def pop_log_row(self) -> dict[str, Any]:
         row, self._log_row = self._log_row, {}
         return row
-
-
-def set_scheduled_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """This step's lr for every group (times its ``lr_scale``), except ``static_lr`` groups."""
-    for group in optimizer.param_groups:
-        if not group.get("static_lr", False):
-            group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def check_shuffle_bn(kw: Mapping[str, Any], require) -> None:

@@ -32,6 +32,7 @@ from solo_rgbd.methods.base import (
     check_momentum,
     check_shuffle_bn,
 )
+from solo_rgbd.methods.optim import ParamGroup
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.distributed import batch_offset, gather_keys, mean_over_ranks
 from solo_rgbd.nn.heads import mocov2_projector
@@ -149,19 +150,17 @@ class StreamMethod(BaseMomentumMethod):
 
     # ----- modules and parameters ---------------------------------------------------------
     @property
-    def learnable_params(self) -> list[dict[str, Any]]:
+    def learnable_params(self) -> list[ParamGroup]:
         groups = [
-            {"name": s, "params": [*e.parameters(), *self.projectors[s].parameters()]}
+            ParamGroup(s, [*e.parameters(), *self.projectors[s].parameters()])
             for s, e in self.encoders.items()
         ]
         for s, predictor in self.predictors.items():
             static = bool(self.predictor_static_lr)
-            groups.append(
-                {"name": f"{s}_predictor", "params": [*predictor.parameters()], "static_lr": static}
-            )
+            groups.append(ParamGroup(f"{s}_predictor", [*predictor.parameters()], static_lr=static))
         extra = [p for online, _ in self.extra_modules() for p in online.parameters()]
         if extra:
-            groups.append({"name": "inter", "params": extra})
+            groups.append(ParamGroup("inter", extra))
         return groups
 
     @property

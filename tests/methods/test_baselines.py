@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import math
 
@@ -151,7 +152,7 @@ def test_a_static_lr_group_keeps_its_lr_while_the_others_follow_the_schedule(tmp
     cfg = compose("pretrain", tiny_overrides(tmp_path) + ["method=simclr"])
     model = METHODS["simclr"](cfg)
     groups = model.learnable_params
-    groups[-1] = {**groups[-1], "lr": 0.5, "static_lr": True}  # e.g. SimSiam's predictor
+    groups[-1] = dataclasses.replace(groups[-1], lr=0.5, static_lr=True)  # SimSiam's predictor
     type(model).learnable_params = property(lambda self: groups)
     try:
         opt = model.configure_optimizers()

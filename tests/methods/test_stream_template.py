@@ -24,7 +24,7 @@ def test_the_flags_decide_the_momentum_copies_queues_and_predictors(tmp_path):
     byol = _model(tmp_path, "byol")
     assert set(byol.projectors_k) == set(byol.predictors) == {"rgb", "depth"}
     assert not hasattr(byol, "queues")
-    assert [g["name"] for g in byol.learnable_params] == [
+    assert [g.name for g in byol.learnable_params] == [
         "rgb",
         "depth",
         "rgb_predictor",
@@ -35,7 +35,7 @@ def test_the_flags_decide_the_momentum_copies_queues_and_predictors(tmp_path):
     assert not hasattr(simclr, "encoders_k") and len(simclr.predictors) == 0
     mbcf = _model(tmp_path, "mbcf", **{"method_kwargs.queue_size": "16"})
     assert list(mbcf.queues) == ["rgb", "depth"]
-    assert [g["name"] for g in mbcf.learnable_params] == ["rgb", "depth", "inter"]
+    assert [g.name for g in mbcf.learnable_params] == ["rgb", "depth", "inter"]
     roles = mbcf.state_roles()
     assert roles["queues"] == ["queue_fused", "queues.depth", "queues.rgb"]
     assert "fusion_k" in roles["momentum"] and "projectors_k.rgb" in roles["momentum"]
