@@ -30,7 +30,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
-from solo_rgbd.engine.contract import RunModule
+from solo_rgbd.engine.contract import HasOptionalState, RunModule
 from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
@@ -285,14 +285,16 @@ def check_resume_fits(ckpt: dict[str, Any], model: torch.nn.Module, path: Path) 
     optional = {
         f"{name}.{key}"
         for name, module in model.named_modules()
-        for key in getattr(module, "optional_state", ())
+        if isinstance(module, HasOptionalState)
+        for key in module.optional_state
     }
     missing = sorted(set(own) - set(saved) - optional)
     unexpected = sorted(set(saved) - set(own))
     shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
     if missing or unexpected or shapes:
         was = (cfg.get("backbone") or {}).get("name", "?")
-        now = getattr(getattr(model, "cfg", None), "backbone", {}).get("name", "?")
+        hparams = model.hparams if isinstance(model, pl.LightningModule) else {}
+        now = ((hparams.get("cfg") or {}).get("backbone") or {}).get("name", "?")
         detail = ", ".join(
             f"{len(x)} {label} (e.g. {x[0]})"
             for x, label in ((missing, "missing"), (unexpected, "unexpected"), (shapes, "resized"))

@@ -45,6 +45,15 @@ class NamesLossTerms(Protocol):
 
 
 @runtime_checkable
+class HasOptionalState(Protocol):
+    """A block (any submodule) whose state dict has entries added after checkpoints were
+    written without them; the block fills them on load, so a resume does not call them
+    missing (e.g. a queue's sample ids)."""
+
+    optional_state: tuple[str, ...]
+
+
+@runtime_checkable
 class EncoderModule(RunModule, Protocol):
     """A pretraining method: the engine exports its encoders and writes its scalar rows."""
 
