@@ -16,9 +16,9 @@ import time
 import torch
 
 from solo_rgbd.augment.paired import AugmentConfig, PairedAugment
-from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.decode import DecodeSpec, RootSpec
 from solo_rgbd.data.sources import index_loader
-from solo_rgbd.data.store import build_cache
+from solo_rgbd.data.store import open_store
 from solo_rgbd.data.synthetic import write_synthetic
 
 
@@ -37,9 +37,10 @@ def main() -> None:
         root = write_synthetic(f"{tmp}/ds", n=args.n, size=args.size)
         t_synth = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cache = build_cache([RootSpec(str(root))], size=args.size, num_threads=args.threads)
+        spec = DecodeSpec((RootSpec(str(root)),), args.size, threads=args.threads)
+        cache = open_store(spec, "ram")
         t_decode = time.perf_counter() - t0
-    cache = cache.to(args.device)
+    cache = cache.materialize(args.device)
     aug = PairedAugment(AugmentConfig(crop_size=args.crop)).to(args.device)
     loader = index_loader(cache, args.batch, shuffle=True, drop_last=True)
 

@@ -38,22 +38,23 @@ def main(rank, world, root, store, size, out, port):
     size = int(size)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    from solo_rgbd.data import cache as cache_mod
-    from solo_rgbd.data.cache import RootSpec
-    from solo_rgbd.data.shards import ShardPairs
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data import decode
+    from solo_rgbd.data.decode import DecodeSpec, RootSpec
+    from solo_rgbd.data.store import open_store
+    decoded, real = [0], decode.load_pair
+    def counted(*args, **kwargs):  # pairs decoded by this process
+        decoded[0] += 1
+        return real(*args, **kwargs)
+    decode.load_pair = counted
     dist.barrier()
     before, t = anon(), time.perf_counter()
-    if store == "litdata":
-        pairs = ShardPairs(root)
-    else:
-        pairs = build_cache([RootSpec(root)], size=size, storage=store, copies=world,
-                            cache_dir=os.path.join(out, "decoded"), num_threads=1)
+    pairs = open_store(DecodeSpec((RootSpec(root),), size, threads=1), store, copies=world,
+                       cache_dir=os.path.join(out, "decoded"))
     ready = time.perf_counter() - t
     held = anon() - before
     for s in range(0, len(pairs) - 31, 32):
         pairs.batch(list(range(s, s + 32)))
-    row = {"rank": rank, "ready_s": round(ready, 3), "decoded": cache_mod.DECODE_COUNT[0],
+    row = {"rank": rank, "ready_s": round(ready, 3), "decoded": decoded[0],
            "anon_held_mb": round(held / 2**20, 1),
            "anon_epoch_mb": round((anon() - before) / 2**20, 1)}
     json.dump(row, open(os.path.join(out, f"{store}-{world}-{rank}.json"), "w"))
@@ -87,17 +88,18 @@ def _ranks(tmp: Path, root: Path, packed: Path, size: int, world: int, port: int
 
 
 def _loader_rate(root: Path, packed: Path, size: int, batch: int, tmp: Path) -> dict:
-    from solo_rgbd.data.cache import RootSpec
-    from solo_rgbd.data.shards import ShardPairs
+    from solo_rgbd.data.decode import DecodeSpec, RootSpec
     from solo_rgbd.data.sources import train_loader
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data.store import open_store
 
+    folder, pack = (
+        DecodeSpec((RootSpec(str(root)),), size),
+        DecodeSpec((RootSpec(str(packed)),), size),
+    )
     stores = {
-        "ram": build_cache([RootSpec(str(root))], size=size, storage="ram"),
-        "disk": build_cache(
-            [RootSpec(str(root))], size=size, storage="disk", cache_dir=tmp / "decoded"
-        ),
-        "litdata": ShardPairs(packed),
+        "ram": open_store(folder, "ram"),
+        "disk": open_store(folder, "disk", cache_dir=tmp / "decoded"),
+        "litdata": open_store(pack, "litdata"),
     }
     rates = {}
     for _ in range(2):  # alternate, keep the better of two passes
@@ -122,7 +124,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from solo_rgbd.data.cache import RootSpec
+    from solo_rgbd.data.decode import RootSpec
     from solo_rgbd.data.disk_cache import decoded_bytes
     from solo_rgbd.data.shards import pack
     from solo_rgbd.data.synthetic import write_synthetic

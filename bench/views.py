@@ -15,7 +15,7 @@ import time
 import torch
 
 from solo_rgbd.augment.paired import AugmentConfig, PairedAugment
-from solo_rgbd.data.cache import encode_depth
+from solo_rgbd.data.decode import encode_depth
 
 
 def timed(fn, reps: int, sync) -> float:

@@ -73,12 +73,18 @@ def _choice(*options: Any):
     return (lambda v: v in options), "one of " + ", ".join(str(o) for o in options)
 
 
+def _store_plugins() -> list[str]:
+    from solo_rgbd.utils.plugins import store_entry_points
+
+    return sorted(store_entry_points())
+
+
 def _component(null: bool = False):
     text = "one path component (no '/', '\\', '..', not absolute)"
     return (lambda v: (v is None and null) or is_component(v)), text + (" or null" if null else "")
 
 
-PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | None]] = {
     "run_name": _component(null=True),
     "data.name": _component(),
     "seed": _int(0, 2**32 - 1),
@@ -89,7 +95,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.val_fraction": _num(0.0, 1.0, hi_open=True),
     "data.cache_device": _choice("cpu", "cuda"),
     "data.cache": _choice("auto", "ram", "disk"),
-    "data.format": _choice("folder", "litdata"),
+    "data.format": (lambda v: v in ("folder", "litdata") or v in _store_plugins(), None),
     "augmentations.backend": _choice("fast", "kornia"),
     "augmentations.crop_size": _int(8),
     "augmentations.min_scale": _num(0.0, 1.0, lo_open=True),
@@ -144,12 +150,23 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def check_rules(cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+def check_rules(
+    cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str | None]]
+) -> None:
     for key, (ok, text) in rules.items():
         value = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
         if value == "__absent__":
             continue
         if not ok(value):
+            if text is None:  # the plug-in stores: known only now
+                text = (
+                    "folder, litdata or a registered store ("
+                    + (
+                        ", ".join(_store_plugins())
+                        or "none; a store is an entry point in solo_rgbd.stores"
+                    )
+                    + ")"
+                )
             raise ConfigError(
                 f"config key '{key}' = {value!r} is invalid: it must be {text}. Fix it on the "
                 f"command line, e.g. {key}=..., or in your preset."

@@ -146,3 +146,31 @@ def test_no_function_is_over_60_lines():
                 if lines > 60:
                     long.append(f"{module}.{node.name}: {lines} lines")
     assert not long, long
+
+
+def test_the_engine_reaches_modules_only_through_its_protocols():
+    """No ``getattr`` of a module's member in engine/ (issue 33): a member the engine needs is
+    declared in engine/contract.py and checked with ``isinstance``."""
+    hits = []
+    for module, path in _modules():
+        if _part(module) != "engine":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"getattr\((pl_module|module|model|self\.module)\b", line):
+                hits.append(f"{module}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_stores_are_opened_only_through_open_store():
+    """Outside data/, pairs are reached through ``open_store`` / ``build_from_config`` and the
+    PairStore interface: no backend is built directly, and data/ keeps no process-wide cache
+    of stores or decode counter (issue 33)."""
+    backends = r"\b(build_disk_cache|open_disk_cache|ShardStore|open_pack|decode_to_ram)\b"
+    hits = []
+    for module, path in _modules():
+        text = path.read_text()
+        if _part(module) != "data" and re.search(backends, text):
+            hits.append(f"{module}: builds a store backend directly")
+        if _part(module) == "data" and re.search(r"DECODE_COUNT|^_OPENED", text, re.M):
+            hits.append(f"{module}: a process-wide store cache or decode counter")
+    assert not hits, "\n".join(hits)

@@ -155,10 +155,10 @@ def test_a_checkpoint_that_unpacks_to_far_more_than_its_size_is_not_loaded(tmp_p
 def test_a_damaged_disk_cache_names_its_folder(synth_root, tmp_path, index):
     import shutil
 
-    from solo_rgbd.data import disk_cache, store
-    from solo_rgbd.data.cache import RootSpec
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data import disk_cache
+    from solo_rgbd.data.decode import RootSpec
     from solo_rgbd.errors import DataError
+    from tests.data.stores import store_of as build_cache
 
     root = tmp_path / "ds"
     shutil.copytree(synth_root, root)
@@ -172,7 +172,6 @@ def test_a_damaged_disk_cache_names_its_folder(synth_root, tmp_path, index):
     elif index == "empty-list":
         data = []
     (folder / "index.json").write_text(json.dumps(data))
-    store._OPENED.clear()
     size = 16 if index == "other-size" else None
     with pytest.raises(DataError, match="is unreadable"):
         disk_cache.open_disk_cache(folder, size)

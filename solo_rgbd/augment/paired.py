@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from solo_rgbd.augment import fast
-from solo_rgbd.data.cache import decode_depth
+from solo_rgbd.data.decode import decode_depth
 from solo_rgbd.schema import AugmentationConfig, DepthAugmentation, RGBAugmentation
 
 RGB_MEAN = (0.485, 0.456, 0.406)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from solo_rgbd.compare.protocols import FINETUNE, PROBES
+from solo_rgbd.compare.cells import CellResult
 from solo_rgbd.config import compose
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.tasks.base import TaskSpec
@@ -33,8 +33,8 @@ def task_overrides(cfg: DictConfig, spec: TaskSpec) -> list[str]:
     return [str(o) for o in cfg[spec.name]]
 
 
-def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
-    """pretrain (if any) -> task train -> task eval; returns {dataset: {subset: scores}}."""
+def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> CellResult:
+    """pretrain (if any) -> task train -> task eval (and the grid's other protocols)."""
     from solo_rgbd.commands.pretrain import run_pretrain
     from solo_rgbd.compare.runner import pretrain_config
     from solo_rgbd.compare.tracking import tracker_overrides
@@ -52,18 +52,17 @@ def run_cell(cfg: DictConfig, row: dict, seed: int, cell: Path) -> dict:
         encoders = str(_supervised_encoders(spec, common, cell, extra))
     else:
         encoders = "random"
-    results = _train_eval(spec, common, encoders, cell / spec.name, cell / "eval")
+    frozen = _train_eval(spec, common, encoders, cell / spec.name, cell / "eval")
     protocols = list(cfg.get("protocols") or ["frozen"])
+    probes = finetune = None
     if "probe" in protocols:
-        results[PROBES] = spec.linear_probe(
-            compose(spec.config_name, [*common, f"encoders={encoders}"])
-        )
+        probes = spec.linear_probe(compose(spec.config_name, [*common, f"encoders={encoders}"]))
     if "finetune" in protocols:
-        results[FINETUNE] = {
+        finetune = {
             f"{float(f):g}": _finetune(cfg, spec, common, encoders, float(f), cell)
             for f in cfg.finetune_fractions
         }
-    return results
+    return CellResult(frozen, probes, finetune).check(spec.report, spec.name)
 
 
 def _supervised_encoders(
@@ -179,9 +178,11 @@ def run_compare_command(args: Sequence[str]) -> int:
     task_overrides(cfg, spec)  # before any cell runs
     check_protocols(cfg, spec)
     from solo_rgbd.compare.tracking import open_grid
+    from solo_rgbd.data.store import keep_open
 
     open_grid(cfg)  # the grid's parent run in MLflow, when the grid logs there
-    out, failed = run_compare(cfg, run_cell, spec.report)
+    with keep_open():  # each dataset decoded once for every cell and seed
+        out, failed = run_compare(cfg, run_cell, spec.report)
     print((out / "tables.md").read_text())
     print(f"tables, CSVs and charts: {out}")
     from solo_rgbd.commands.report import report_at_end

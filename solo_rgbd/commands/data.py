@@ -59,7 +59,7 @@ def _data_parser() -> argparse.ArgumentParser:
 
 
 def _pack(ns: argparse.Namespace) -> int:
-    from solo_rgbd.data.cache import RootSpec
+    from solo_rgbd.data.decode import RootSpec
     from solo_rgbd.data.shards import pack
 
     start = time.perf_counter()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from solo_rgbd.data.cache import RootSpec, decode_depth
-from solo_rgbd.data.shards import is_pack, read_pack
+from solo_rgbd.data.decode import DecodeSpec, RootSpec, decode_depth
+from solo_rgbd.data.pack_store import is_pack
+from solo_rgbd.data.pairstore import ArrayStore
 from solo_rgbd.data.sources import build_from_config
-from solo_rgbd.data.store import build_cache
+from solo_rgbd.data.store import open_store
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.tasks.sod.predict import (
     device,
@@ -22,6 +24,8 @@ from solo_rgbd.tasks.sod.predict import (
     test_sets,
 )
 from solo_rgbd.tasks.sod.spec import SOD
+from solo_rgbd.utils.atomic import atomic_dir
+from solo_rgbd.utils.console import say
 from solo_rgbd.utils.paths import mark_own_dir, own_marker, remove_own_dir
 
 
@@ -38,11 +42,13 @@ def sod_eval(cfg: DictConfig) -> Path:
     label = Path(label).name if "/" in label else label
     for name, spec in test_sets(cfg):
         cache = test_cache(cfg, spec, int(train_cfg.image_size))
+        if not cache.meta.gt_paths:  # a store without GT files (a plug-in): its own maps
+            cache = with_gt_files(cache, out / "gt" / name)
         pred_dir = out / "predictions" / name
         remove_own_dir(pred_dir)
         preds = predict_cache(module, cache, pred_dir, int(cfg.batch_size))
         mark_own_dir(pred_dir)  # a later eval may replace this folder, and only this one
-        gt_paths = {s: Path(p) for s, p in zip(cache.stems, cache.gt_paths, strict=True)}
+        gt_paths = {s: Path(p) for s, p in zip(cache.meta.stems, cache.meta.gt_paths, strict=True)}
         per_image = score_folder_images(pred_dir, gt_paths)
         results[name] = summarise_subsets(per_image, subsets(cache, cfg.subset_keys))
         rows = image_table(per_image)
@@ -56,25 +62,41 @@ def sod_eval(cfg: DictConfig) -> Path:
     return out
 
 
+def with_gt_files(cache: ArrayStore, folder: Path) -> ArrayStore:
+    """The store with its GT maps written as PNGs under ``folder`` (at the store's size) and
+    named in its meta, for a store that holds GT but no GT files: it is scored at its size."""
+    remove_own_dir(folder)
+    with atomic_dir(folder) as tmp:
+        for stem, gt in zip(cache.meta.stems, cache.batch(range(len(cache)))["gt"], strict=True):
+            Image.fromarray(gt[0].numpy()).save(tmp / f"{stem}.png")
+    mark_own_dir(folder)
+    size = cache.rgb.shape[-1]
+    say(f"note: test set {folder.name} has no GT files; scored against its own GT at {size} px.")
+    paths = [str(folder / f"{stem}.png") for stem in cache.meta.stems]
+    meta = dataclasses.replace(cache.meta, gt_paths=paths)
+    return ArrayStore(cache.rgb, cache.depth, cache.gt, meta)
+
+
 def _qualitative(cache, preds, rows, n_fixed: int, out: Path, name: str) -> None:
     """The first ``n_fixed`` images (the same for every model) and the best, median and worst
     as PNGs under ``qualitative/<name>/``, and the fixed ones as one figure."""
     from solo_rgbd.evaluation import artefacts
     from solo_rgbd.evaluation.report import plot_qualitative
 
-    index = {s: i for i, s in enumerate(cache.stems)}
+    meta = cache.meta
+    index = {s: i for i, s in enumerate(meta.stems)}
 
     def pictures(stem: str) -> dict[str, np.ndarray]:
         i = index[stem]
-        pair = cache.batch([i])  # through the cache's interface (a view's rows included)
+        pair = cache.batch([i])  # through the PairStore interface
         rgb = pair["rgb"][0].permute(1, 2, 0).numpy()
         size = rgb.shape[1::-1]
         depth = (decode_depth(pair["depth"][0])[0] * 255).round().byte().numpy()
-        gt = np.asarray(Image.open(cache.gt_paths[i]).convert("L").resize(size))
+        gt = np.asarray(Image.open(meta.gt_paths[i]).convert("L").resize(size))
         pred = np.asarray(Image.fromarray(preds[i]).resize(size))
         return dict(zip(artefacts.KINDS, (rgb, depth, gt, pred), strict=True))
 
-    fixed = list(cache.stems[: max(0, n_fixed)])
+    fixed = list(meta.stems[: max(0, n_fixed)])
     folder = out / artefacts.QUALITATIVE / name
     remove_own_dir(folder)
     artefacts.write_qualitative(folder, fixed, artefacts.ranked(rows), pictures)
@@ -107,15 +129,15 @@ def sod_predict(cfg: DictConfig) -> Path:
     if not cfg.get("input") or not cfg.get("out"):
         raise ConfigError("sod predict needs input=DIR (with RGB/depth folders) and out=DIR.")
     size = int(module.cfg.image_size)
-    if is_pack(str(cfg.input)):  # a packed dataset: every pair, any split
-        cache = read_pack(str(cfg.input), size, split=None, labels=None)
-    else:
-        cache = build_cache(
-            [RootSpec(str(cfg.input), bool(cfg.data.invert_depth))],
-            size=size,
-            strict_pairs=bool(cfg.data.strict_pairs),
-            on_constant_depth=str(cfg.data.on_constant_depth),
-        )
+    packed = is_pack(str(cfg.input))  # a packed dataset: every pair, any split
+    spec = DecodeSpec(
+        (RootSpec(str(cfg.input), bool(cfg.data.invert_depth) and not packed),),
+        size,
+        strict_pairs=bool(cfg.data.strict_pairs),
+        on_constant_depth=str(cfg.data.on_constant_depth),
+        split=None,
+    )
+    cache = open_store(spec, "litdata" if packed else "ram")
     out = Path(str(cfg.out))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"out='{out}' exists and is not empty; choose an empty folder.")

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from solo_rgbd.config import check_missing
-from solo_rgbd.data.cache import RGBDCache
+from solo_rgbd.data.pairstore import PairStore
 from solo_rgbd.data.sources import build_from_config
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.tasks.sod.spec import SOD
@@ -32,7 +32,7 @@ def _labelled(train_ids: torch.Tensor, cfg: DictConfig) -> list[int]:
     return [kept[i % len(kept)] for i in range(len(ids))]
 
 
-def _split(cfg: DictConfig) -> tuple[RGBDCache, RGBDCache | None, dict[str, int]]:
+def _split(cfg: DictConfig) -> tuple[PairStore, PairStore | None, dict[str, int]]:
     """(training pairs with labels used, validation pairs or None, their counts)."""
     cache = build_from_config(
         cfg.data, "train", require_gt=True, size=int(cfg.image_size), labels=SOD.labels

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from solo_rgbd.compare.cells import CellResult
 from solo_rgbd.compare.gaps import diagnostic_gaps, paired_gaps
 from solo_rgbd.compare.protocols import (
     FINETUNE,
@@ -40,7 +41,7 @@ from solo_rgbd.errors import Aborted, ConfigError, Preempted
 from solo_rgbd.evaluation.report import Report, paper_table, write_tables
 from solo_rgbd.utils.atomic import atomic_write_text
 
-CellRunner = Callable[[DictConfig, dict, int, Path], dict]
+CellRunner = Callable[[DictConfig, dict, int, Path], CellResult]
 ROW_KEYS = {"name", "method", "init", "overrides"}
 INITS = ("pretrain", "random", "imagenet", "supervised")
 #: below this gap in the task's headline metric (SOD: maxF) between the Supervised and Random
@@ -150,14 +151,14 @@ def aggregate(per_seed: list[dict], report: Report) -> dict:
 
 def _cell(
     cfg: DictConfig, row: dict, seed: int, out: Path, run_cell: CellRunner, failed: list[str]
-) -> dict | None:
+) -> CellResult | None:
     """A finished cell's scores, or the cell run now (None if it failed: noted in ``failed``
     and its folder's failed.json)."""
     cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
     done = cell / "done.json"
     if done.exists():
         print(f"[compare] reuse {row['name']} seed {seed}")
-        return json.loads(done.read_text())
+        return CellResult.from_json(json.loads(done.read_text()))
     if cell.exists():
         shutil.rmtree(cell)  # a partial cell from an interrupted run
     cell.mkdir(parents=True)
@@ -173,7 +174,7 @@ def _cell(
             cell / "failed.json",
         )
         return None
-    atomic_write_text(json.dumps(scores, indent=2), done)
+    atomic_write_text(json.dumps(scores.to_json(), indent=2), done)
     return scores
 
 
@@ -199,10 +200,10 @@ def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[
         per_seed = []
         mine = by_seed.setdefault(row["name"], {})
         for seed in cfg.seeds:
-            scores = _cell(cfg, row, int(seed), out, run_cell, failed)
-            if scores is not None:
-                per_seed.append(scores)
-                mine[int(seed)] = scores
+            result = _cell(cfg, row, int(seed), out, run_cell, failed)
+            if result is not None:
+                per_seed.append(result.to_json())
+                mine[int(seed)] = result.to_json()
         diag = {
             int(seed): cell_diagnostics(out / "cells" / slug(row["name"]) / f"seed{seed}")
             for seed in cfg.seeds

@@ -1,20 +1,21 @@
-"""Decode once, cache resized tensors: the paired RGB-D dataset.
+"""From files to decoded pairs: what every store holds, and the one key of those bytes.
 
-:class:`RGBDCache` decodes every pair of one or several roots once (in a thread pool), resizes
-it to a square ``size`` and keeps it in memory as
+A dataset's pairs are found (:func:`find_pairs`: one :class:`PairFile` per pair, in the roots'
+order) and decoded (:func:`decode`: one :class:`Pair` per file, in a thread pool), each resized
+to a square ``size`` as
 
-- ``rgb``   uint8  (N, 3, S, S)
-- ``depth`` int16 (N, 1, S, S): the normalised depth (near = 1, holes 0) quantised to 16 bits,
-  so the full range of a 16-bit sensor survives the cache (:func:`encode_depth` /
-  :func:`decode_depth`; int16 rather than uint16 because CUDA indexes int16 everywhere)
-- ``gt``    uint8  (N, 1, S, S), present when every root has GT
+- ``rgb``   uint8  (3, S, S)
+- ``depth`` int16 (1, S, S): the normalised depth (near = 1, holes 0) quantised to 16 bits,
+  so the full range of a 16-bit sensor survives (:func:`encode_depth` / :func:`decode_depth`;
+  int16 rather than uint16 because CUDA indexes int16 everywhere)
+- ``gt``    uint8  (1, S, S), when every root has GT, read by the task's :class:`LabelPolicy`.
 
-so epochs after the first do no image decoding (:mod:`solo_rgbd.data.store` picks where the
-decoded arrays live: in this process, or memory-mapped from a shared file on disk, see
-:mod:`solo_rgbd.data.disk_cache`). ``to('cuda')`` moves the cache to the GPU, and
-batches are then gathered there without a host round-trip. RGB and depth of different sizes
-are both resized to ``size`` (depth is effectively resized to the RGB frame), with one warning
-per root that names how many pairs and a few examples.
+:class:`DecodeSpec` names everything that decides those bytes (the roots, the size, the pairing,
+depth and label policies) and gives the one cache key (:meth:`DecodeSpec.key`). The stores of
+:mod:`solo_rgbd.data.store` (RAM, memory-mapped disk, LitData packs, plug-ins) hold the
+decoded pairs; they all consume :func:`decode`. RGB and depth of different sizes are both
+resized to ``size`` (depth is effectively resized to the RGB frame), with one warning per root
+that names how many pairs and a few examples.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,83 +85,6 @@ class RootSpec:
     path: str
     invert_depth: bool = False
     name: str = ""
-
-
-@dataclass
-class RGBDCache:
-    rgb: torch.Tensor
-    depth: torch.Tensor
-    gt: torch.Tensor | None
-    stems: list[str]
-    sources: list[str]  # the root name of each sample
-    meta: list[dict[str, str]] = field(default_factory=list)
-    sizes: list[tuple[int, int]] = field(default_factory=list)  # original RGB (H, W)
-    gt_paths: list[str] = field(default_factory=list)  # GT files, for scoring at GT size
-    #: a view of memory-mapped arrays (data.cache=disk): the rows of rgb / depth / gt it holds,
-    #: so a subset never copies the dataset into RAM; None: every row, in order
-    rows: torch.Tensor | None = None
-    #: the arrays are memory-mapped files shared by every process (data.cache=disk)
-    mapped: bool = False
-
-    def __len__(self) -> int:
-        return self.rgb.shape[0] if self.rows is None else len(self.rows)
-
-    @property
-    def has_gt(self) -> bool:
-        return self.gt is not None
-
-    def materialized(self) -> RGBDCache:
-        """The same pairs with the view's rows copied into tensors of their own."""
-        if self.rows is None:
-            return self
-        idx = self.rows
-        gt = None if self.gt is None else self.gt[idx]
-        return RGBDCache(self.rgb[idx], self.depth[idx], gt, *self._lists(range(len(idx))))
-
-    def _lists(self, pick: Sequence[int]) -> tuple[list, list, list, list, list]:
-        return (
-            [self.stems[i] for i in pick],
-            [self.sources[i] for i in pick],
-            [self.meta[i] for i in pick] if self.meta else [],
-            [self.sizes[i] for i in pick] if self.sizes else [],
-            [self.gt_paths[i] for i in pick] if self.gt_paths else [],
-        )
-
-    @property
-    def device(self) -> torch.device:
-        return self.rgb.device
-
-    def to(self, device: str | torch.device) -> RGBDCache:
-        cache = self.materialized()
-        return RGBDCache(
-            cache.rgb.to(device),
-            cache.depth.to(device),
-            None if cache.gt is None else cache.gt.to(device),
-            cache.stems,
-            cache.sources,
-            cache.meta,
-            cache.sizes,
-            cache.gt_paths,
-        )
-
-    def subset(self, indices: Sequence[int]) -> RGBDCache:
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        lists = self._lists([int(i) for i in idx])
-        if self.rows is not None or self.mapped:  # a view: no copy of the mapped arrays
-            rows = idx if self.rows is None else self.rows[idx]
-            return RGBDCache(self.rgb, self.depth, self.gt, *lists, rows=rows, mapped=True)
-        gt = None if self.gt is None else self.gt[idx]
-        return RGBDCache(self.rgb[idx], self.depth[idx], gt, *lists)
-
-    def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
-        """Gather a batch: {'rgb': uint8, 'depth': int16 code, 'gt'?: uint8, 'index': long}."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        rows = idx if self.rows is None else self.rows[idx]
-        dev_idx = rows.to(self.rgb.device)
-        out = {"rgb": self.rgb[dev_idx], "depth": self.depth[dev_idx], "index": idx}
-        if self.gt is not None:
-            out["gt"] = self.gt[dev_idx]
-        return out
 
 
 def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
@@ -226,25 +149,88 @@ def _tree_digest(root: Path) -> str:
 
 
 @dataclass(frozen=True)
-class PairJobs:
-    """Every pair of some roots, found but not decoded: (spec, name, stem, rgb, depth, gt)."""
+class PairFile:
+    """One pair found on disk, not decoded."""
 
-    jobs: list[tuple]
+    root: RootSpec
+    source: str  # the root's display name
+    stem: str
+    rgb: Path
+    depth: Path
+    gt: Path | None
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """Every pair of some roots, found but not decoded, with their meta rows."""
+
+    files: list[PairFile]
     meta: list[dict]
     use_gt: bool  # every root has a GT map for every pair
 
     def __len__(self) -> int:
-        return len(self.jobs)
+        return len(self.files)
 
 
-def pair_jobs(roots: Sequence[RootSpec], strict_pairs: bool, require_gt: bool) -> PairJobs:
-    """Discover every pair of ``roots`` (concatenated in order), with their meta rows."""
+@dataclass(frozen=True)
+class Pair:
+    """One decoded pair, the unit every store is filled with."""
+
+    rgb: torch.Tensor  # uint8 (3, S, S)
+    depth: torch.Tensor  # int16 (1, S, S), the code of encode_depth
+    gt: torch.Tensor | None  # uint8 (1, S, S)
+    hw: tuple[int, int]  # the original RGB (H, W)
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """What decides a store's bytes, and how to read them.
+
+    ``split``: the split a task reads (``None``: any, e.g. ``sod predict``); ``require_gt``: a
+    task that needs a label for every pair. Neither changes the bytes, so neither is in
+    :meth:`key`; ``threads`` is how many decode at once."""
+
+    roots: tuple[RootSpec, ...]
+    size: int
+    strict_pairs: bool = True
+    on_constant_depth: str = "error"
+    labels: LabelPolicy = SALIENCY
+    require_gt: bool = False
+    split: str | None = "train"
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.on_constant_depth not in ("error", "zeros"):
+            raise DataError(
+                f"data.on_constant_depth must be 'error' or 'zeros', not "
+                f"'{self.on_constant_depth}'."
+            )
+        if not self.roots:
+            raise DataError("no dataset root given: set data.path (or data.roots).")
+
+    def key(self, fp: tuple | None = None) -> str:
+        """The one name of the decoded bytes (hex, 20 characters): a hash of the roots' files
+        (``fp``: their :func:`fingerprint` when the caller has it, it walks every file), the
+        size, the pairing and depth policies and the label reader."""
+        reader = self.labels.reader
+        policy = f"{reader.__module__}.{reader.__qualname__}:{self.labels.resize}"
+        fp = fingerprint(self.roots) if fp is None else fp
+        text = repr((KEY_FORMAT, fp, self.size, self.strict_pairs, self.on_constant_depth, policy))
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+#: bump when the decoded bytes of the same files change (the disk caches' folder names)
+KEY_FORMAT = 1
+
+
+def find_pairs(spec: DecodeSpec) -> PairFiles:
+    """Discover every pair of ``spec.roots`` (concatenated in order), with their meta rows."""
     use_gt = True
-    jobs: list[tuple] = []
+    files: list[PairFile] = []
     meta: list[dict] = []
-    for spec in roots:
-        pairs = discover_pairs(spec.path, strict=strict_pairs)
-        name = spec.name or Path(spec.path).name
+    for root in spec.roots:
+        pairs = discover_pairs(root.path, strict=spec.strict_pairs)
+        name = root.name or Path(root.path).name
         if pairs.depth_without_rgb:
             log.warning(
                 "%s: skipped %d depth file(s) without an RGB partner: %s",
@@ -258,64 +244,50 @@ def pair_jobs(roots: Sequence[RootSpec], strict_pairs: bool, require_gt: bool) -
                 "%s: skipped %d RGB file(s) without depth", name, len(pairs.rgb_without_depth)
             )
         has_gt = pairs.has_gt and not pairs.missing_gt
-        if require_gt and not has_gt:
+        if spec.require_gt and not has_gt:
             missing = ", ".join(pairs.missing_gt[:10]) if pairs.has_gt else "the whole GT folder"
             raise DataError(
-                f"dataset '{spec.path}' has no GT for {missing}; SOD training and evaluation "
+                f"dataset '{root.path}' has no GT for {missing}; SOD training and evaluation "
                 "need a GT/Mask folder with a mask for every pair (use 'sod predict' for "
                 "unlabelled data)."
             )
         use_gt &= has_gt
-        root_meta = read_meta(spec.path)
+        root_meta = read_meta(root.path)
         for stem in pairs.stems:
-            jobs.append((spec, name, stem, pairs.rgb[stem], pairs.depth[stem], pairs.gt.get(stem)))
+            gt = pairs.gt.get(stem)
+            files.append(PairFile(root, name, stem, pairs.rgb[stem], pairs.depth[stem], gt))
             meta.append(root_meta.get(stem, {}))
-    return PairJobs(jobs, meta, use_gt)
+    if not files:
+        raise DataError(f"no RGB-D pair found in {[r.path for r in spec.roots]}.")
+    return PairFiles(files, meta, use_gt)
 
 
-def check_decode_policy(roots: Sequence[RootSpec], on_constant_depth: str) -> None:
-    if on_constant_depth not in ("error", "zeros"):
-        raise DataError(
-            f"data.on_constant_depth must be 'error' or 'zeros', not '{on_constant_depth}'."
-        )
-    if not roots:
-        raise DataError("no dataset root given: set data.path (or data.roots).")
-
-
-#: pairs decoded by this process; the disk cache's tests count them
-DECODE_COUNT = [0]
-_COUNT_LOCK = threading.Lock()
-
-
-def decode_pairs(
-    found: PairJobs,
-    size: int,
-    on_constant_depth: str,
-    num_threads: int,
-    labels: LabelPolicy,
-    block: int = 256,
-) -> Iterator[tuple[tuple, tuple]]:
-    """(job, (rgb, depth, gt, sizes_differ, (H, W))) of every pair, in order, decoded in a
-    thread pool a block at a time (memory stays bounded by the block); one warning per root
-    whose depth maps had to be resized to the RGB frame."""
+def decode(spec: DecodeSpec, found: PairFiles, block: int = 256) -> Iterator[Pair]:
+    """Every pair of ``found``, in order, decoded ``spec.threads`` at a time a block at a time
+    (memory stays bounded by the block); one warning per root whose depth maps had to be
+    resized to the RGB frame."""
     differ: dict[str, list[str]] = {}
 
-    def work(job):
-        spec, _, _, rgb_path, depth_path, gt_path = job
-        with _COUNT_LOCK:
-            DECODE_COUNT[0] += 1
-        gt = gt_path if found.use_gt else None
-        return load_pair(
-            rgb_path, depth_path, gt, size, spec.invert_depth, on_constant_depth, labels
+    def work(file: PairFile) -> tuple[Pair, bool]:
+        gt = file.gt if found.use_gt else None
+        rgb, depth, label, resized, hw = load_pair(
+            file.rgb,
+            file.depth,
+            gt,
+            spec.size,
+            file.root.invert_depth,
+            spec.on_constant_depth,
+            spec.labels,
         )
+        return Pair(rgb, depth, label, hw), resized
 
-    with ThreadPoolExecutor(max(1, num_threads)) as pool:
-        for start in range(0, len(found.jobs), block):
-            jobs = found.jobs[start : start + block]
-            for job, out in zip(jobs, pool.map(work, jobs), strict=True):
-                if out[3]:
-                    differ.setdefault(str(job[0].path), []).append(job[2])
-                yield job, out
+    with ThreadPoolExecutor(max(1, spec.threads)) as pool:
+        for start in range(0, len(found), block):
+            files = found.files[start : start + block]
+            for file, (pair, resized) in zip(files, pool.map(work, files), strict=True):
+                if resized:
+                    differ.setdefault(str(file.root.path), []).append(file.stem)
+                yield pair
     for root, bad in differ.items():
         log.warning(
             "%s: %d pair(s) have depth of a different size than RGB (e.g. %s); depth was "
@@ -324,33 +296,6 @@ def decode_pairs(
             len(bad),
             ", ".join(bad[:5]),
         )
-
-
-def decode_to_ram(
-    found: PairJobs, size: int, on_constant_depth: str, num_threads: int, labels: LabelPolicy
-) -> RGBDCache:
-    """Decode every pair into tensors of this process, filled in place (no stacking copy)."""
-    n, use_gt = len(found), found.use_gt
-    rgb = torch.empty((n, 3, size, size), dtype=torch.uint8)
-    depth = torch.empty((n, 1, size, size), dtype=torch.int16)
-    gt = torch.empty((n, 1, size, size), dtype=torch.uint8) if use_gt else None
-    sizes = []
-    pairs = decode_pairs(found, size, on_constant_depth, num_threads, labels)
-    for i, (_, (r, d, g, _, hw)) in enumerate(pairs):
-        rgb[i], depth[i] = r, d
-        if gt is not None:
-            gt[i] = g
-        sizes.append(hw)
-    return RGBDCache(
-        rgb,
-        depth,
-        gt,
-        [job[2] for job in found.jobs],
-        [job[1] for job in found.jobs],
-        found.meta if any(found.meta) else [],
-        sizes,
-        [str(job[5]) for job in found.jobs] if use_gt else [],
-    )
 
 
 def default_cache_root() -> Path:

@@ -12,33 +12,24 @@ It is decoded once per machine: the first process takes a file lock and decodes;
 process (DDP ranks, DataLoader workers, later runs and ``compare`` cells) waits for the lock and
 memory-maps the arrays, so the pages are the kernel's page cache, shared, not a copy per
 process. The folder appears whole or not at all: it is written as ``<key>.tmp-<pid>`` and
-renamed, and the free space is checked before any decoding. The key is a hash of what decides
-the bytes (the roots and their folders' modification times, the size, the pairing and depth
-policies, the label reader), as for the in-RAM cache.
+renamed, and the free space is checked before any decoding. The folder's name is the
+decoded bytes' one key, :meth:`~solo_rgbd.data.decode.DecodeSpec.key`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from solo_rgbd.data.cache import (
-    LabelPolicy,
-    PairJobs,
-    RGBDCache,
-    RootSpec,
-    decode_pairs,
-    fingerprint,
-)
+from solo_rgbd.data.decode import DecodeSpec, PairFiles, decode
+from solo_rgbd.data.pairstore import ArrayStore, PairMeta
 from solo_rgbd.errors import DataError
 from solo_rgbd.utils.locks import cache_lock
 
@@ -61,22 +52,6 @@ def human_bytes(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def cache_key(
-    roots: Sequence[RootSpec],
-    size: int,
-    strict_pairs: bool,
-    on_constant_depth: str,
-    labels: LabelPolicy,
-    fp: tuple | None = None,
-) -> str:
-    """A stable name for the decoded bytes of ``roots`` (hex, 20 characters); ``fp``: their
-    :func:`fingerprint` when the caller has it (it walks every file of the roots)."""
-    reader = f"{labels.reader.__module__}.{labels.reader.__qualname__}:{labels.resize}"
-    fp = fingerprint(roots) if fp is None else fp
-    text = repr((DISK_FORMAT, fp, size, strict_pairs, on_constant_depth, reader))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
 def check_free_space(folder: Path, need: int) -> None:
     """A clear error, before any decoding, when ``folder``'s disk cannot hold ``need`` bytes."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,38 +64,21 @@ def check_free_space(folder: Path, need: int) -> None:
         )
 
 
-def build_disk_cache(
-    roots: Sequence[RootSpec],
-    found: PairJobs,
-    size: int,
-    strict_pairs: bool,
-    on_constant_depth: str,
-    num_threads: int,
-    labels: LabelPolicy,
-    cache_dir: Path,
-    fp: tuple | None = None,
-) -> RGBDCache:
-    """Open the decoded cache of ``found`` in ``cache_dir``, decoding it first if no process
-    has (one process decodes, the others wait on the lock)."""
-    folder = cache_dir / cache_key(roots, size, strict_pairs, on_constant_depth, labels, fp)
+def build_disk_cache(spec: DecodeSpec, found: PairFiles, folder: Path) -> ArrayStore:
+    """Open the decoded pairs of ``found`` in ``folder`` (named by the spec's key), decoding
+    them first if no process has (one process decodes, the others wait on the lock)."""
     if not (folder / "index.json").exists():
         with cache_lock(folder):
             if not (folder / "index.json").exists():
-                _write(folder, found, size, on_constant_depth, num_threads, labels)
-    return open_disk_cache(folder, size)
+                _write(folder, spec, found)
+    return open_disk_cache(folder, spec.size)
 
 
-def _write(
-    folder: Path,
-    found: PairJobs,
-    size: int,
-    on_constant_depth: str,
-    num_threads: int,
-    labels: LabelPolicy,
-) -> None:
+def _write(folder: Path, spec: DecodeSpec, found: PairFiles) -> None:
     for stale in folder.parent.glob(folder.name + ".tmp-*"):  # a build killed earlier
         shutil.rmtree(stale, ignore_errors=True)
     names = ["rgb", "depth"] + (["gt"] if found.use_gt else [])
+    size = spec.size
     check_free_space(folder.parent, decoded_bytes(len(found), size, found.use_gt))
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
@@ -132,11 +90,10 @@ def _write(
                 shape = (len(found), _CHANNELS[k], size, size)
                 header = {"descr": np.dtype(_DTYPES[k]).str, "fortran_order": False}
                 np.lib.format.write_array_header_1_0(f, {**header, "shape": shape})
-            pairs = decode_pairs(found, size, on_constant_depth, num_threads, labels)
-            for _, (rgb, depth, gt, _, hw) in pairs:
-                sizes.append(hw)
-                for k, t in zip(names, (rgb, depth, gt)[: len(names)], strict=True):
-                    files[k].write(t.numpy().tobytes())
+            for pair in decode(spec, found):
+                sizes.append(pair.hw)
+                for k in names:
+                    files[k].write(getattr(pair, k).numpy().tobytes())
         finally:
             for f in files.values():
                 f.close()
@@ -154,15 +111,15 @@ def _write(
     log.info("decoded %d pairs into the disk cache %s", len(found), folder)
 
 
-def _write_index(tmp: Path, found: PairJobs, sizes: list, seconds: float) -> None:
+def _write_index(tmp: Path, found: PairFiles, sizes: list, seconds: float) -> None:
     index = {
         "format": DISK_FORMAT,
         "n": len(found),
-        "stems": [job[2] for job in found.jobs],
-        "sources": [job[1] for job in found.jobs],
+        "stems": [f.stem for f in found.files],
+        "sources": [f.source for f in found.files],
         "meta": found.meta if any(found.meta) else [],
         "sizes": [list(hw) for hw in sizes],
-        "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
+        "gt_paths": [str(f.gt) for f in found.files] if found.use_gt else [],
         "decoded_by_pid": os.getpid(),
         "decode_seconds": round(seconds, 3),
     }
@@ -172,7 +129,7 @@ def _write_index(tmp: Path, found: PairJobs, sizes: list, seconds: float) -> Non
         os.fsync(f.fileno())
 
 
-def open_disk_cache(folder: Path, size: int | None = None) -> RGBDCache:
+def open_disk_cache(folder: Path, size: int | None = None) -> ArrayStore:
     """Memory-map a finished disk cache (copy-on-write maps: reads share the page cache); a
     damaged or foreign one (an index of the wrong shape, arrays of another length or ``size``)
     is a one-paragraph error naming the folder."""
@@ -204,14 +161,5 @@ def open_disk_cache(folder: Path, size: int | None = None) -> RGBDCache:
             "again to decode the dataset anew."
         ) from None
     tensors = {k: torch.from_numpy(a) for k, a in arrays.items()}
-    return RGBDCache(
-        tensors["rgb"],
-        tensors["depth"],
-        tensors.get("gt"),
-        index["stems"],
-        index["sources"],
-        index["meta"],
-        sizes,
-        index["gt_paths"],
-        mapped=True,
-    )
+    meta = PairMeta(index["stems"], index["sources"], sizes, index["gt_paths"], index["meta"])
+    return ArrayStore(tensors["rgb"], tensors["depth"], tensors.get("gt"), meta, mapped=True)

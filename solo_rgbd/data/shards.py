@@ -5,15 +5,10 @@ Packing decodes every pair once (any supported layout, depth polarity applied, r
 (1, S, S), "gt"?: uint8 (1, S, S), "h", "w"}``, in the folder's pair order, plus
 ``solo_rgbd.json`` (the format, size, stems, sources, meta rows, original sizes, and the
 ``split`` and ``labels`` policy it was packed for: a task reading another split, or labels read
-another way, is refused, see :func:`check_pack_fits`). The job is
+another way, is refused, see :func:`~solo_rgbd.data.pack_store.check_pack_fits`). The job is
 LitData's ``optimize`` with its checkpoints: it writes ``OUT.partial`` and a rerun after a kill
-continues it; the finished folder is renamed to ``OUT``, so ``OUT`` is whole or absent.
-
-Training reads items by index through LitData's ``StreamingDataset``: the order, the rank
-shares and the resume position are the library's own sampler's (:mod:`solo_rgbd.data.sampler`),
-so a run from the chunks draws exactly the pairs of the same run from the folder, and a killed
-run resumes at the same pair. LitData's own shuffle (chunk-wise, for sequential streaming from
-object stores) would draw a different order than the folder path, so it is not used.
+continues it; the finished folder is renamed to ``OUT``, so ``OUT`` is whole or absent. Reading
+a pack: :mod:`solo_rgbd.data.pack_store`.
 """
 
 from __future__ import annotations
@@ -29,18 +24,18 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
+from PIL import Image
 
-from solo_rgbd.data.cache import (
+from solo_rgbd.data.decode import (
     SALIENCY,
+    DecodeSpec,
     LabelPolicy,
-    PairJobs,
-    RGBDCache,
+    PairFiles,
     RootSpec,
+    find_pairs,
     fingerprint,
     load_pair,
-    pair_jobs,
 )
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
 from solo_rgbd.data.pack_checks import (
@@ -132,7 +127,8 @@ def pack(
         raise DataError(f"'{out}' exists and is not empty; pack into a new or empty folder.")
     work = out.with_name(out.name + ".partial")
     check_partial(work)  # before any decoding: a folder of the user's is never touched
-    found = pair_jobs(roots, strict_pairs, require_gt=False)
+    spec = DecodeSpec(tuple(roots), size, strict_pairs, on_constant_depth)
+    found = find_pairs(spec)
     plan = {"format": SHARD_FORMAT, "size": size, "roots": [r.path for r in roots], "n": len(found)}
     plan.update(split=split, labels=labels)
     plan["files"] = hashlib.sha256(repr(fingerprint(roots)).encode()).hexdigest()[:20]
@@ -145,15 +141,16 @@ def pack(
     return out
 
 
-def _finish(work: Path, out: Path, found: PairJobs, plan: dict) -> None:
+def _finish(work: Path, out: Path, found: PairFiles, plan: dict) -> None:
     """The manifest, written last, then ``OUT.partial`` renamed to ``OUT``."""
     manifest = {
         **plan,
         "has_gt": found.use_gt,
-        "stems": [job[2] for job in found.jobs],
-        "sources": [job[1] for job in found.jobs],
+        "stems": [f.stem for f in found.files],
+        "sources": [f.source for f in found.files],
         "meta": found.meta if any(found.meta) else [],
-        "gt_paths": [str(job[5]) for job in found.jobs] if found.use_gt else [],
+        "gt_paths": [str(f.gt) for f in found.files] if found.use_gt else [],
+        "sizes": [_rgb_hw(f.rgb) for f in found.files],  # the original (H, W), from headers
     }
     atomic_write_text(json.dumps(manifest), work / MANIFEST)
     (work / PLAN).unlink(missing_ok=True)
@@ -162,9 +159,14 @@ def _finish(work: Path, out: Path, found: PairJobs, plan: dict) -> None:
     os.replace(work, out)
 
 
+def _rgb_hw(path: Path) -> list[int]:
+    with Image.open(path) as img:  # the header only: what read_rgb would decode
+        return [img.size[1], img.size[0]]
+
+
 def _optimize(
     work: Path,
-    found: PairJobs,
+    found: PairFiles,
     size: int,
     workers: int,
     chunk_bytes: str,
@@ -181,9 +183,10 @@ def _optimize(
         _item, size=size, on_constant_depth=on_constant_depth, errors=str(errors), labels=labels
     )
     inputs = [
-        [str(rgb), str(depth), str(gt) if gt and found.use_gt else None, spec.invert_depth]
-        for spec, _, _, rgb, depth, gt in found.jobs
-    ]
+        [str(f.rgb), str(f.depth), str(f.gt) if f.gt and found.use_gt else None,
+         f.root.invert_depth]
+        for f in found.files
+    ]  # fmt: skip
     before = {p.pid for p in multiprocessing.active_children()}
     try:
         if not (work / "index.json").exists():  # else: killed after LitData finished
@@ -213,10 +216,10 @@ def _optimize(
                 child.terminate()
                 child.join(5)
     refuse_bad_pairs(errors, work)
-    _check_count(work, len(found))
+    check_count(work, len(found))
 
 
-def _check_count(path: Path, n: int, chunks: list[dict] | None = None) -> None:
+def check_count(path: Path, n: int, chunks: list[dict] | None = None) -> None:
     """LitData's index holds exactly ``n`` items (a worker that died unnoticed would not);
     ``chunks``: the index's, when the caller has read it."""
     if chunks is None:
@@ -226,174 +229,4 @@ def _check_count(path: Path, n: int, chunks: list[dict] | None = None) -> None:
         raise DataError(
             f"'{path}' holds {have} of {n} pairs: a packing worker died; rerun the same "
             "'solo-rgbd data pack' to complete it."
-        )
-
-
-class ShardPairs:
-    """The pairs of a packed folder, read by index (the training interface of
-    :class:`~solo_rgbd.data.cache.RGBDCache`: ``len``, ``batch``, ``subset``, ``to``)."""
-
-    mapped = False
-
-    def __init__(self, path: str | Path, rows: torch.Tensor | None = None, **state) -> None:
-        self.path = Path(path)
-        if state:
-            self.__dict__.update(state)
-        else:
-            self.manifest = open_manifest(self.path)
-            self.dataset = _streaming(self.path)
-        m = self.manifest
-        self.rows = rows
-        pick = range(m["n"]) if rows is None else rows.tolist()
-        self.stems = [m["stems"][i] for i in pick]
-        self.sources = [m["sources"][i] for i in pick]
-        self.meta = [m["meta"][i] for i in pick] if m["meta"] else []
-        self.gt_paths = [m["gt_paths"][i] for i in pick] if m["gt_paths"] else []
-
-    @property
-    def size(self) -> int:
-        return int(self.manifest["size"])
-
-    @property
-    def has_gt(self) -> bool:
-        return bool(self.manifest["has_gt"])
-
-    @property
-    def split(self) -> str:
-        return str(self.manifest.get("split", "train"))  # packs from before it: training pairs
-
-    @property
-    def labels(self) -> str:
-        return str(self.manifest.get("labels", "saliency"))
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def __len__(self) -> int:
-        return self.manifest["n"] if self.rows is None else len(self.rows)
-
-    def _row(self, i: int) -> int:
-        return i if self.rows is None else int(self.rows[i])
-
-    def batch(self, indices: Sequence[int] | torch.Tensor) -> dict[str, torch.Tensor]:
-        """{'rgb': uint8, 'depth': int16 code, 'gt'?: uint8, 'index': long}, as the cache's."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        items = [self.dataset[self._row(int(i))] for i in idx]
-        out = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in ("rgb", "depth")}
-        if self.has_gt:
-            out["gt"] = torch.from_numpy(np.stack([it["gt"] for it in items]))
-        out["index"] = idx
-        return out
-
-    def subset(self, indices: Sequence[int]) -> ShardPairs:
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        rows = idx if self.rows is None else self.rows[idx]
-        return ShardPairs(self.path, rows, manifest=self.manifest, dataset=self.dataset)
-
-    def materialized(self) -> RGBDCache:
-        """Every pair of this view, read into tensors (a validation split, or for the GPU)."""
-        items = [self.dataset[self._row(i)] for i in range(len(self))]
-        arrays = {
-            k: torch.from_numpy(np.stack([it[k] for it in items])) if items else None
-            for k in ("rgb", "depth", "gt")
-            if k != "gt" or self.has_gt
-        }
-        sizes = [(int(it["h"]), int(it["w"])) for it in items]
-        args = (self.stems, self.sources, self.meta, sizes, self.gt_paths)
-        return RGBDCache(arrays["rgb"], arrays["depth"], arrays.get("gt"), *args)
-
-    def to(self, device: str | torch.device) -> RGBDCache:
-        return self.materialized().to(device)
-
-
-def open_manifest(path: Path) -> dict:
-    """The pack's manifest, or a clear error for an unfinished, foreign or damaged folder."""
-    partial_dir = path.with_name(path.name + ".partial")
-    if not (path / MANIFEST).exists():
-        if partial_dir.exists() and not path.exists():
-            hint = "it is an unfinished pack: rerun the same 'solo-rgbd data pack' to complete it"
-        elif (path / "index.json").exists():
-            hint = "it holds LitData chunks but no solo_rgbd.json: use 'solo-rgbd data pack'"
-        else:
-            hint = "it is not a packed dataset: make one with 'solo-rgbd data pack SRC OUT'"
-        raise DataError(f"data.path='{path}' cannot be read as data.format=litdata: {hint}.")
-    manifest = json.loads((path / MANIFEST).read_text())
-    if manifest.get("format") != SHARD_FORMAT:
-        raise DataError(
-            f"'{path}' was packed by another version of solo-rgbd (format "
-            f"{manifest.get('format')}, this one reads {SHARD_FORMAT}); pack the dataset again "
-            "with 'solo-rgbd data pack'."
-        )
-    _check_count(path, int(manifest["n"]), _check_chunks(path))
-    return manifest
-
-
-def _check_chunks(path: Path) -> list[dict]:
-    """Every chunk named in LitData's index.json is there with its full length; returns the
-    index's chunks."""
-    try:
-        index = json.loads((path / "index.json").read_text())
-        chunks = index["chunks"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(
-            f"'{path}/index.json' is missing or unreadable ({exc}); pack the dataset again."
-        ) from None
-    for chunk in chunks:
-        file = path / chunk["filename"]
-        have = file.stat().st_size if file.exists() else -1
-        if have != int(chunk["chunk_bytes"]):
-            state = "is missing" if have < 0 else f"has {have} of {chunk['chunk_bytes']} bytes"
-            raise DataError(
-                f"the chunk '{file}' {state} (truncated or damaged); copy it again from where "
-                "the pack was made, or pack the dataset again."
-            )
-    return chunks
-
-
-def _streaming(path: Path):
-    import litdata
-
-    try:
-        return litdata.StreamingDataset(str(path))
-    except Exception as exc:  # noqa: BLE001 - LitData's own errors vary by version
-        raise DataError(
-            f"LitData {litdata.__version__} cannot open '{path}' ({exc}); pack the dataset "
-            "again with this installation's 'solo-rgbd data pack'."
-        ) from None
-
-
-def is_pack(path: str | Path) -> bool:
-    """A folder made by ``solo-rgbd data pack`` (finished)."""
-    return (Path(path) / MANIFEST).is_file()
-
-
-def read_pack(path: str | Path, size: int, split: str | None, labels: LabelPolicy | None):
-    """A whole pack read into an in-memory cache (a test set), checked against what the task
-    reads: its image size, and (when given) its split and label policy."""
-    pairs = ShardPairs(path)
-    if pairs.size != size:
-        raise DataError(
-            f"'{path}' was packed at {pairs.size} px and the model reads {size} px; pack it "
-            f"again with --size {size}."
-        )
-    if split is not None and labels is not None:
-        check_pack_fits(pairs, split, labels)
-    return pairs.materialized()
-
-
-def check_pack_fits(pairs: ShardPairs, split: str, labels: LabelPolicy) -> None:
-    """A task gets the split and the labels it asked for, or a clear error, never another."""
-    if pairs.split != split:
-        raise DataError(
-            f"'{pairs.path}' was packed as the {pairs.split} split and this task reads its "
-            f"{split} split; pack the {split} folder with 'solo-rgbd data pack SRC OUT --split "
-            f"{split}' and point the task at it."
-        )
-    wanted = label_name(labels)
-    if pairs.has_gt and wanted != pairs.labels:
-        how = f"--labels {wanted}" if wanted else "(a label reader packs cannot hold)"
-        raise DataError(
-            f"'{pairs.path}' holds {pairs.labels} labels and this task reads its labels another "
-            f"way; pack it again with {how}, or use data.format=folder."
         )

@@ -1,5 +1,6 @@
-"""Where data comes from: dataset roots (or the generated synthetic set), the decoded cache,
-and the loaders that gather batches from it. No Lightning here: the pretraining DataModule
+"""Where data comes from: a data config's roots (or the generated synthetic set) as a
+:class:`~solo_rgbd.data.decode.DecodeSpec`, its store, and the loaders that gather batches from
+it. No Lightning here: the pretraining DataModule
 is :class:`solo_rgbd.engine.datamodule.RGBDDataModule`."""
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RGBDCache, RootSpec, default_cache_root
+from solo_rgbd.data.decode import SALIENCY, DecodeSpec, LabelPolicy, RootSpec, default_cache_root
+from solo_rgbd.data.pairstore import PairStore
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
-from solo_rgbd.data.shards import ShardPairs, check_pack_fits
-from solo_rgbd.data.store import build_cache
+from solo_rgbd.data.store import open_store
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
-from solo_rgbd.errors import ConfigError, DataError
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.locks import cache_lock
 
 log = logging.getLogger(__name__)
@@ -94,25 +95,33 @@ def build_from_config(
     size: int | None = None,
     labels: LabelPolicy = SALIENCY,
     copies: int = 1,
-) -> RGBDCache:
-    """The decoded pairs of a data config; ``copies``: processes on this node (DDP ranks)."""
-    if data.get("format", "folder") == "litdata":
+) -> PairStore:
+    """The store of a data config's ``split``; ``copies``: processes on this node (DDP ranks).
+    ``data.format``: ``folder`` (held as ``data.cache`` says), ``litdata`` (a pack at
+    ``data.path``) or a plug-in store's name."""
+    fmt = str(data.get("format", "folder"))
+    if fmt == "litdata":
         check_pack_config(data, split, labels)
-        pairs = open_shards(data, size or int(data.image_size), require_gt)
-        check_pack_fits(pairs, split, labels)  # the split and labels asked for, or an error
-        return pairs
-    return build_cache(
-        resolve_roots(data, split),
+        if not data.get("path"):
+            raise ConfigError(
+                "data.format=litdata needs data.path=FOLDER, a folder made by 'solo-rgbd data "
+                "pack'."
+            )
+        roots = [RootSpec(str(data.path))]
+    else:
+        roots = resolve_roots(data, split)
+    spec = DecodeSpec(
+        tuple(roots),
         size=size or int(data.image_size),
         strict_pairs=bool(data.strict_pairs),
         on_constant_depth=str(data.on_constant_depth),
-        num_threads=int(data.decode_threads or os.cpu_count() or 1),
-        require_gt=require_gt,
         labels=labels,
-        storage=str(data.get("cache", "auto")),
-        cache_dir=data.get("cache_dir"),
-        copies=copies,
+        require_gt=require_gt,
+        split=split,
+        threads=int(data.decode_threads or os.cpu_count() or 1),
     )
+    kind = str(data.get("cache", "auto")) if fmt == "folder" else fmt
+    return open_store(spec, kind, cache_dir=data.get("cache_dir"), copies=copies)
 
 
 def check_pack_config(
@@ -141,25 +150,8 @@ def check_pack_config(
             )
 
 
-def open_shards(data: DictConfig, size: int, require_gt: bool) -> ShardPairs:
-    """``data.format=litdata``: the packed folder at ``data.path``, read by index."""
-    if not data.get("path"):
-        raise ConfigError(
-            "data.format=litdata needs data.path=FOLDER, a folder made by 'solo-rgbd data pack'."
-        )
-    pairs = ShardPairs(str(data.path))
-    if pairs.size != size:
-        raise ConfigError(
-            f"'{data.path}' was packed at {pairs.size} px and data.image_size={size}; set "
-            f"data.image_size={pairs.size} or pack again with --size {size}."
-        )
-    if require_gt and not pairs.has_gt:
-        raise DataError(f"'{data.path}' was packed without GT maps; this task needs labels.")
-    return pairs
-
-
 def index_loader(
-    cache: RGBDCache, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0
+    cache: PairStore, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0
 ) -> DataLoader:
     """Batches are gathered from the cache by index: no per-sample Python, no decoding."""
     if drop_last and len(cache) < batch_size:
@@ -181,7 +173,7 @@ def index_loader(
 
 
 def train_loader(
-    cache: RGBDCache, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    cache: PairStore, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
 ) -> ResumableLoader:
     if len(cache) < batch_size * world_size:
         raise ConfigError(

@@ -1,45 +1,112 @@
-"""Where the decoded dataset lives: in this process's RAM, or on disk, memory-mapped and shared.
+"""``open_store(spec, kind)``: the one way to a :class:`~solo_rgbd.data.pairstore.PairStore`.
 
-``data.cache``:
+The kinds (``data.cache`` picks among the first three for a folder dataset, ``data.format``
+names a pack or a plug-in):
 
-- ``ram``: every process decodes and holds the arrays itself (small sets; the fastest
-  gather; ``cache_device=cuda`` copies them to the GPU);
+- ``ram``: this process decodes the pairs and holds them (small sets; the fastest gather;
+  ``materialize('cuda')`` copies them to the GPU);
 - ``disk``: decoded once per machine into :mod:`solo_rgbd.data.disk_cache` and memory-mapped
   by every rank and worker;
-- ``auto`` (default): ``ram`` while the decoded arrays, once per process on this node, take at
-  most half of the available memory, else ``disk`` (with one line saying so).
+- ``auto``: ``ram`` while the decoded arrays, once per process on this node, take at most half
+  of the available memory, else ``disk`` (with one line saying so);
+- ``litdata``: a folder made by ``solo-rgbd data pack`` (:mod:`solo_rgbd.data.shards`),
+  checked against the spec's size, split and label policy;
+- any name in the entry-point group ``solo_rgbd.stores``: ``NAME = pkg.module:open_fn`` with
+  ``open_fn(spec: DecodeSpec) -> PairStore`` (``data.format=NAME``).
 
-A forced ``ram`` that would not fit is an error that says so. A process keeps the few datasets
-it opened last (``compare`` reuses them across cells and seeds) until a folder of a root
-changes.
+A forced ``ram`` that would not fit is an error that says so. A store is opened anew each time,
+except inside :func:`keep_open` (``compare`` reuses them across its cells and seeds), where the
+same spec and kind give the same store until a file of a root changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
-from solo_rgbd.data.cache import (
-    SALIENCY,
-    LabelPolicy,
-    RGBDCache,
-    RootSpec,
-    check_decode_policy,
-    decode_to_ram,
-    default_cache_root,
-    fingerprint,
-    pair_jobs,
-)
+from solo_rgbd.data.decode import DecodeSpec, decode, default_cache_root, find_pairs, fingerprint
 from solo_rgbd.data.disk_cache import build_disk_cache, decoded_bytes, human_bytes
+from solo_rgbd.data.pairstore import ArrayStore, PairMeta, PairStore
 from solo_rgbd.errors import ConfigError, DataError
+from solo_rgbd.utils.plugins import STORES_GROUP, store_entry_points
 
 log = logging.getLogger(__name__)
 STORAGES = ("auto", "ram", "disk")
-_OPENED: OrderedDict[tuple, RGBDCache] = OrderedDict()
-_OPENED_MAX = 6
+_KEPT: ContextVar[dict | None] = ContextVar("solo_rgbd_kept_stores", default=None)
+
+
+def store_kinds() -> list[str]:
+    """Every kind :func:`open_store` takes: the built-ins, then the plug-ins."""
+    return [*STORAGES, "litdata", *sorted(store_entry_points())]
+
+
+@contextlib.contextmanager
+def keep_open() -> Iterator[None]:
+    """Within it, opening the same (spec, kind) again returns the store already opened."""
+    token = _KEPT.set({} if _KEPT.get() is None else _KEPT.get())
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
+def open_store(
+    spec: DecodeSpec, kind: str = "auto", cache_dir: str | Path | None = None, copies: int = 1
+) -> PairStore:
+    """The pairs ``spec`` describes, held the ``kind`` way (see the module docstring).
+    ``cache_dir``: the disk cache's folder; ``copies``: processes on this node that each hold
+    a RAM store (DDP ranks)."""
+    if kind == "litdata":
+        from solo_rgbd.data.pack_store import open_pack
+
+        return open_pack(spec)
+    if kind not in STORAGES:
+        return _plugin(kind)(spec)
+    kept = _KEPT.get()
+    fp = fingerprint(spec.roots)  # walks every file once; the cache key reuses it
+    key = (spec.key(fp), kind)
+    if kept is not None and key in kept:
+        store = kept[key]
+    else:
+        store = _decoded(spec, kind, fp, cache_dir, copies)
+        if kept is not None:
+            kept[key] = store
+    if spec.require_gt and not store.has_gt:
+        find_pairs(spec)  # names the root and the pairs without GT
+    return store
+
+
+def _decoded(
+    spec: DecodeSpec, kind: str, fp: tuple, cache_dir: str | Path | None, copies: int
+) -> ArrayStore:
+    found = find_pairs(spec)
+    need = decoded_bytes(len(found), spec.size, found.use_gt)
+    if choose_storage(kind, need, copies) == "disk":
+        folder = Path(cache_dir) if cache_dir else default_cache_root() / "decoded"
+        return build_disk_cache(spec, found, folder / spec.key(fp))
+    meta = PairMeta(
+        [f.stem for f in found.files],
+        [f.source for f in found.files],
+        [],
+        [str(f.gt) for f in found.files] if found.use_gt else [],
+        found.meta if any(found.meta) else [],
+    )
+    return ArrayStore.from_pairs(decode(spec, found), meta, spec.size, found.use_gt)
+
+
+def _plugin(kind: str) -> Callable[[DecodeSpec], PairStore]:
+    ep = store_entry_points().get(kind)
+    if ep is None:
+        raise ConfigError(
+            f"store '{kind}' is not registered; registered: {', '.join(store_kinds())}. A "
+            f"plug-in store is an entry point in the group '{STORES_GROUP}' (re-run 'pip "
+            "install -e .' of its package after adding it)."
+        )
+    return ep.load()
 
 
 def available_memory() -> int:
@@ -79,43 +146,3 @@ def choose_storage(storage: str, need: int, copies: int = 1) -> str:
         )
         return "disk"
     return "ram"
-
-
-def build_cache(
-    roots: Sequence[RootSpec],
-    size: int,
-    strict_pairs: bool = True,
-    on_constant_depth: str = "error",
-    num_threads: int = 2,
-    require_gt: bool = False,
-    labels: LabelPolicy = SALIENCY,
-    storage: str = "ram",
-    cache_dir: str | Path | None = None,
-    copies: int = 1,
-) -> RGBDCache:
-    """Discover and decode every pair of ``roots`` (concatenated in order), or reuse them.
-
-    The returned cache is never modified in place (``subset`` and ``to`` make new ones).
-    ``copies``: the processes on this node that will each hold a RAM cache (DDP ranks).
-    """
-    check_decode_policy(roots, on_constant_depth)
-    fp = fingerprint(roots)  # walks every file once; the disk cache's key reuses it
-    key = (fp, size, strict_pairs, on_constant_depth, require_gt, labels, storage)
-    if key in _OPENED:
-        _OPENED.move_to_end(key)
-        return _OPENED[key]
-    found = pair_jobs(roots, strict_pairs, require_gt)
-    if not found.jobs:
-        raise DataError(f"no RGB-D pair found in {[r.path for r in roots]}.")
-    need = decoded_bytes(len(found), size, found.use_gt)
-    if choose_storage(storage, need, copies) == "disk":
-        folder = Path(cache_dir) if cache_dir else default_cache_root() / "decoded"
-        cache = build_disk_cache(
-            roots, found, size, strict_pairs, on_constant_depth, num_threads, labels, folder, fp
-        )
-    else:
-        cache = decode_to_ram(found, size, on_constant_depth, num_threads, labels)
-    _OPENED[key] = cache
-    while len(_OPENED) > _OPENED_MAX:
-        _OPENED.popitem(last=False)
-    return cache

@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from solo_rgbd.data.cache import RGBDCache
+from solo_rgbd.data.pairstore import PairStore
 from solo_rgbd.data.sources import build_from_config, index_loader, train_loader
 
 
@@ -20,8 +20,8 @@ class RGBDDataModule(pl.LightningDataModule):
         self.data = data
         self.seed = seed
         self.per_device_batch = int(batch_size) if batch_size else None
-        self.train_cache: RGBDCache | None = None
-        self.val_cache: RGBDCache | None = None
+        self.train_cache: PairStore | None = None
+        self.val_cache: PairStore | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_cache is not None:
@@ -35,11 +35,11 @@ class RGBDDataModule(pl.LightningDataModule):
             perm = torch.randperm(len(cache), generator=torch.Generator().manual_seed(self.seed))
             # the validation split is small: its own tensors (a view of a disk or shard store
             # would read it pair by pair at every validation)
-            self.val_cache = cache.subset(perm[:n_val].tolist()).materialized()
+            self.val_cache = cache.subset(perm[:n_val].tolist()).materialize()
             cache = cache.subset(perm[n_val:].tolist())
         device = str(self.data.cache_device)
         if device == "cuda" and torch.cuda.is_available():
-            cache = cache.to("cuda")
+            cache = cache.materialize("cuda")
         self.train_cache = cache
 
     def train_dataloader(self) -> DataLoader:
@@ -56,7 +56,7 @@ class CacheDataModule(pl.LightningDataModule):
     plain validation batches. ``batch_size`` is per device."""
 
     def __init__(
-        self, train: RGBDCache, val: RGBDCache | None, batch_size: int, seed: int = 0
+        self, train: PairStore, val: PairStore | None, batch_size: int, seed: int = 0
     ) -> None:
         super().__init__()
         self.train, self.val = train, val

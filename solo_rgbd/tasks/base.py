@@ -31,7 +31,7 @@ from typing import Any
 from omegaconf import DictConfig
 from torchmetrics import Metric
 
-from solo_rgbd.data.cache import LabelPolicy
+from solo_rgbd.data.decode import LabelPolicy
 from solo_rgbd.evaluation.report import Report
 
 

@@ -11,7 +11,9 @@ method's class registers itself with ``@register_method("my_method")`` when the 
 loaded; the ``configs`` folder next to each entry point's module joins Hydra's search path, so
 ``method=my_method`` composes like a built-in. A task is one entry point in
 ``solo_rgbd.tasks`` (a :class:`~solo_rgbd.tasks.base.TaskSpec`), its config in the same
-``configs/`` folder. Built-ins are declared the same way in solo-rgbd's own ``setup.cfg``.
+``configs/`` folder. A store (a backend of decoded pairs, ``data.format=NAME``) is one entry
+point in ``solo_rgbd.stores`` (see :func:`solo_rgbd.data.store.open_store`). Built-in methods
+and tasks are declared the same way in solo-rgbd's own ``setup.cfg``.
 ``SOLO_RGBD_CONFIGS=dir1:dir2`` adds config folders by hand.
 """
 
@@ -28,6 +30,8 @@ METHODS_GROUP = "solo_rgbd.methods"
 TASKS_GROUP = "solo_rgbd.tasks"
 #: root config schemas: ``NAME = pkg.module:Dataclass`` types ``configs/NAME.yaml``
 CONFIGS_GROUP = "solo_rgbd.configs"
+#: stores: ``NAME = pkg.module:open_fn``, ``open_fn(spec: DecodeSpec) -> PairStore``
+STORES_GROUP = "solo_rgbd.stores"
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +47,11 @@ def task_entry_points() -> dict[str, EntryPoint]:
 @lru_cache(maxsize=1)
 def config_schema_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=CONFIGS_GROUP)}
+
+
+@lru_cache(maxsize=1)
+def store_entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=STORES_GROUP)}
 
 
 def _module_dir(module: str) -> Path | None:

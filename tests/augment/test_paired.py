@@ -10,7 +10,7 @@ from solo_rgbd.augment.paired import (
     PairedAugment,
     RGBAugmentConfig,
 )
-from solo_rgbd.data.cache import encode_depth
+from solo_rgbd.data.decode import encode_depth
 
 NO_COLOUR = RGBAugmentConfig(color_jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
 

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from solo_rgbd.data.cache import RootSpec, decode_depth, encode_depth
-from solo_rgbd.data.store import build_cache
+from solo_rgbd.data.decode import RootSpec, decode_depth, encode_depth
+from tests.data.stores import store_of as build_cache
 
 
 def test_cache_dtypes_shapes_and_meta(synth_root):
@@ -15,7 +15,9 @@ def test_cache_dtypes_shapes_and_meta(synth_root):
     assert cache.rgb.shape == (32, 3, 40, 40) and cache.rgb.dtype == torch.uint8
     assert cache.depth.shape == (32, 1, 40, 40) and cache.depth.dtype == torch.int16
     assert cache.gt is not None and cache.gt.dtype == torch.uint8
-    assert cache.meta[0]["stem"] == cache.stems[0] and "camouflaged" in cache.meta[0]
+    meta = cache.meta
+    assert meta.rows[0]["stem"] == meta.stems[0] and "camouflaged" in meta.rows[0]
+    assert meta.sizes == [(48, 48)] * 32 and len(meta.gt_paths) == 32
     batch = cache.batch([3, 1])
     assert torch.equal(batch["rgb"][0], cache.rgb[3]) and batch["index"].tolist() == [3, 1]
 
@@ -56,8 +58,7 @@ def test_class_maps_keep_their_ids_with_the_nearest_label_policy(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from solo_rgbd.data.cache import SALIENCY, LabelPolicy, RootSpec
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data.decode import SALIENCY, LabelPolicy, RootSpec
 
     for sub in ("RGB", "depth", "GT"):
         (tmp_path / sub).mkdir()
@@ -75,21 +76,25 @@ def test_class_maps_keep_their_ids_with_the_nearest_label_policy(tmp_path):
     assert len(set(sod.gt.unique().tolist())) > 3  # a soft mask: bilinear is right for SOD
 
 
-def test_a_process_decodes_a_dataset_once_until_it_changes(synth_root, tmp_path):
+def test_within_keep_open_a_dataset_is_decoded_once_until_it_changes(synth_root, tmp_path):
     import os
     import shutil
 
-    from solo_rgbd.data.cache import RootSpec
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data.decode import RootSpec
+    from solo_rgbd.data.store import keep_open
 
     root = tmp_path / "ds"
     shutil.copytree(synth_root, root)
-    first = build_cache([RootSpec(str(root))], size=24)
-    assert build_cache([RootSpec(str(root))], size=24) is first  # reused across cells, seeds
-    assert build_cache([RootSpec(str(root))], size=32) is not first  # another size
-    stem = sorted(os.listdir(root / "RGB"))[0].rsplit(".", 1)[0]
-    for sub in ("RGB", "depth", "GT"):  # remove one whole pair
-        for f in (root / sub).glob(f"{stem}.*"):
-            f.unlink()
-    again = build_cache([RootSpec(str(root))], size=24)
-    assert again is not first and len(again) == len(first) - 1  # changed: decoded again
+    roots = [RootSpec(str(root))]
+    # no process-wide cache of stores outside keep_open
+    assert build_cache(roots, size=24) is not build_cache(roots, size=24)
+    with keep_open():  # compare: across its cells and seeds
+        first = build_cache(roots, size=24)
+        assert build_cache(roots, size=24) is first
+        assert build_cache(roots, size=32) is not first  # another size
+        stem = sorted(os.listdir(root / "RGB"))[0].rsplit(".", 1)[0]
+        for sub in ("RGB", "depth", "GT"):  # remove one whole pair
+            for f in (root / sub).glob(f"{stem}.*"):
+                f.unlink()
+        again = build_cache(roots, size=24)
+        assert again is not first and len(again) == len(first) - 1  # changed: decoded again

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from solo_rgbd.data import cache as cache_mod
 from solo_rgbd.data import disk_cache, store
-from solo_rgbd.data.cache import RootSpec
-from solo_rgbd.data.store import build_cache
+from solo_rgbd.data.decode import DecodeSpec, RootSpec
+from solo_rgbd.data.pairstore import StoreView
 from solo_rgbd.errors import ConfigError, DataError
+from tests.data.stores import count_decodes
+from tests.data.stores import store_of as build_cache
 
 
 def _copy(synth_root: Path, tmp_path: Path) -> list[RootSpec]:
-    """A private copy: the process-wide LRU of opened caches must not hand back another
-    test's cache."""
+    """A private copy of the dataset: a test may rewrite its files."""
     root = tmp_path / "ds"
     shutil.copytree(synth_root, root)
     return [RootSpec(str(root))]
@@ -32,18 +32,16 @@ def _disk(roots, tmp_path, **kw):
 def test_the_disk_cache_holds_the_ram_caches_bytes_and_is_decoded_once(synth_root, tmp_path):
     roots = _copy(synth_root, tmp_path)
     ram = build_cache(roots, size=40, storage="ram")
-    before = cache_mod.DECODE_COUNT[0]
-    disk = _disk(roots, tmp_path)
-    assert cache_mod.DECODE_COUNT[0] - before == len(ram) == 32  # each pair decoded once
-    assert disk.mapped and not ram.mapped
-    for name in ("rgb", "depth", "gt"):
-        assert torch.equal(getattr(disk, name), getattr(ram, name)), name
-    assert (disk.stems, disk.sources, disk.meta) == (ram.stems, ram.sources, ram.meta)
-    assert disk.sizes == ram.sizes and disk.gt_paths == ram.gt_paths
-    # another process (here: a fresh open, the LRU emptied) maps the folder, decodes nothing
-    store._OPENED.clear()
-    again = _disk(roots, tmp_path)
-    assert cache_mod.DECODE_COUNT[0] - before == 32 and torch.equal(again.rgb, ram.rgb)
+    with count_decodes() as decoded:
+        disk = _disk(roots, tmp_path)
+        assert decoded.n == len(ram) == 32  # each pair decoded once
+        assert disk.mapped and not ram.mapped
+        for name in ("rgb", "depth", "gt"):
+            assert torch.equal(getattr(disk, name), getattr(ram, name)), name
+        assert disk.meta == ram.meta  # stems, sources, sizes, GT paths, meta rows
+        # another process (here: a fresh open) maps the folder and decodes nothing
+        again = _disk(roots, tmp_path)
+        assert decoded.n == 32 and torch.equal(again.rgb, ram.rgb)
     (folder,) = [p for p in (tmp_path / "decoded").iterdir() if p.is_dir()]
     index = json.loads((folder / "index.json").read_text())
     assert index["n"] == 32 and index["format"] == disk_cache.DISK_FORMAT
@@ -57,16 +55,17 @@ def test_a_subset_of_a_mapped_cache_is_a_view_with_the_same_batches(synth_root, 
     ram = build_cache(roots, size=40, storage="ram")
     disk = _disk(roots, tmp_path)
     pick = [5, 3, 30, 0, 17, 9]
-    view, copy = disk.subset(pick), ram.subset(pick)
-    assert view.rgb.data_ptr() == disk.rgb.data_ptr()  # no copy of the arrays
-    assert view.mapped and view.rows.tolist() == pick and len(view) == 6
-    inner = view.subset([4, 1])  # a view of a view
-    assert inner.rows.tolist() == [17, 3] and inner.stems == [ram.stems[17], ram.stems[3]]
+    view, copy = disk.subset(pick), ram.subset(pick).materialize()
+    assert isinstance(view, StoreView) and view.base is disk  # no copy of the arrays
+    assert view.rows.tolist() == pick and len(view) == 6
+    inner = view.subset([4, 1])  # a view of a view is one flat view
+    assert inner.base is disk and inner.rows.tolist() == [17, 3]
+    assert inner.meta.stems == [ram.meta.stems[17], ram.meta.stems[3]]
     for a, b in ((view, copy), (inner, copy.subset([4, 1]))):
         ba, bb = a.batch([1, 0]), b.batch([1, 0])
         assert all(torch.equal(ba[k], bb[k]) for k in ("rgb", "depth", "gt", "index"))
-    flat = view.materialized()
-    assert not flat.mapped and torch.equal(flat.rgb, copy.rgb) and flat.stems == copy.stems
+    flat = view.materialize()
+    assert not flat.mapped and torch.equal(flat.rgb, copy.rgb) and flat.meta == copy.meta
 
 
 def test_auto_switches_to_disk_with_one_line_and_a_forced_ram_that_cannot_fit_is_an_error(
@@ -91,16 +90,16 @@ def test_too_little_disk_is_an_error_before_any_decoding(synth_root, tmp_path, m
     roots = _copy(synth_root, tmp_path)
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(disk_cache.shutil, "disk_usage", lambda _: usage._replace(free=1 << 20))
-    before = cache_mod.DECODE_COUNT[0]
-    with pytest.raises(DataError, match=r"needs 0\.3 MiB .* 1\.0 MiB free; point data.cache_dir"):
+    full = r"needs 0\.3 MiB .* 1\.0 MiB free; point data.cache_dir"
+    with count_decodes() as decoded, pytest.raises(DataError, match=full):
         _disk(roots, tmp_path)
-    assert cache_mod.DECODE_COUNT[0] == before
+    assert decoded.n == 0
     assert [p.name for p in (tmp_path / "decoded").iterdir() if p.is_dir()] == []
 
 
 def test_a_killed_build_is_cleaned_up_and_a_corrupt_cache_says_how_to_fix_it(synth_root, tmp_path):
     roots = _copy(synth_root, tmp_path)
-    key = disk_cache.cache_key(roots, 40, True, "error", cache_mod.SALIENCY)
+    key = DecodeSpec(tuple(roots), 40).key()
     stale = tmp_path / "decoded" / f"{key}.tmp-99999"  # what a kill -9 mid-build leaves
     stale.mkdir(parents=True)
     (stale / "rgb.npy").write_bytes(b"half")

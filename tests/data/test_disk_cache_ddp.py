@@ -24,12 +24,17 @@ def rss():
 def main(rank, root, storage, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[4])
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    from solo_rgbd.data import cache as cache_mod
-    from solo_rgbd.data.cache import RootSpec
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data import decode
+    from solo_rgbd.data.decode import DecodeSpec, RootSpec
+    from solo_rgbd.data.store import open_store
+    decoded, real = [0], decode.load_pair
+    def counted(*args, **kwargs):  # the test hook: pairs decoded by this process
+        decoded[0] += 1
+        return real(*args, **kwargs)
+    decode.load_pair = counted
     before = rss()
-    cache = build_cache([RootSpec(root)], size=128, storage=storage, copies=2,
-                        cache_dir=os.path.join(out, "decoded"))
+    cache = open_store(DecodeSpec((RootSpec(root),), 128), storage, copies=2,
+                       cache_dir=os.path.join(out, "decoded"))
     opened = rss()
     total = 0
     for start in range(0, len(cache), 32):  # read every pair, as an epoch does
@@ -37,7 +42,7 @@ def main(rank, root, storage, out):
         total += int(b["rgb"].max()) + int(b["depth"].min())  # touches every page
     after = rss()
     dist.barrier()
-    row = {"rank": rank, "decoded": cache_mod.DECODE_COUNT[0], "n": len(cache), "sum": total,
+    row = {"rank": rank, "decoded": decoded[0], "n": len(cache), "sum": total,
            "anon_growth": after["RssAnon"] - before["RssAnon"], "file": after["RssFile"],
            "anon_growth_open": opened["RssAnon"] - before["RssAnon"],
            "bytes": cache.rgb.numel() + 2 * cache.depth.numel() + cache.gt.numel()}

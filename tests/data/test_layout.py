@@ -102,8 +102,8 @@ def test_an_unreadable_folder_is_an_error_naming_it(tmp_path, monkeypatch):
 
 
 def test_depth_without_rgb_is_reported_with_a_warning(tmp_path, caplog):
-    from solo_rgbd.data.cache import RootSpec
-    from solo_rgbd.data.store import build_cache
+    from solo_rgbd.data.decode import RootSpec
+    from tests.data.stores import store_of as build_cache
 
     for stem in ("a", "b"):
         _img(tmp_path / "RGB" / f"{stem}.jpg", value=50)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from solo_rgbd.cli import main
-from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.decode import RootSpec
 from solo_rgbd.data.pack_checks import check_pack_settings, pack_lock
 from solo_rgbd.data.shards import pack
 from solo_rgbd.errors import DataError
@@ -75,7 +75,7 @@ def test_settings_a_pack_cannot_honour_are_errors_naming_the_key(src, tmp_path):
     were dropped without a word with data.format=litdata. (Issue 33: a pack records its split
     and label policy; reading another is an error naming the pack option that makes it.)"""
     from solo_rgbd.config import compose
-    from solo_rgbd.data.cache import LabelPolicy
+    from solo_rgbd.data.decode import LabelPolicy
     from solo_rgbd.data.sources import build_from_config
     from solo_rgbd.errors import ConfigError, DataError
 
@@ -123,10 +123,10 @@ def test_a_class_id_pack_gives_a_task_its_test_split_and_exact_labels(tmp_path):
     from PIL import Image
 
     from solo_rgbd.config import compose
-    from solo_rgbd.data.cache import LabelPolicy
+    from solo_rgbd.data.decode import LabelPolicy
     from solo_rgbd.data.sources import build_from_config
-    from solo_rgbd.data.store import build_cache
     from solo_rgbd.errors import DataError
+    from tests.data.stores import store_of as build_cache
 
     folder = tmp_path / "seg_test"
     for sub in ("RGB", "depth", "GT"):
@@ -159,7 +159,7 @@ def test_a_class_id_pack_gives_a_task_its_test_split_and_exact_labels(tmp_path):
     for key in ("rgb", "depth", "gt"):
         assert torch.equal(got[key], want[key]), key
     assert set(got["gt"].unique().tolist()) == {0, 3, 7}  # no id invented between classes
-    assert packed.stems == direct.stems
+    assert packed.meta == direct.meta  # stems, sources, original sizes, GT paths
     with pytest.raises(DataError, match="packed as the test split"):
         build_from_config(cfg.data, "train", require_gt=True, labels=classes)
     with pytest.raises(DataError, match="holds classes labels"):

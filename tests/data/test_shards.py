@@ -16,11 +16,13 @@ import torch
 from solo_rgbd.cli import main
 from solo_rgbd.config import compose
 from solo_rgbd.data import disk_cache, shards
-from solo_rgbd.data.cache import RootSpec
-from solo_rgbd.data.shards import ShardPairs, pack
+from solo_rgbd.data.decode import RootSpec
+from solo_rgbd.data.pack_store import ShardStore as ShardPairs
+from solo_rgbd.data.pairstore import PairStore
+from solo_rgbd.data.shards import pack
 from solo_rgbd.data.sources import build_from_config
-from solo_rgbd.data.store import build_cache
-from solo_rgbd.errors import ConfigError, DataError
+from solo_rgbd.errors import DataError
+from tests.data.stores import store_of as build_cache
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +34,16 @@ def packed(synth_root, tmp_path_factory) -> Path:
 def test_pack_then_read_is_bit_identical_to_the_folder_reader(synth_root, packed):
     folder = build_cache([RootSpec(str(synth_root))], size=40, storage="ram")
     pairs = ShardPairs(packed)
+    assert isinstance(pairs, PairStore) and isinstance(folder, PairStore)
     assert len(pairs) == len(folder) == 32 and len(list(packed.glob("chunk-*.bin"))) > 2
     a, b = pairs.batch(range(32)), folder.batch(range(32))
     for key in ("rgb", "depth", "gt", "index"):
         assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
-    flat = pairs.materialized()
-    assert flat.stems == folder.stems and flat.sources == folder.sources
-    assert flat.sizes == folder.sizes and flat.meta == folder.meta
+    assert pairs.meta == folder.meta  # stems, sources, sizes, GT paths, meta rows
+    flat = pairs.materialize()
+    assert flat.meta == folder.meta and torch.equal(flat.gt, folder.gt)
     view = pairs.subset([7, 2, 30]).subset([2, 0])  # views of views read the right pairs
-    assert view.stems == [folder.stems[30], folder.stems[7]]
+    assert view.meta.stems == [folder.meta.stems[30], folder.meta.stems[7]]
     assert torch.equal(view.batch([0, 1])["rgb"], folder.batch([30, 7])["rgb"])
     assert not (packed.parent / "synth40.partial").exists()
 
@@ -49,14 +52,14 @@ def test_a_data_config_reads_the_pack_and_checks_its_size(packed):
     cfg = compose("pretrain", ["data.format=litdata", f"data.path={packed}", "data.image_size=40"])
     assert len(build_from_config(cfg.data)) == 32
     cfg.data.image_size = 64
-    with pytest.raises(ConfigError, match="packed at 40 px and data.image_size=64"):
+    with pytest.raises(DataError, match="packed at 40 px and this run reads 64 px; set"):
         build_from_config(cfg.data)
 
 
 KILLED_PACK = """
 import sys, time
 from solo_rgbd.data import shards
-from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.decode import RootSpec
 real = shards._item
 def slow(job, size, on_constant_depth, errors, labels="saliency"):
     time.sleep(0.1)  # long enough to be killed part-way

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from solo_rgbd.augment.paired import EvalTransform
-from solo_rgbd.data.cache import RGBDCache
+from solo_rgbd.data.pairstore import PairStore
 from solo_rgbd.data.sources import index_loader
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.nn.backbone import Encoder
@@ -42,8 +42,8 @@ def _modality(name: str, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor
 
 def probe_modalities(
     encoders: dict[str, Encoder],
-    train: RGBDCache,
-    test: RGBDCache,
+    train: PairStore,
+    test: PairStore,
     size: int = 64,
     steps: int = 100,
     lr: float = 1e-2,

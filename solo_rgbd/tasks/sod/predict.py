@@ -13,11 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from solo_rgbd.config import check_missing
-from solo_rgbd.data.cache import RGBDCache, RootSpec
-from solo_rgbd.data.shards import is_pack, read_pack
+from solo_rgbd.data.decode import DecodeSpec, RootSpec
+from solo_rgbd.data.pack_store import is_pack
+from solo_rgbd.data.pairstore import ArrayStore, PairStore
 from solo_rgbd.data.sources import check_pack_config, resolve_roots
-from solo_rgbd.data.store import build_cache
-from solo_rgbd.errors import ConfigError, DataError
+from solo_rgbd.data.store import open_store
+from solo_rgbd.errors import ConfigError
 from solo_rgbd.tasks.sod.spec import SOD
 from solo_rgbd.utils.atomic import atomic_dir
 from solo_rgbd.utils.console import say
@@ -55,25 +56,26 @@ def load_sod_module(cfg: DictConfig):
 
 @torch.no_grad()
 def predict_cache(
-    module, cache: RGBDCache, out_dir: Path, batch_size: int = 16, to_gt_size: bool = True
+    module, cache: PairStore, out_dir: Path, batch_size: int = 16, to_gt_size: bool = True
 ) -> list[np.ndarray]:
     """Write 8-bit PNG saliency maps named by stem, at the GT's (or RGB's) original size."""
     probs_all: list[np.ndarray] = []
+    meta = cache.meta
     with atomic_dir(out_dir) as tmp:
         for start in range(0, len(cache), batch_size):
             idx = list(range(start, min(start + batch_size, len(cache))))
             batch = {k: v.to(module.device) for k, v in cache.batch(idx).items()}
             probs = module.predict_probs(batch).float().cpu()
             for j, i in enumerate(idx):
-                if to_gt_size and cache.gt_paths:
-                    w, h = Image.open(cache.gt_paths[i]).size
+                if to_gt_size and meta.gt_paths:
+                    w, h = Image.open(meta.gt_paths[i]).size
                 else:
-                    h, w = cache.sizes[i]
+                    h, w = meta.sizes[i]
                 p = F.interpolate(
                     probs[j : j + 1], size=(h, w), mode="bilinear", align_corners=False
                 )[0, 0]
                 arr = (p.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-                Image.fromarray(arr).save(tmp / f"{cache.stems[i]}.png")
+                Image.fromarray(arr).save(tmp / f"{meta.stems[i]}.png")
                 probs_all.append(arr)
     return probs_all
 
@@ -103,35 +105,36 @@ def test_sets(cfg: DictConfig) -> list[tuple[str, RootSpec]]:
     return [(name, spec) for spec in resolve_roots(cfg.data, "test")]
 
 
-def test_cache(cfg: DictConfig, spec: RootSpec, size: int, require_gt: bool = True) -> RGBDCache:
-    """A test set's pairs: a folder in any layout, or a pack (``data pack --split test``; read
-    whole, checked for its split and labels)."""
-    if is_pack(spec.path):
-        cache = read_pack(spec.path, size, "test", SOD.labels)
-        if require_gt and not cache.gt_paths:
-            raise DataError(f"'{spec.path}' was packed without GT maps; it cannot be scored.")
-        return cache
-    return build_cache(
-        [spec],
-        size=size,
-        require_gt=require_gt,
-        labels=SOD.labels,
+def test_cache(cfg: DictConfig, root: RootSpec, size: int, require_gt: bool = True) -> ArrayStore:
+    """A test set's pairs, whole in memory: a folder in any layout, or a pack (``data pack
+    --split test``; checked for its split and labels)."""
+    spec = DecodeSpec(
+        (root,),
+        size,
         strict_pairs=bool(cfg.data.strict_pairs),
         on_constant_depth=str(cfg.data.on_constant_depth),
+        labels=SOD.labels,
+        require_gt=require_gt,
+        split="test",
     )
+    fmt = str(cfg.data.get("format", "folder"))  # a plug-in store reads its test sets too
+    kind = "litdata" if is_pack(root.path) else "ram" if fmt in ("folder", "litdata") else fmt
+    return open_store(spec, kind).materialize()
 
 
-def subsets(cache: RGBDCache, keys: Sequence[str]) -> dict[str, list[str]]:
+def subsets(cache: PairStore, keys: Sequence[str]) -> dict[str, list[str]]:
+    """The stems of each subset the meta rows name (``camouflaged``: plain / camouflaged)."""
     subsets: dict[str, list[str]] = {}
-    if not cache.meta:
+    meta = cache.meta
+    if not meta.rows:
         return subsets
     for key in keys:
-        values = sorted({m.get(key, "") for m in cache.meta} - {""})
+        values = sorted({m.get(key, "") for m in meta.rows} - {""})
         for value in values:
             label = {("camouflaged", "1"): "camouflaged", ("camouflaged", "0"): "plain"}.get(
                 (key, value), f"{key}={value}"
             )
             subsets[label] = [
-                s for s, m in zip(cache.stems, cache.meta, strict=True) if m.get(key) == value
+                s for s, m in zip(meta.stems, meta.rows, strict=True) if m.get(key) == value
             ]
     return subsets

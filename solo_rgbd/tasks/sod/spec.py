@@ -1,7 +1,7 @@
 """The SOD task as data (see :class:`solo_rgbd.tasks.base.TaskSpec`); its workflows are
 added where the engine is wired in (:data:`solo_rgbd.commands.sod.TASK`)."""
 
-from solo_rgbd.data.cache import SALIENCY
+from solo_rgbd.data.decode import SALIENCY
 from solo_rgbd.evaluation.fast import FastSODScores
 from solo_rgbd.evaluation.report import TABLE_METRICS, Report
 from solo_rgbd.tasks.base import TaskSpec

@@ -19,7 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from solo_rgbd.augment.paired import Normalize, to_unit_float
-from solo_rgbd.data.cache import LabelPolicy
+from solo_rgbd.data.decode import LabelPolicy
 from solo_rgbd.data.sources import build_from_config
 from solo_rgbd.engine.datamodule import CacheDataModule
 from solo_rgbd.engine.fit import RunSpec, check_resume, fit_run

@@ -1,9 +1,9 @@
 import torch
 
-from solo_rgbd.data.cache import RootSpec
-from solo_rgbd.data.store import build_cache
+from solo_rgbd.data.decode import RootSpec
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.tasks.sod.linear_probe import probe_modalities
+from tests.data.stores import store_of as build_cache
 
 
 def test_per_modality_probes_learn_and_leave_the_encoders_untouched(synth_root):

@@ -1,12 +1,12 @@
 import torch
 
-from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.decode import RootSpec
 from solo_rgbd.data.sources import index_loader
-from solo_rgbd.data.store import build_cache
 from solo_rgbd.losses.sod import sod_loss
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.tasks.sod.model import SODNet
 from solo_rgbd.tasks.sod.module import fit_decoder, score_loader
+from tests.data.stores import store_of as build_cache
 
 
 def _net(freeze=True):

@@ -6,13 +6,13 @@ import torch
 
 from solo_rgbd.commands.pretrain import run_pretrain
 from solo_rgbd.config import compose
-from solo_rgbd.data.cache import RootSpec
+from solo_rgbd.data.decode import RootSpec
 from solo_rgbd.data.sources import index_loader
-from solo_rgbd.data.store import build_cache
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.tasks.sod.probes import FrozenDecoderProbe, OnlineSODProbe
 from tests.conftest import tiny_overrides
+from tests.data.stores import store_of as build_cache
 
 
 def _encoders():
