@@ -30,7 +30,12 @@ from solo_rgbd.engine.quiet import set_verbosity
 from solo_rgbd.engine.run import RUN_DIR_ENV, RunPlan
 from solo_rgbd.engine.run_info import RunInfo, status_of
 from solo_rgbd.engine.trackers import TrackerRuns, build_trackers, finish_trackers
-from solo_rgbd.engine.trainer import build_trainer, resolve_async_save, resolve_strategy
+from solo_rgbd.engine.trainer import (
+    build_trainer,
+    planned_world_size,
+    resolve_async_save,
+    resolve_strategy,
+)
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_write_text, remove_leftovers
 from solo_rgbd.utils.locks import hold_run_lock
@@ -95,12 +100,18 @@ def engine_callbacks(spec: RunSpec) -> list[pl.Callback]:
 def build_run_trainer(
     spec: RunSpec, callbacks: list[pl.Callback], trackers: Sequence[Any] = ()
 ) -> pl.Trainer:
-    """The Trainer of the run; how many processes train is Lightning's answer
-    (``trainer.world_size``), never parsed here."""
-    trainer = _trainer(spec, callbacks, str(spec.cfg.trainer.strategy), trackers)
-    strategy = resolve_strategy(spec.cfg.trainer, spec.unused_parameters, trainer.world_size)
-    if not isinstance(strategy, str):  # DDP that tolerates parameters without gradients
-        trainer = _trainer(spec, callbacks, strategy, trackers)
+    """The Trainer of the run, built once: the strategy (DDP that tolerates parameters without
+    gradients, for a method that has them) follows from the process count Lightning's device
+    parsers give (:func:`~solo_rgbd.engine.trainer.planned_world_size`). Should the built
+    Trainer count otherwise (a launcher's environment), the strategy follows its count."""
+    t, unused = spec.cfg.trainer, spec.unused_parameters
+    planned = planned_world_size(t)
+    strategy = resolve_strategy(t, unused, planned)
+    trainer = _trainer(spec, callbacks, strategy, trackers)
+    if trainer.world_size != planned:
+        actual = resolve_strategy(t, unused, trainer.world_size)
+        if type(actual) is not type(strategy) or actual != strategy:
+            trainer = _trainer(spec, callbacks, actual, trackers)
     return trainer
 
 

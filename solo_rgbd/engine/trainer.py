@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
@@ -52,6 +52,27 @@ def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool, world_siz
 
         return DDPStrategy(find_unused_parameters=True)
     return name
+
+
+def planned_world_size(trainer_cfg: DictConfig) -> int:
+    """The processes Lightning will start for ``trainer.accelerator``, ``devices`` and
+    ``num_nodes``, counted with Lightning's own device parsers (so the run's Trainer is built
+    once, with the strategy this count decides)."""
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+
+    t = trainer_cfg
+    accelerator = str(t.accelerator)
+    cuda = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and CUDAAccelerator.is_available()
+    )
+    kind = CUDAAccelerator if cuda else CPUAccelerator
+    devices = t.devices
+    devices = list(devices) if OmegaConf.is_list(devices) else devices
+    if devices == "auto":
+        devices = kind.auto_device_count()
+    parsed = kind.parse_devices(devices)
+    count = parsed if isinstance(parsed, int) else len(parsed or [])
+    return max(1, count) * int(t.get("num_nodes", 1) or 1)
 
 
 def build_trainer(

@@ -239,3 +239,31 @@ def test_the_device_count_is_lightnings_answer(tmp_path, devices, expected):
     assert not (tmp_path / "outputs" / "mbcf").exists() or not any(
         (tmp_path / "outputs" / "mbcf").rglob("config.yaml")
     )
+
+
+def test_the_run_trainer_is_built_once_with_the_strategy_its_device_count_needs(
+    tmp_path, monkeypatch
+):
+    """Issue 33: the process count comes from Lightning's device parsers before the Trainer is
+    built, so DDP with find_unused_parameters is chosen without building a second Trainer."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from solo_rgbd.config import compose
+    from solo_rgbd.engine import fit
+    from solo_rgbd.engine.run import plan_run
+    from solo_rgbd.engine.trainer import planned_world_size
+    from tests.conftest import tiny_overrides
+
+    t = OmegaConf.create({"accelerator": "cpu", "devices": 2, "num_nodes": 3})
+    assert planned_world_size(t) == 6
+    t.devices, t.num_nodes = "auto", 1
+    assert planned_world_size(t) == 1
+    built = []
+    real = fit._trainer
+    monkeypatch.setattr(fit, "_trainer", lambda *a, **k: built.append(a[2]) or real(*a, **k))
+    extra = {"trainer.strategy": "ddp", "trainer.devices": "2", "trainer.accelerator": "cpu"}
+    cfg = compose("pretrain", tiny_overrides(tmp_path, **extra))
+    spec = fit.RunSpec(cfg=cfg, plan=plan_run(cfg), max_epochs=1, unused_parameters=True)
+    trainer = fit.build_run_trainer(spec, [])
+    assert len(built) == 1 and trainer.world_size == 2
+    assert isinstance(trainer.strategy, DDPStrategy)
