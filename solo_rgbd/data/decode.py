@@ -262,6 +262,18 @@ def find_pairs(spec: DecodeSpec) -> PairFiles:
     return PairFiles(files, meta, use_gt)
 
 
+def decode_file(file: PairFile, spec: DecodeSpec, with_gt: bool = True) -> tuple[Pair, bool]:
+    """One pair decoded, normalised and resized, and whether its depth had another size than
+    its RGB (resized to the RGB frame). Every store's pairs come from here: :func:`decode` for
+    the RAM and disk stores, the pack writer's items for LitData."""
+    gt = file.gt if with_gt else None
+    rgb, depth, label, resized, hw = load_pair(
+        file.rgb, file.depth, gt, spec.size, file.root.invert_depth, spec.on_constant_depth,
+        spec.labels,
+    )  # fmt: skip
+    return Pair(rgb, depth, label, hw), resized
+
+
 def decode(spec: DecodeSpec, found: PairFiles, block: int = 256) -> Iterator[Pair]:
     """Every pair of ``found``, in order, decoded ``spec.threads`` at a time a block at a time
     (memory stays bounded by the block); one warning per root whose depth maps had to be
@@ -269,17 +281,7 @@ def decode(spec: DecodeSpec, found: PairFiles, block: int = 256) -> Iterator[Pai
     differ: dict[str, list[str]] = {}
 
     def work(file: PairFile) -> tuple[Pair, bool]:
-        gt = file.gt if found.use_gt else None
-        rgb, depth, label, resized, hw = load_pair(
-            file.rgb,
-            file.depth,
-            gt,
-            spec.size,
-            file.root.invert_depth,
-            spec.on_constant_depth,
-            spec.labels,
-        )
-        return Pair(rgb, depth, label, hw), resized
+        return decode_file(file, spec, found.use_gt)
 
     with ThreadPoolExecutor(max(1, spec.threads)) as pool:
         for start in range(0, len(found), block):

@@ -31,11 +31,12 @@ from solo_rgbd.data.decode import (
     SALIENCY,
     DecodeSpec,
     LabelPolicy,
+    PairFile,
     PairFiles,
     RootSpec,
+    decode_file,
     find_pairs,
     fingerprint,
-    load_pair,
 )
 from solo_rgbd.data.disk_cache import check_free_space, decoded_bytes
 from solo_rgbd.data.pack_checks import (
@@ -76,16 +77,12 @@ def _item(
     gt = Path(gt_path) if gt_path else None
     if torch.get_num_threads() != 1:  # a forked worker: no OpenMP pool (see pack)
         torch.set_num_threads(1)
+    root = RootSpec(str(Path(rgb_path).parent), bool(invert))
+    file = PairFile(root, "", Path(rgb_path).stem, Path(rgb_path), Path(depth_path), gt)
+    spec = DecodeSpec((root,), size, on_constant_depth=on_constant_depth, labels=LABELS[labels])
     try:
-        r, d, g, _, (h, w) = load_pair(
-            Path(rgb_path),
-            Path(depth_path),
-            gt,
-            size,
-            bool(invert),
-            on_constant_depth,
-            LABELS[labels],
-        )
+        pair, _ = decode_file(file, spec)
+        r, d, g, (h, w) = pair.rgb, pair.depth, pair.gt, pair.hw
     except (DataError, OSError, ValueError) as exc:
         with open(Path(errors) / f"{os.getpid()}.txt", "a") as f:
             f.write(" ".join(str(exc).split()) + "\n")
