@@ -1,14 +1,15 @@
-"""The rows a method logs without Lightning's ``self.log``, and the CSV file they land in.
+"""The per-step rows a method logs, and the CSV file they land in.
 
-Methods and probes put their scalars into ``pl_module.log_scalars`` (a row of device tensors,
-no host sync); :class:`MetricsWriter` turns the row into floats once (one sync, on logging
-steps only) and hands it to every logger at ``on_train_batch_end`` / ``on_train_epoch_end``,
-i.e. *before* :class:`~solo_rgbd.engine.checkpoint.RunCheckpoint` writes the checkpoint of that
-step. :class:`~solo_rgbd.engine.csv_logger.RunCSVLogger` writes them to ``logs/metrics.csv``
-(with whatever ``self.log`` logs); other Lightning loggers (TensorBoard) receive the same rows.
-The module's ``progress_keys`` among them go to the progress bar
-(:class:`~solo_rgbd.engine.progress.RunProgressBar`), so the bar reads nothing between logging
-steps either.
+Methods and probes log their per-step scalars with Lightning's ``self.log`` / ``self.log_dict``,
+which a method (:meth:`BaseMethod.log <solo_rgbd.methods.base.BaseMethod.log>`) keeps in a row
+of device tensors (no host sync); :class:`MetricsWriter` turns the row into floats once (one
+sync, on logging steps only) and hands it to every logger at ``on_train_batch_end`` /
+``on_train_epoch_end``, i.e. *before* :class:`~solo_rgbd.engine.checkpoint.RunCheckpoint`
+writes the checkpoint of that step. :class:`~solo_rgbd.engine.csv_logger.RunCSVLogger` writes
+them to ``logs/metrics.csv`` (with whatever else Lightning's ``self.log`` logs); other Lightning
+loggers (TensorBoard) receive the same rows. The module's ``progress_keys`` among them go to
+the progress bar (:class:`~solo_rgbd.engine.progress.RunProgressBar`), so the bar reads nothing
+between logging steps either.
 
 :class:`CSVRows` is that file: append-only, and on resume only the rows logged after the
 checkpoint are dropped (the resumed run logs those steps again, with the same values).
@@ -107,8 +108,8 @@ def to_floats(values: dict[str, Any]) -> dict[str, float]:
 
 
 class MetricsWriter(pl.Callback):
-    """Hands the rows of :meth:`BaseMethod.log_scalars` to the loggers (rank 0), and rewinds
-    the loggers that can (:class:`RunCSVLogger`) to the step a run starts at."""
+    """Hands a method's rows (what it logged per step with ``self.log``) to the loggers (rank 0),
+    and rewinds the loggers that can (:class:`RunCSVLogger`) to the step a run starts at."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # rows past the starting point (resumed, or resume=auto restarting epoch 0) are redone

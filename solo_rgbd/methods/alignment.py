@@ -68,6 +68,7 @@ class Alignment(IntraCLM):
                 values["loss_align"] = l_align.detach()
                 values["acc_rgb_to_depth"] = top1_accuracy(parts["logits_rgb_to_depth"])
                 values["acc_depth_to_rgb"] = top1_accuracy(parts["logits_depth_to_rgb"])
-            self.log_scalars(values, prog_bar=("loss", "stage"))
+            self.log_dict(values)
+            self.log_dict({k: values[k] for k in ("loss", "stage")}, prog_bar=True)
         terms = {"loss_intra": l_intra, "loss_align": l_align}  # l_align: None in stage 1
         return {"loss": loss, **{k: v for k, v in terms.items() if v is not None}}

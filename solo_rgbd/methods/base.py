@@ -329,11 +329,36 @@ class BaseMethod(pl.LightningModule):
         """
         return self._log_now
 
-    def log_scalars(self, values: Mapping[str, torch.Tensor | float], prog_bar=()) -> None:
-        """Add values to this step's metrics row (the engine's MetricsWriter writes it, and
-        shows the ``prog_bar`` names on the bar: no host read between logging steps)."""
-        self._log_row.update(values)
-        self.progress_keys.update(prog_bar)
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: bool | None = None,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Lightning's ``self.log`` (and so ``self.log_dict``), with one difference: a value
+        logged per step while training goes into this step's metrics row, which the engine's
+        MetricsWriter writes to the same loggers on logging steps and shows on the bar
+        (``prog_bar``) without reading a tensor to the host in between. An ``on_epoch``
+        aggregate, a synced value, ``logger=False`` or anything logged outside training is
+        Lightning's own."""
+        trainer = self._attached_trainer()
+        per_step = on_step is not False and not on_epoch and logger is not False
+        if per_step and not kwargs.get("sync_dist") and (trainer is None or trainer.training):
+            self._log_row[name] = value
+            if prog_bar:
+                self.progress_keys.add(name)
+            return
+        super().log(name, value, prog_bar, logger, on_step, on_epoch, **kwargs)
+
+    def _attached_trainer(self) -> pl.Trainer | None:
+        try:
+            return self.trainer
+        except RuntimeError:  # not attached (a method driven by hand, as in tests)
+            return None
 
     def pop_log_row(self) -> dict[str, Any]:
         row, self._log_row = self._log_row, {}
@@ -381,7 +406,7 @@ class BaseMomentumMethod(BaseMethod):
         tau = self.momentum_tau()
         self._ema(pairs, tau)
         if self.should_log():
-            self.log_scalars({"momentum_tau": tau})
+            self.log("momentum_tau", tau)
 
 
 def _want_channels_last(cfg: DictConfig, device: torch.device) -> bool:

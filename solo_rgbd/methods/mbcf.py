@@ -319,7 +319,8 @@ class MBCF(IntraCLM):
                 values.update(self._fusion_reliance(q, fused_k, att["keep"]))
             else:  # no fusion trained yet: the two embeddings side by side
                 values.update(self.embedding_reliance(q, k))
-            self.log_scalars(values, prog_bar=("loss", "stage"))
+            self.log_dict(values)
+            self.log_dict({k: values[k] for k in ("loss", "stage")}, prog_bar=True)
         terms = {"loss_intra": l_intra, "loss_inter": l_inter}  # l_inter: None in stage 1
         return {"loss": loss, **{k: v for k, v in terms.items() if v is not None}}
 

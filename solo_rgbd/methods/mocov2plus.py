@@ -62,5 +62,6 @@ class MoCoV2Plus(StreamMethod):
         if symmetric:
             self.enqueue(k1, ids)
         if log_now:
-            self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
+            self.log("loss", loss.detach(), prog_bar=True)
+            self.log_dict(logs)
         return {"loss": loss, **{k: v for k, v in logs.items() if k.startswith("loss_")}}

@@ -260,7 +260,8 @@ class StreamMethod(BaseMomentumMethod):
             logs[f"loss_{stream}"] = l_stream.detach()
             logs.update({f"{k}_{stream}": v for k, v in extra.items()})
         if self.should_log():
-            self.log_scalars({"loss": loss.detach(), **logs}, prog_bar=("loss",))
+            self.log("loss", loss.detach(), prog_bar=True)
+            self.log_dict(logs)
         return {"loss": loss, **{k: v for k, v in logs.items() if k.startswith("loss_")}}
 
     def on_train_start(self) -> None:
@@ -281,7 +282,7 @@ class StreamMethod(BaseMomentumMethod):
             values = {f"grad_norm_{s}_encoder": grad_norm(e) for s, e in self.encoders.items()}
             for i, (online, _) in enumerate(self.extra_modules()):
                 values["grad_norm_inter" if i == 0 else f"grad_norm_inter{i}"] = grad_norm(online)
-            self.log_scalars(values)
+            self.log_dict(values)
 
 
 class ProjectorCriterionMethod(StreamMethod):

@@ -181,3 +181,19 @@ def test_one_stage_methods_run_through_the_cli_with_the_progress_bar_on(tmp_path
     text = captured.out + captured.err
     assert "Epoch 0: 100%|" in text and "Traceback" not in text
     assert (tmp_path / "outputs" / method[0].split("=")[1] / "bar" / "report.html").is_file()
+
+
+def test_a_methods_self_log_per_step_fills_the_engines_row_and_nothing_else_does(tmp_path):
+    """Issue 33: one logging call. ``self.log`` / ``self.log_dict`` of a training step go into
+    the row MetricsWriter writes (no host read until a logging step); an epoch aggregate is
+    Lightning's own."""
+    cfg = compose("pretrain", tiny_overrides(tmp_path) + ["method=simclr"])
+    model = METHODS["simclr"](cfg)
+    loss = torch.tensor(0.5)
+    model.log("loss", loss, prog_bar=True)
+    model.log_dict({"acc": torch.tensor(0.25), "tau": 0.99})
+    row = model.pop_log_row()
+    assert list(row) == ["loss", "acc", "tau"] and row["loss"] is loss  # the tensor, not read
+    assert "loss" in model.progress_keys and "acc" not in model.progress_keys
+    assert model.pop_log_row() == {}
+    assert not hasattr(model, "log_scalars")

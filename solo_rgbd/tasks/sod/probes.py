@@ -134,7 +134,7 @@ class OnlineSODProbe(pl.Callback):
         if trainer.global_step % self.every == 0 and "gt" in batch:
             loss = self.step(pl_module.export_encoders(), batch)
             if pl_module.should_log():
-                pl_module.log_scalars({"probe/loss": loss.detach()})
+                pl_module.log("probe/loss", loss.detach())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.head is None:
@@ -142,9 +142,8 @@ class OnlineSODProbe(pl.Callback):
         _, val = _require_labels(trainer, "online")
         loader = index_loader(val, 32, False, False)
         scores = self.evaluate(pl_module.export_encoders(), loader, pl_module.device)
-        pl_module.log_scalars(
-            {"probe/maxF": scores["maxF"], "probe/MAE": scores["MAE"]}, prog_bar=("probe/maxF",)
-        )
+        pl_module.log("probe/maxF", scores["maxF"], prog_bar=True)
+        pl_module.log("probe/MAE", scores["MAE"])
 
 
 class FrozenDecoderProbe(pl.Callback):
@@ -184,9 +183,7 @@ class FrozenDecoderProbe(pl.Callback):
             return
         train, val = _require_labels(trainer, "frozen")
         scores = self.run(pl_module.export_encoders(), train, val, pl_module.device)
-        pl_module.log_scalars(
-            {"frozen_probe/maxF": scores["maxF"], "frozen_probe/MAE": scores["MAE"]}
-        )
+        pl_module.log_dict({"frozen_probe/maxF": scores["maxF"], "frozen_probe/MAE": scores["MAE"]})
 
 
 def probes_from_config(cfg) -> list[pl.Callback]:
