@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +22,7 @@ from solo_rgbd.augment.paired import PairedAugment, augment_config_from
 from solo_rgbd.config import all_keys, did_you_mean
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.optim import ParamGroup, set_scheduled_lr
+from solo_rgbd.methods.step_log import StepLogging
 from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.lars import LARS
 from solo_rgbd.nn.momentum import EMAUpdate, cosine_tau, warmup_cosine
@@ -79,8 +79,9 @@ def check_momentum(kw: Mapping[str, Any], require) -> None:
     )
 
 
-class BaseMethod(pl.LightningModule):
-    """Shared machinery: config checks, backbones, optimiser and lr schedule, augmentation."""
+class BaseMethod(StepLogging):
+    """Shared machinery: config checks, backbones, optimiser and lr schedule, augmentation,
+    and per-step logging (:class:`~solo_rgbd.methods.step_log.StepLogging`)."""
 
     method_name: ClassVar[str] = "base"
     #: the schema and defaults of method_kwargs (a dataclass); a key not in it is an error
@@ -100,7 +101,7 @@ class BaseMethod(pl.LightningModule):
         self.augment = self.make_augment(augment_config_from(cfg.augmentations))
         self._channels_last = False
         self._horizon: dict[str, int] | None = None
-        self._log_row: dict[str, Any] = {}
+        self._log_row: dict[str, Any] = {}  # StepLogging's row of this step
         self._log_now = False
         #: names in the rows that the progress bar shows
         self.progress_keys: set[str] = set()
@@ -317,52 +318,6 @@ class BaseMethod(pl.LightningModule):
                 ]
             batch = {**batch, "views": views}
         return batch
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        every = max(1, int(self.trainer.log_every_n_steps))
-        self._log_now = (self.global_step + 1) % every == 0
-
-    def should_log(self) -> bool:
-        """True on the steps whose metrics are written (every ``log_every_n_steps`` steps).
-
-        Diagnostics are computed (and read to the host) on those steps only.
-        """
-        return self._log_now
-
-    def log(
-        self,
-        name: str,
-        value: Any,
-        prog_bar: bool = False,
-        logger: bool | None = None,
-        on_step: bool | None = None,
-        on_epoch: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Lightning's ``self.log`` (and so ``self.log_dict``), with one difference: a value
-        logged per step while training goes into this step's metrics row, which the engine's
-        MetricsWriter writes to the same loggers on logging steps and shows on the bar
-        (``prog_bar``) without reading a tensor to the host in between. An ``on_epoch``
-        aggregate, a synced value, ``logger=False`` or anything logged outside training is
-        Lightning's own."""
-        trainer = self._attached_trainer()
-        per_step = on_step is not False and not on_epoch and logger is not False
-        if per_step and not kwargs.get("sync_dist") and (trainer is None or trainer.training):
-            self._log_row[name] = value
-            if prog_bar:
-                self.progress_keys.add(name)
-            return
-        super().log(name, value, prog_bar, logger, on_step, on_epoch, **kwargs)
-
-    def _attached_trainer(self) -> pl.Trainer | None:
-        try:
-            return self.trainer
-        except RuntimeError:  # not attached (a method driven by hand, as in tests)
-            return None
-
-    def pop_log_row(self) -> dict[str, Any]:
-        row, self._log_row = self._log_row, {}
-        return row
 
 
 def check_shuffle_bn(kw: Mapping[str, Any], require) -> None:
