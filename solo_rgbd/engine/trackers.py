@@ -12,7 +12,8 @@ sha256, the report's path).
 ``<run>/trackers.json`` and in the checkpoint (:class:`TrackerRuns`); a resumed run reopens
 them. The killed process may already have sent steps after its last checkpoint, which the
 resumed one computes again: :class:`_ResumeSafe` asks each tracker for the last step it holds
-(MLflow: the run's history in its store; W&B offline: the run's earlier offline records; W&B
+(MLflow: each metric's history in its store, metric by metric, since a kill inside one call
+can leave a step's row half written; W&B offline: the run's earlier offline records; W&B
 online: the last step in ``metrics.csv``, which the killed process sent with it) and drops the
 steps up to it, so a tracker's history has each step once. What a tracker lost to a kill (W&B
 buffers its offline records) stays lost; the steps from the checkpoint on are sent again.
@@ -181,6 +182,9 @@ class _ResumeSafe(Logger):
         self.inner, self.params, self.run_dir = inner, params, run_dir
         self.resumed = resumed
         self.done_through: int | None = None if resumed else -1  # asked at the first log
+        #: MLflow, resumed: the last step held per metric (a kill inside one log call can
+        #: leave a step's row half written, each metric being a file of its own)
+        self.held: dict[str, int] | None = {} if resumed else None
 
     @property
     def name(self) -> str:
@@ -212,17 +216,28 @@ class _ResumeSafe(Logger):
             self.resumed = True
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.kind == "mlflow" and self.held is not None and step is not None:
+            metrics = {k: v for k, v in metrics.items() if step > self._held_for(k)}
+            if metrics:
+                self.inner.log_metrics(metrics, step)
+            return
         if self.done_through is None:
             self.done_through = self._held_through()
         if step is not None and step <= self.done_through:
             return  # the tracker holds it from the process this run resumed from
         self.inner.log_metrics(metrics, step)
 
+    def _held_for(self, key: str) -> int:
+        """The last step of ``key`` this MLflow run already holds (asked once per key)."""
+        assert self.held is not None
+        if key not in self.held:
+            history = self.inner.experiment.get_metric_history(self.inner.run_id, key)
+            self.held[key] = max((int(m.step) for m in history), default=-1)
+        return self.held[key]
+
     def _held_through(self) -> int:
-        """The last step this tracker run already holds (module doc)."""
-        if self.kind == "mlflow":
-            history = self.inner.experiment.get_metric_history(self.inner.run_id, "epoch")
-            return max((int(m.step) for m in history), default=-1)
+        """The last step this tracker run already holds (module doc): W&B's records hold a
+        step's row whole or not at all."""
         if self.kind == "wandb" and str(self.inner.experiment.settings.mode) == "offline":
             run_id = str(self.inner.version)
             steps = [

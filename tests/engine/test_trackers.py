@@ -245,3 +245,29 @@ def test_sod_train_logs_to_the_tracker_and_verbose_lets_lightning_speak(tmp_path
     logged = client.get_run(ids["mlflow"]).data
     assert "train/loss_step" in logged.metrics and logged.params["decoder_dim"] == "8"
     assert logged.tags["best_checkpoint"].endswith("best.ckpt")
+
+
+def test_a_step_half_written_to_mlflow_by_a_kill_is_completed_not_repeated(tmp_path):
+    """MLflow's file store writes each metric of a step to a file of its own, so a kill inside
+    one call can leave step 8's ``epoch`` written and its ``loss`` not. The resumed run sends
+    each metric from the step after the last one that metric holds (a flaky kill test found
+    a step missing when this was asked of ``epoch`` alone)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from solo_rgbd.engine.trackers import _ResumeSafe
+
+    uri = f"file:{(tmp_path / 'mlruns').resolve()}"
+    killed = MLFlowLogger(experiment_name="e", tracking_uri=uri)
+    for step in range(8):
+        killed.log_metrics({"epoch": 0.0, "loss": 1.0 / (step + 1)}, step)
+    killed.log_metrics({"epoch": 1.0}, 8)  # the kill: step 8's loss never written
+    resumed = _ResumeSafe(
+        MLFlowLogger(experiment_name="e", tracking_uri=uri, run_id=killed.run_id),
+        {}, tmp_path, resumed=True,
+    )  # fmt: skip
+    for step in range(6, 12):  # the resumed run redoes the steps after its checkpoint (5)
+        resumed.log_metrics({"epoch": 1.0, "loss": 1.0 / (step + 1)}, step)
+    client = mlflow.MlflowClient(uri)
+    for key in ("epoch", "loss"):
+        steps = [m.step for m in client.get_metric_history(killed.run_id, key)]
+        assert sorted(steps) == list(range(12)), key  # every step once, none missing
