@@ -79,12 +79,18 @@ def _store_plugins() -> list[str]:
     return sorted(store_entry_points())
 
 
+def _formats() -> str:
+    """What data.format takes: the built-ins and the plug-in stores installed now."""
+    stores = ", ".join(_store_plugins()) or "none; a store is an entry point in solo_rgbd.stores"
+    return f"folder, litdata or a registered store ({stores})"
+
+
 def _component(null: bool = False):
     text = "one path component (no '/', '\\', '..', not absolute)"
     return (lambda v: (v is None and null) or is_component(v)), text + (" or null" if null else "")
 
 
-PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | None]] = {
+PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "run_name": _component(null=True),
     "data.name": _component(),
     "seed": _int(0, 2**32 - 1),
@@ -95,7 +101,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | None]] = {
     "data.val_fraction": _num(0.0, 1.0, hi_open=True),
     "data.cache_device": _choice("cpu", "cuda"),
     "data.cache": _choice("auto", "ram", "disk"),
-    "data.format": (lambda v: v in ("folder", "litdata") or v in _store_plugins(), None),
+    "data.format": (lambda v: v in ("folder", "litdata") or v in _store_plugins(), _formats),
     "augmentations.backend": _choice("fast", "kornia"),
     "augmentations.crop_size": _int(8),
     "augmentations.min_scale": _num(0.0, 1.0, lo_open=True),
@@ -151,24 +157,16 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | None]] = {
 
 
 def check_rules(
-    cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str | None]]
+    cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]]
 ) -> None:
     for key, (ok, text) in rules.items():
         value = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
         if value == "__absent__":
             continue
         if not ok(value):
-            if text is None:  # the plug-in stores: known only now
-                text = (
-                    "folder, litdata or a registered store ("
-                    + (
-                        ", ".join(_store_plugins())
-                        or "none; a store is an entry point in solo_rgbd.stores"
-                    )
-                    + ")"
-                )
+            what = text() if callable(text) else text  # a callable: known only when asked
             raise ConfigError(
-                f"config key '{key}' = {value!r} is invalid: it must be {text}. Fix it on the "
+                f"config key '{key}' = {value!r} is invalid: it must be {what}. Fix it on the "
                 f"command line, e.g. {key}=..., or in your preset."
             )
 

@@ -110,7 +110,7 @@ def build_run_trainer(
     trainer = _trainer(spec, callbacks, strategy, trackers)
     if trainer.world_size != planned:
         actual = resolve_strategy(t, unused, trainer.world_size)
-        if type(actual) is not type(strategy) or actual != strategy:
+        if actual != strategy:  # another name, or a DDP object where a name was planned
             trainer = _trainer(spec, callbacks, actual, trackers)
     return trainer
 

@@ -117,8 +117,13 @@ def test_cache(cfg: DictConfig, root: RootSpec, size: int, require_gt: bool = Tr
         require_gt=require_gt,
         split="test",
     )
-    fmt = str(cfg.data.get("format", "folder"))  # a plug-in store reads its test sets too
-    kind = "litdata" if is_pack(root.path) else "ram" if fmt in ("folder", "litdata") else fmt
+    fmt = str(cfg.data.get("format", "folder"))
+    if is_pack(root.path):
+        kind = "litdata"
+    elif fmt in ("folder", "litdata"):
+        kind = "ram"  # a test set is small: decoded into this process
+    else:
+        kind = fmt  # a plug-in store reads its test sets too
     return open_store(spec, kind).materialize()
 
 
