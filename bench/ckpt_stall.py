@@ -5,7 +5,10 @@
 Loads a real checkpoint (any run's ``last.ckpt``) and saves it again into a temporary folder
 beside it, alternating, through
 
-- ``AtomicCheckpointIO`` (synchronous: serialise, write, fsync, rename before returning), and
+- ``AtomicCheckpointIO`` (synchronous: serialise into the spare file of the checkpoint before
+  last, fsync, swap the names, before returning),
+- the same synchronous write into a new temporary file renamed over the old one (what every
+  save did before the spare was recycled; ``fresh_sync_stall_ms``), and
 - ``AsyncAtomicCheckpointIO`` (``checkpoint.async_save=auto`` on a GPU: a host copy of the
   state, then the same write in a background thread); the stall is the time until the call
   returns, the write time is how long the thread took. The stall is not the whole cost on CPU:
@@ -29,6 +32,7 @@ import torch
 from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
 from solo_rgbd.engine.ckpt_info import breakdown, summary_line
+from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
 
 
 def main() -> None:
@@ -39,7 +43,7 @@ def main() -> None:
     path = Path(args.ckpt)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     sync_io, async_io = AtomicCheckpointIO(), AsyncAtomicCheckpointIO()
-    sync_s, stall_s = [], []
+    sync_s, stall_s, fresh_s = [], [], []
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         target = Path(tmp) / "last.ckpt"
         for _ in range(args.rounds):
@@ -50,6 +54,10 @@ def main() -> None:
             async_io.save_checkpoint(ckpt, target)
             stall_s.append(time.perf_counter() - start)
             async_io.wait()  # the next synchronous save does not compete with this write
+            start = time.perf_counter()
+            with atomic_path(target) as fresh:
+                torch_save_bytes(ckpt, fresh)
+            fresh_s.append(time.perf_counter() - start)
         async_io.teardown()
     print(
         json.dumps(
@@ -58,6 +66,7 @@ def main() -> None:
                 "size": summary_line(breakdown(ckpt)),
                 "rounds": args.rounds,
                 "sync_stall_ms": round(statistics.median(sync_s) * 1e3, 1),
+                "fresh_sync_stall_ms": round(statistics.median(fresh_s) * 1e3, 1),
                 "async_stall_ms": round(statistics.median(stall_s) * 1e3, 1),
                 "async_write_ms": round(statistics.median(async_io.write_times) * 1e3, 1),
             },

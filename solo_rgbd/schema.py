@@ -122,7 +122,8 @@ class CheckpointConfig:
     every_n_steps: int = 0  # also every N optimizer steps if N > 0 (always: each epoch, signals)
     every_n_minutes: float = 0.0  # also every N minutes of wall time if N > 0 (long runs)
     # auto: written by a background thread when training on a GPU (the loop pays for a host
-    # copy); synchronously on CPU, where that thread would take a core from the compute
+    # copy); on CPU, where a serialising thread would take a core from the compute, the loop
+    # serialises and the thread only fsyncs and swaps the file in. false: all in the loop
     async_save: Any = "auto"  # auto | true | false
     # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
     snapshot_every_n_epochs: int = 0

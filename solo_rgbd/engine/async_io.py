@@ -1,7 +1,7 @@
 """Checkpoints and exports written in a background thread, so the step loop does not wait.
 
 :class:`AsyncAtomicCheckpointIO` is Lightning's ``AsyncCheckpointIO`` around
-:class:`~solo_rgbd.engine.checkpoint.AtomicCheckpointIO` (temporary file, fsync, rename), with
+:class:`~solo_rgbd.engine.checkpoint.AtomicCheckpointIO` (spare file, fsync, swap), with
 changes that keep the guarantees of a synchronous save:
 
 - **a consistent snapshot.** The step loop goes on changing the weights in place, so the
@@ -19,6 +19,11 @@ changes that keep the guarantees of a synchronous save:
   write of its kind: memory holds at most one checkpoint snapshot and one export snapshot
   (that wait is the only stall the loop sees, and only when the disk is slower than the
   checkpoint interval).
+- **on CPU, only the disk waits go to the thread** (``stage_here``, ``checkpoint.async_save=auto``
+  on CPU). There the training step keeps every core busy and a thread that serialises takes
+  one from it, so the loop serialises the checkpoint itself (into the spare file, no snapshot
+  needed) and builds the export folder, and the thread only fsyncs and swaps them in, in the
+  same order (:meth:`submit_staged`).
 - **errors and exits.** An error of a background write is raised at the next save, at
   :meth:`wait` or at teardown, and the writes queued behind a failed one are not written (a
   checkpoint never lands after its export failed); :meth:`wait` is what a preemption signal
@@ -40,6 +45,7 @@ import torch
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
+from solo_rgbd.utils.atomic import Staged
 
 
 def host_snapshot(obj: Any, storages: dict | None = None, pool: dict | None = None) -> Any:
@@ -97,18 +103,26 @@ def _copy_storage(storage: torch.UntypedStorage, key: tuple, pool: dict | None):
 class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
     """Atomic checkpoints and exports, written by one background thread, in order (module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stage_here: bool = False) -> None:
         super().__init__(AtomicCheckpointIO())
+        #: serialise on the calling thread, and leave only fsync and swap to the thread
+        self.stage_here = bool(stage_here)
         self._pending: list[tuple[str, Future]] = []  # (kind, write), oldest first
         self._failed: BaseException | None = None  # set by the thread; later writes skip
         self._pool: dict = {}  # host buffers of the last checkpoint snapshot, reused
         #: seconds the calling thread spent in each save (snapshot + waiting for the previous)
         self.stalls: list[float] = []
-        #: seconds each background write took (temporary file, fsync, rename)
+        #: seconds each background write took (spare file, fsync, swap)
         self.write_times: list[float] = []
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         start = time.perf_counter()
+        if self.stage_here:  # the loop is paused: no snapshot needed
+            io = self.checkpoint_io
+            assert isinstance(io, AtomicCheckpointIO)
+            self.submit_staged("checkpoint", lambda: io.stage_checkpoint(checkpoint, path))
+            self.stalls.append(time.perf_counter() - start)
+            return
         self._wait_for("checkpoint")  # its buffers are free again; raises a failed write
         used: dict = {}
         snapshot = host_snapshot(checkpoint, used, self._pool)
@@ -126,13 +140,25 @@ class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
         self._wait_for(kind)
         self._queue(kind, write)
 
-    def _queue(self, kind: str, write: Callable[[], Any]) -> None:
+    def submit_staged(self, kind: str, stage: Callable[[], Staged]) -> None:
+        """Run ``stage`` here (it writes the bytes under temporary names) once the previous
+        write of ``kind`` is done, and queue its ``commit`` (fsync and swap) behind the writes
+        in flight."""
+        self._wait_for(kind)
+        staged = stage()
+        self._queue(kind, staged.commit, skipped=staged.discard)
+
+    def _queue(
+        self, kind: str, write: Callable[[], Any], skipped: Callable[[], Any] | None = None
+    ) -> None:
         self._ensure_setup()
         assert self._executor is not None
 
         def run() -> None:
-            if self._failed is not None:
-                return  # an earlier write failed: nothing queued behind it lands
+            if self._failed is not None:  # an earlier write failed: nothing queued behind lands
+                if skipped is not None:
+                    skipped()
+                return
             began = time.perf_counter()
             try:
                 write()
@@ -172,3 +198,5 @@ class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+            if self.checkpoint_io is not None:
+                self.checkpoint_io.teardown()  # the spares of the files it wrote

@@ -5,9 +5,10 @@
 preemption signal arrived (then it waits for the write and raises
 :class:`~solo_rgbd.errors.Preempted`). With ``checkpoint.async_save`` (``auto``: on a GPU) the
 file is written by a background thread (:mod:`solo_rgbd.engine.async_io`); the step loop only
-pays for a host copy of the state. Besides what Lightning saves (weights, momentum encoders,
-queues as buffers, optimizer, loop progress, the data position of
-:class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG states of torch (CPU and
+pays for a host copy of the state. On CPU (``auto``) the loop serialises and the thread only
+fsyncs and swaps the file in; ``false`` writes synchronously. Besides what Lightning saves
+(weights, momentum encoders, queues as buffers, optimizer, loop progress, the data position
+of :class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG states of torch (CPU and
 CUDA), numpy and python, restored at ``on_train_start`` of the resumed run, so augmentation
 draws continue exactly where they stopped.
 
@@ -34,17 +35,38 @@ from solo_rgbd.engine.contract import HasOptionalState, RunModule
 from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
-from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
+from solo_rgbd.utils.atomic import RecycledFile, discard_spare, torch_save_bytes
 from solo_rgbd.utils.console import say
 from solo_rgbd.utils.finite import all_finite
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written to a temporary file, fsynced and renamed into place."""
+    """Lightning checkpoints written atomically: into the file of the checkpoint before last
+    (kept beside it as a hidden spare), fsynced, and swapped into place
+    (:class:`~solo_rgbd.utils.atomic.RecycledFile`); :meth:`teardown` removes the spares."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._paths: set[Path] = set()
+
+    def stage_checkpoint(self, checkpoint: dict[str, Any], path) -> RecycledFile:
+        """Serialise ``checkpoint`` into the spare of ``path``; ``commit()`` swaps it in."""
+        self._paths.add(Path(path))
+        staged = RecycledFile(path)
+        try:
+            torch_save_bytes(checkpoint, staged.spare)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch_save_bytes(checkpoint, tmp)
+        self.stage_checkpoint(checkpoint, path).commit()
+
+    def teardown(self) -> None:
+        for path in self._paths:
+            discard_spare(path)
+        self._paths.clear()
 
 
 # ----- RNG ----------------------------------------------------------------------------------
@@ -154,7 +176,10 @@ class RunCheckpoint(Checkpoint):
             from solo_rgbd.engine.ckpt_info import summary_line
 
             self.sizes = _sizes_of(trainer, pl_module)  # the state of the last save
-            mode = "in the background" if _async_io(trainer) is not None else "synchronously"
+            io = _async_io(trainer)
+            mode = "synchronously" if io is None else "in the background"
+            if getattr(io, "stage_here", False):
+                mode = "by the loop, fsynced and swapped in the background"
             say(
                 f"checkpoint: {summary_line(self.sizes)}; {len(self.stalls)} saves written "
                 f"{mode}, the step loop waited {statistics.median(self.stalls) * 1e3:.0f} ms "

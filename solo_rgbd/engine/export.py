@@ -4,8 +4,9 @@ the files and their guarantees are in :mod:`solo_rgbd.nn.encoder_io`.
 The loop pays for a host copy of the encoders' weights; the export itself (the finiteness
 check, serialising, hashing, writing, the folder swap) is queued on the checkpoint's writer
 thread when checkpoints are written in the background (:mod:`solo_rgbd.engine.async_io`),
-ahead of the epoch's checkpoint, so a checkpoint on disk always has its export on disk. The
-bytes are those of a synchronous export.
+ahead of the epoch's checkpoint, so a checkpoint on disk always has its export on disk. On CPU
+(``stage_here``) the loop builds the folder and the thread fsyncs and swaps it in. The bytes
+are those of a synchronous export.
 
 With ``snapshot_every`` N > 0 the encoders of every N-th epoch are also kept, each as its own
 export in ``snapshots/epochNNN/`` (NNN: epochs done), for curves of a downstream score against
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from solo_rgbd.nn.encoder_io import snapshot_encoders, write_export
+from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
+from solo_rgbd.nn.encoder_io import snapshot_encoders, stage_export, write_export
+from solo_rgbd.utils.atomic import StagedAll
 
 
 class EncoderExport(pl.Callback):
@@ -54,8 +57,13 @@ class EncoderExport(pl.Callback):
             for folder in folders:
                 write_export(snapshot, folder, info)
 
+        def stage() -> StagedAll:
+            return StagedAll([stage_export(snapshot, folder, info) for folder in folders])
+
         writer = getattr(trainer.strategy, "checkpoint_io", None)
-        if hasattr(writer, "submit"):  # the background writer: in order, before the checkpoint
-            writer.submit("export", write)
-        else:
+        if not isinstance(writer, AsyncAtomicCheckpointIO):
             write()
+        elif writer.stage_here:  # built here, fsynced and swapped in by the thread, in order
+            writer.submit_staged("export", stage)
+        else:  # all of it on the thread, in order, before the epoch's checkpoint
+            writer.submit("export", write)

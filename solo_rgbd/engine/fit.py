@@ -32,8 +32,8 @@ from solo_rgbd.engine.run_info import RunInfo, status_of
 from solo_rgbd.engine.trackers import TrackerRuns, build_trackers, finish_trackers
 from solo_rgbd.engine.trainer import (
     build_trainer,
+    checkpoint_writer,
     planned_world_size,
-    resolve_async_save,
     resolve_strategy,
 )
 from solo_rgbd.errors import ConfigError
@@ -132,7 +132,7 @@ def _trainer(
                 *spec.extra_loggers,
             ],
             strategy=strategy,
-            async_checkpoints=resolve_async_save(
+            checkpoint_io=checkpoint_writer(
                 spec.cfg.checkpoint.get("async_save", "auto"), spec.cfg.trainer
             ),
             **{"use_distributed_sampler": False, **spec.trainer_kwargs},

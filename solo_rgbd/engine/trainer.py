@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
@@ -26,20 +27,22 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
     return "32-true"
 
 
-def resolve_async_save(setting: Any, trainer_cfg: DictConfig) -> bool:
-    """``checkpoint.async_save``: ``auto`` writes in the background when training on a GPU.
+def checkpoint_writer(setting: Any, trainer_cfg: DictConfig) -> CheckpointIO:
+    """What writes checkpoints and exports, for ``checkpoint.async_save``:
 
-    On CPU the training step already keeps every core busy, and a writer thread takes one: on 2
-    cores the steps after a background save ran 25 % slower, more than the whole synchronous
-    save costs (``bench/overhead.py``, docs/benchmarks.md). On a GPU the host is mostly idle
-    while kernels run, and the loop pays only for the host copy.
+    - ``true`` (``auto`` on a GPU): a background thread does it all; the step loop pays for a
+      host copy of the state. On a GPU the host is mostly idle while kernels run.
+    - ``auto`` on CPU: the loop serialises (the training step keeps every core busy, and a
+      thread that serialises takes one: on 2 cores the steps after a background save ran 25 %
+      slower, more than the whole save; ``bench/overhead.py``, docs/benchmarks.md), and the
+      thread only waits for the disk (fsync) and swaps the files in.
+    - ``false``: all of it synchronously, in the loop.
     """
     if setting != "auto":
-        return bool(setting)
+        return AsyncAtomicCheckpointIO() if bool(setting) else AtomicCheckpointIO()
     accelerator = str(trainer_cfg.accelerator)
-    if accelerator == "cpu":
-        return False
-    return accelerator in ("gpu", "cuda") or torch.cuda.is_available()
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator != "cpu" and torch.cuda.is_available())
+    return AsyncAtomicCheckpointIO(stage_here=not on_gpu)
 
 
 def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool, world_size: int) -> Any:
@@ -83,11 +86,11 @@ def build_trainer(
     log_every_n_steps: int = 10,
     loggers: list | bool | None = None,
     strategy: Any = None,
-    async_checkpoints: bool = False,
+    checkpoint_io: CheckpointIO | None = None,
     **kwargs: Any,
 ) -> pl.Trainer:
     """A Lightning Trainer logging to ``loggers`` (default: Lightning's CSV in run_dir/logs);
-    checkpoints are atomic, and written by a background thread with ``async_checkpoints``."""
+    checkpoints are atomic, written by ``checkpoint_io`` (default: synchronously)."""
     t = trainer_cfg
     if loggers is None:
         from lightning.pytorch.loggers import CSVLogger
@@ -112,7 +115,7 @@ def build_trainer(
             log_every_n_steps=log_every_n_steps,
             logger=loggers,
             callbacks=callbacks,
-            plugins=[AsyncAtomicCheckpointIO() if async_checkpoints else AtomicCheckpointIO()],
+            plugins=[checkpoint_io or AtomicCheckpointIO()],
             default_root_dir=str(run_dir),
             enable_model_summary=False,
             num_sanity_val_steps=0,

@@ -3,18 +3,23 @@
 Every writer builds the new content under a temporary name in the same folder, flushes it to
 disk (``fsync``), renames it into place (``os.replace``, atomic on POSIX) and syncs the folder
 so the rename itself survives a crash. On an exception the temporary is removed.
+A file rewritten again and again (a run's ``last.ckpt``) can recycle the file of the version
+before last instead (:func:`recycled_path`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -97,14 +102,146 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def spare_of(path: str | os.PathLike[str]) -> Path:
+    """Where :func:`recycled_path` keeps the version before last of ``path``: a temporary's
+    name (``.<name>.spare.tmp``), so :func:`remove_leftovers` removes it too."""
+    path = Path(path)
+    return path.parent / f".{path.name}.spare.tmp"
+
+
+class Staged(Protocol):
+    """A write whose bytes are in place under a temporary name: :meth:`commit` makes it
+    durable and puts it where readers look; :meth:`discard` drops it (the old version stays)."""
+
+    def commit(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+class StagedAll:
+    """Several staged writes committed in order; a failed one discards those after it."""
+
+    def __init__(self, parts: list[Staged]) -> None:
+        self.parts = parts
+
+    def commit(self) -> None:
+        for i, part in enumerate(self.parts):
+            try:
+                part.commit()
+            except BaseException:
+                for rest in self.parts[i + 1 :]:
+                    rest.discard()
+                raise
+
+    def discard(self) -> None:
+        for part in self.parts:
+            part.discard()
+
+
+class RecycledFile:
+    """A new version of ``path`` for a file written again and again, staged in the file of the
+    version before last (:func:`spare_of`): write :attr:`spare` in place (open it without
+    truncating, as :func:`torch_save_bytes` does), then :meth:`commit` fsyncs it and swaps it
+    in by one atomic exchange of the two names (Linux ``renameat2(RENAME_EXCHANGE)``), which
+    keeps the old version as the next spare. Writing over a file's cached pages costs far less
+    than a new file plus unlinking the old one (a 135 MB checkpoint: 82 against 135 ms,
+    ``bench/ckpt_stall.py``).
+
+    A reader sees the old or the new version, never a mix, as with :func:`atomic_path`; a
+    spare that is not a plain file of one link (a symlink, a user's ``ln last.ckpt keep.ckpt``)
+    is never written through: it is unlinked and a new file made. Where the exchange is not
+    supported the new file is renamed over ``path``. A failed commit removes the spare;
+    :func:`discard_spare` removes it when the writes are over.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.spare = spare_of(self.path)
+        if not _rewritable(self.spare):
+            with contextlib.suppress(FileNotFoundError):
+                self.spare.unlink()
+            os.replace(temp_file(self.path), self.spare)  # a new file with the umask's mode
+
+    def commit(self) -> None:
+        try:
+            fsync_file(self.spare)
+            if not (self.path.exists() and _exchange(self.spare, self.path)):
+                os.replace(self.spare, self.path)
+            fsync_dir(self.path.parent)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.spare.unlink()
+
+
+@contextlib.contextmanager
+def recycled_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield the spare of ``path`` to write in place; on success it is swapped in
+    (:class:`RecycledFile`), on an exception removed."""
+    staged = RecycledFile(path)
+    try:
+        yield staged.spare
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+
+
+def discard_spare(path: str | os.PathLike[str]) -> None:
+    """Remove the spare :class:`RecycledFile` keeps beside ``path`` (when the run is over)."""
+    with contextlib.suppress(FileNotFoundError):
+        spare_of(path).unlink()
+
+
+def _rewritable(spare: Path) -> bool:
+    try:
+        st = os.lstat(spare)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and os.access(spare, os.W_OK)
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM}
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
+    except (AttributeError, OSError):
+        return None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names ``a`` and ``b`` atomically; False where the system or file system can't."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        return False
+    raise OSError(code, f"{os.strerror(code)} (exchanging '{a}' and '{b}')")
+
+
 def torch_save_bytes(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` through a file object: the archive's inner name is always 'archive', so
-    the bytes depend on ``obj`` alone, not on the (temporary) file name."""
+    the bytes depend on ``obj`` alone, not on the (temporary) file name. An existing file is
+    written over in place and cut to the new length (its cached pages are reused); symlinks
+    are not followed."""
     import torch
 
-    with open(path, "wb") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with os.fdopen(fd, "wb") as f:
         try:
             torch.save(obj, f)
+            f.truncate()
         except RuntimeError as exc:  # torch's zip writer reports a failed write this way
             raise _write_failed(Path(path), exc) from None
 

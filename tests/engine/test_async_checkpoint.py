@@ -66,8 +66,8 @@ def test_one_write_in_flight_in_order_and_the_loop_only_waits_for_a_slow_disk(tm
     io.wait()
     assert order == [(1, False), (2, False)]  # in order, both in the background thread
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["n"] == 2
+    io.teardown()  # and the spare (the checkpoint before last) is removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
-    io.teardown()
 
 
 def test_a_failed_background_write_is_raised_and_leaves_the_previous_file(tmp_path):
@@ -179,3 +179,58 @@ def test_a_signal_at_an_epochs_last_step_exits_after_the_epoch_end_checkpoint():
 
     assert run(1) == ["save 2", "exit at next batch"]
     assert run(3) == ["validation", "save 4", "epoch end", "exit at next epoch"]
+
+
+def test_on_cpu_the_loop_serialises_and_the_thread_only_fsyncs_and_swaps(tmp_path, monkeypatch):
+    """``stage_here`` (``checkpoint.async_save=auto`` on CPU): the bytes are written by the
+    calling thread into the spare, the thread commits (fsync, swap) in the order asked for, an
+    export queued before a checkpoint lands before it, and a failed commit is raised at the
+    next save while the writes queued behind it are dropped with their staged files."""
+    import solo_rgbd.engine.checkpoint as ck
+    from solo_rgbd.utils.atomic import RecycledFile, spare_of
+
+    io, where, order = AsyncAtomicCheckpointIO(stage_here=True), [], []
+    save, commit = ck.torch_save_bytes, RecycledFile.commit
+
+    def saving(obj, path):
+        where.append(threading.current_thread() is threading.main_thread())
+        save(obj, path)
+
+    def committing(self):
+        time.sleep(0.2)  # a slow disk
+        commit(self)
+        order.append(("checkpoint", torch.load(self.path, weights_only=True)["n"]))
+
+    monkeypatch.setattr(ck, "torch_save_bytes", saving)
+    monkeypatch.setattr(RecycledFile, "commit", committing)
+    last = tmp_path / "last.ckpt"
+
+    class Export:  # a staged write of another kind, queued before the checkpoint
+        def commit(self):
+            order.append(("export", None))
+
+        def discard(self):
+            order.append(("discarded", None))
+
+    start = time.perf_counter()
+    io.save_checkpoint({"n": 1}, last)
+    io.submit_staged("export", Export)
+    io.save_checkpoint({"n": 2}, last)  # waits for the first commit (the spare is reused)
+    assert io.stalls[0] < 0.15 and time.perf_counter() - start >= 0.2
+    io.wait()
+    assert where == [True, True]  # serialised by the caller
+    assert order == [("checkpoint", 1), ("export", None), ("checkpoint", 2)]
+    assert torch.load(last, weights_only=True)["n"] == 2
+
+    def failing(self):
+        raise OSError(5, "Input/output error", str(self.spare))
+
+    monkeypatch.setattr(RecycledFile, "commit", failing)
+    io.save_checkpoint({"n": 3}, last)
+    io.submit_staged("export", Export)  # queued behind the failing commit: dropped
+    with pytest.raises(OSError, match="Input/output"):
+        io.save_checkpoint({"n": 4}, last)
+    assert order[-1] == ("discarded", None)
+    assert torch.load(last, weights_only=True)["n"] == 2  # the last good one stays
+    io.teardown()
+    assert not spare_of(last).exists()

@@ -89,12 +89,13 @@ def _assert_identical(run: Path, reference: Path) -> float:
     return diff
 
 
-@pytest.mark.parametrize("every_n_steps, background", [(1, "auto"), (0, "true")])
+@pytest.mark.parametrize("every_n_steps, background", [(1, "auto"), (0, "true"), (2, "false")])
 def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     tmp_path, reference, every_n_steps, background
 ):
     # any step of the 20, either stage (after epoch 0 when only epochs are checkpointed); the
-    # reference wrote synchronously (auto on CPU), one killed run writes in the background
+    # reference and one killed run serialise in the loop and commit in the background (auto on
+    # CPU), one writes all in the background, one all synchronously
     kill_at = random.Random().randint(2 if every_n_steps else 6, 19)
     out = tmp_path / "out"
     run = out / "mbcf" / "k"
@@ -135,12 +136,31 @@ sys.exit(main(sys.argv[4:]))
 """
 
 
+# the same for checkpoint.async_save=auto on CPU, where the loop serialises: the commit (fsync
+# and swap) of step STEP's checkpoint stalls in the background thread
+SLOW_COMMIT = """
+import sys, time, pathlib, torch
+from solo_rgbd.utils.atomic import RecycledFile
+marker, pause, step = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+commit = RecycledFile.commit
+def slow(self):
+    if torch.load(self.spare, weights_only=True).get("global_step") == step:
+        marker.write_text(str(step))
+        time.sleep(pause)
+    commit(self)
+RecycledFile.commit = slow
+from solo_rgbd.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+SLOW = {"true": SLOW_WRITE, "auto": SLOW_COMMIT}
+
+
 def _start_slow(
-    out: Path, marker: Path, pause: float, *extra: str, step: int = 10
+    out: Path, marker: Path, pause: float, *extra: str, step: int = 10, mode: str = "true"
 ) -> subprocess.Popen:
     env = {**os.environ, "SOLO_RGBD_CACHE": str(out / "cache")}
-    cmd = [sys.executable, "-c", SLOW_WRITE, str(marker), str(pause), str(step), "pretrain"]
-    cmd += [*TINY, f"output_dir={out}", "checkpoint.async_save=true", *extra]
+    cmd = [sys.executable, "-c", SLOW[mode], str(marker), str(pause), str(step), "pretrain"]
+    cmd += [*TINY, f"output_dir={out}", f"checkpoint.async_save={mode}", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -169,8 +189,9 @@ def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_pat
     _assert_identical(run, reference)
 
 
+@pytest.mark.parametrize("mode", ["true", "auto"])
 def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previous_export(
-    tmp_path, reference
+    tmp_path, reference, mode
 ):
     """Step 8's checkpoint (every 4 steps) stalls in the writer; the export of epoch 1 (step 10)
     is queued behind it, and the epoch's own checkpoint waits for it. A kill then leaves the
@@ -179,7 +200,8 @@ def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previou
 
     out, marker = tmp_path / "out", tmp_path / "writing"
     run = out / "mbcf" / "q"
-    proc = _start_slow(out, marker, 60.0, "run_name=q", "checkpoint.every_n_steps=4", step=8)
+    every = "checkpoint.every_n_steps=4"
+    proc = _start_slow(out, marker, 60.0, "run_name=q", every, step=8, mode=mode)
     _wait_for(proc, marker)  # step 8's checkpoint is being written...
     _wait_for_step(proc, run, 10)  # ...the loop reached the end of epoch 1...
     time.sleep(1.0)  # ...queued its export behind the write, and waits to queue its checkpoint
@@ -188,18 +210,28 @@ def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previou
     proc.wait()
     ckpt = run / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 5  # epoch 0's
+    # all in the background: nothing of epoch 1's export was built; on CPU (auto) the loop
+    # built it beside the export, and the thread never swapped it in
+    staged = [p.suffix for p in run.glob(".encoders.*")]
+    assert staged == ([] if mode == "true" else [".partial"])
     manifest = verify_export(run / "encoders")  # whole: every hash checks
     assert (manifest["epoch"], manifest["global_step"]) == (0, 5)
-    assert not list(run.glob(".encoders.*"))  # no half-built export beside it
-    rc, err = _finish(_start(out, "run_name=q", "checkpoint.every_n_steps=4", "resume=last"))
+    assert not list(run.glob(".encoders.*"))  # a reader cleared the staged folder away
+    rc, err = _finish(
+        _start(out, "run_name=q", every, f"checkpoint.async_save={mode}", "resume=last")
+    )
     assert rc == 0, err[-3000:]
     _assert_identical(run, reference)
+    assert not list(run.glob(".encoders.*")) and not list(run.glob("checkpoints/.*"))
 
 
-def test_a_signal_during_a_background_write_waits_for_it_then_checkpoints(tmp_path, reference):
+@pytest.mark.parametrize("mode", ["true", "auto"])
+def test_a_signal_during_a_background_write_waits_for_it_then_checkpoints(
+    tmp_path, reference, mode
+):
     out, marker = tmp_path / "out", tmp_path / "writing"
     run = out / "mbcf" / "s"
-    proc = _start_slow(out, marker, 2.0, "run_name=s")
+    proc = _start_slow(out, marker, 2.0, "run_name=s", mode=mode)
     _wait_for(proc, marker)
     proc.send_signal(signal.SIGTERM)
     rc, err = _finish(proc)
