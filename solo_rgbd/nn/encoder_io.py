@@ -54,8 +54,10 @@ def _siblings(out_dir: Path, kind: str) -> list[Path]:
     return sorted(out_dir.parent.glob(f".{out_dir.name}.*.{kind}"))
 
 
-def resolve_export_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Finish an interrupted swap and clean leftovers; returns ``out_dir``."""
+def resolve_export_dir(out_dir: str | os.PathLike[str], clean: bool = True) -> Path:
+    """Finish an interrupted swap and (``clean``) remove leftovers; returns ``out_dir``.
+    Readers pass ``clean=False``: a ``.partial`` beside a complete export may be the one a
+    running pretraining has built and is about to swap in."""
     out_dir = Path(out_dir)
     complete = [p for p in _siblings(out_dir, "partial") if (p / MANIFEST).is_file()]
     if not (out_dir / MANIFEST).is_file():
@@ -74,7 +76,7 @@ def resolve_export_dir(out_dir: str | os.PathLike[str]) -> Path:
                 out_dir.rmdir()
             os.replace(newest, out_dir)
             fsync_dir(out_dir.parent)
-    for leftover in _siblings(out_dir, "partial") + _siblings(out_dir, "old"):
+    for leftover in _siblings(out_dir, "partial") + _siblings(out_dir, "old") if clean else []:
         shutil.rmtree(leftover, ignore_errors=True)
     return out_dir
 
@@ -184,7 +186,7 @@ class StagedExport:
 
 def verify_export(folder: Path) -> dict[str, Any]:
     """The manifest of ``folder`` after checking that every listed file has its sha256."""
-    folder = resolve_export_dir(folder)
+    folder = resolve_export_dir(folder, clean=False)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -352,7 +354,7 @@ def load_encoders(
         return {"rgb": Encoder(name, 3, *args), "depth": Encoder(name, 1, *args)}
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "encoders").is_dir():
-        path = resolve_export_dir(path / "encoders")
+        path = resolve_export_dir(path / "encoders", clean=False)
     if path.is_dir() and (path / MANIFEST).exists():
         return _complete(_from_manifest(path), str(path), missing_stream)
     if path.is_file():

@@ -144,6 +144,19 @@ def test_an_export_swap_cut_by_a_kill_is_completed_on_next_read(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoders"]
 
 
+def test_a_reader_leaves_an_export_a_running_writer_has_staged(tmp_path):
+    from solo_rgbd.nn.encoder_io import snapshot_encoders, stage_export
+
+    out = tmp_path / "encoders"
+    export_encoders(_encoders(), out, {"epoch": 0})
+    staged = stage_export(snapshot_encoders(_encoders(1)), out, {"epoch": 1})  # not yet in
+    assert verify_export(out)["epoch"] == 0  # a reader meanwhile (sod train encoders=RUN)
+    assert staged.tmp.is_dir()
+    staged.commit()  # the writer's thread swaps it in
+    assert verify_export(out)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoders"]
+
+
 def test_non_finite_weights_are_never_exported(tmp_path):
     encoders = _encoders()
     export_encoders(encoders, tmp_path / "encoders", {"epoch": 0})
