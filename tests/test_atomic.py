@@ -86,7 +86,7 @@ def test_a_spare_with_other_links_or_a_symlink_is_never_written_through(tmp_path
 def test_where_names_cannot_be_exchanged_the_new_file_is_renamed_over(tmp_path, monkeypatch):
     import solo_rgbd.utils.atomic as atomic
 
-    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic, "exchange_names", lambda a, b: False)
     io, last = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     for i in range(3):
         io.save_checkpoint({"w": torch.full((3,), float(i))}, last)

@@ -22,7 +22,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
-from solo_rgbd.nn.encoder_io import snapshot_encoders, stage_export, write_export
+from solo_rgbd.nn.encoder_io import (
+    discard_spare_folder,
+    snapshot_encoders,
+    stage_export,
+    write_export,
+)
 from solo_rgbd.utils.atomic import StagedAll
 
 
@@ -67,3 +72,8 @@ class EncoderExport(pl.Callback):
             writer.submit_staged("export", stage)
         else:  # all of it on the thread, in order, before the epoch's checkpoint
             writer.submit("export", write)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # after the strategy's teardown, which waited for the writes in flight
+        if trainer.is_global_zero:
+            discard_spare_folder(self.out_dir)

@@ -3,11 +3,12 @@
 Exports: ``<dir>/{rgb,depth}.safetensors`` + ``encoders.json``. safetensors holds tensors and
 nothing else (loading runs no pickle), and the same weights give the same bytes. Exports
 written by earlier versions (``.pt`` state dicts) still load.
-An export is built in a temporary sibling folder (state dicts first, the manifest with their
-sha256 last, every file fsynced), then swapped in by two renames: the old folder aside, the new
-one into place. :func:`resolve_export_dir` completes a swap that a kill interrupted, so a reader
-always finds one complete export of one epoch. The state dicts are saved through a file object,
-so identical weights give identical bytes (and sha256). NaN weights are never exported.
+An export is built in a sibling folder (state dicts first, the manifest with their sha256
+last, every file fsynced), then swapped in: one atomic exchange of the two folders' names where
+the system has it (the old export stays as the folder the next export writes over), else two
+renames, the old folder aside and the new one into place. :func:`resolve_export_dir` completes
+a swap that a kill interrupted, so a reader always finds one complete export of one epoch.
+Identical weights give identical bytes (and sha256). NaN weights are never exported.
 :func:`verify_export` checks every hash on load.
 
 Loading (``encoders=`` of a task): ``random``, ``imagenet`` (``backbone.weights=FILE`` or
@@ -17,7 +18,6 @@ pretraining checkpoint of any method (read from its state_dict, without building
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,22 +32,15 @@ from omegaconf import DictConfig
 
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
+from solo_rgbd.nn.safetensors_io import sha256_of, write_safetensors
 from solo_rgbd.nn.streams import CHANNELS, Streams
-from solo_rgbd.utils.atomic import fsync_dir, fsync_file, temp_dir
+from solo_rgbd.utils.atomic import exchange_names, fsync_dir, fsync_file, temp_dir
 from solo_rgbd.utils.console import say
 from solo_rgbd.utils.finite import all_finite
 from solo_rgbd.utils.paths import is_component
 from solo_rgbd.utils.safe_load import load_user_checkpoint
 
 MANIFEST = "encoders.json"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _siblings(out_dir: Path, kind: str) -> list[Path]:
@@ -107,14 +100,18 @@ def export_encoders(
     Each ``<name>.safetensors`` loads into ``timm.create_model(backbone, in_chans=...,
     num_classes=0)`` with ``model.load_state_dict(safetensors.torch.load_file(path))``.
     """
-    return write_export(snapshot_encoders(encoders), out_dir, info)
+    manifest = write_export(snapshot_encoders(encoders), out_dir, info)
+    discard_spare_folder(out_dir)  # one export, not a series: the one before is not kept
+    return manifest
 
 
 def write_export(
     snapshot: dict[str, EncoderSnapshot], out_dir: str | os.PathLike[str], info: dict[str, Any]
 ) -> dict[str, Any]:
     """Write a :func:`snapshot_encoders` as one verified export (module doc); the manifest with
-    every file's sha256 comes last, and the folder is swapped in by renames."""
+    every file's sha256 comes last, and the folder is swapped in by renames. The export before
+    is kept as ``.<name>.spare`` for the next call to write over (a run's series of exports):
+    :func:`discard_spare_folder` removes it."""
     staged = stage_export(snapshot, out_dir, info)
     staged.commit()
     return staged.manifest
@@ -123,8 +120,10 @@ def write_export(
 def stage_export(
     snapshot: dict[str, EncoderSnapshot], out_dir: str | os.PathLike[str], info: dict[str, Any]
 ) -> StagedExport:
-    """Build the export of ``snapshot`` in a temporary sibling of ``out_dir``: the state dicts,
-    then the manifest with their sha256. Nothing is fsynced or swapped in until ``commit()``."""
+    """Build the export of ``snapshot`` beside ``out_dir``, in the folder of the export before
+    last (``.<name>.spare``, kept by the previous swap): the state dicts, written over that
+    folder's files where they hold the same tensors (:mod:`solo_rgbd.nn.safetensors_io`), then
+    the manifest with their sha256. Nothing is fsynced or swapped in until ``commit()``."""
     out_dir = Path(out_dir)
     if not all_finite(t for snap in snapshot.values() for t in snap.state.values()):
         raise NonFiniteError(
@@ -133,19 +132,24 @@ def stage_export(
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     resolve_export_dir(out_dir)
-    staged = StagedExport(out_dir, temp_dir(out_dir), {**info, "encoders": {}})
+    staged = StagedExport(out_dir, _spare_folder(out_dir), {**info, "encoders": {}})
     try:
+        files = {f"{name}.safetensors" for name in snapshot} | {MANIFEST}
+        for stale in staged.tmp.iterdir():  # another layout's files, or not a plain file
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            elif stale.name not in files or stale.is_symlink():
+                stale.unlink()
         for name, snap in snapshot.items():
             path = staged.tmp / f"{name}.safetensors"
-            # straight to the file: 3x faster than safetensors.torch.save's bytes + a write
-            safetensors.torch.save_file(snap.state, path, {"backbone": snap.backbone})
             staged.manifest["encoders"][name] = {
                 "file": path.name,
                 "backbone": snap.backbone,
                 "in_chans": snap.in_chans,
-                "sha256": sha256_of(path),  # the bytes just written
+                "sha256": write_safetensors(path, snap.state, {"backbone": snap.backbone}),
             }
         text = json.dumps(staged.manifest, indent=2, sort_keys=True) + "\n"
+        (staged.tmp / MANIFEST).unlink(missing_ok=True)  # never written through a hard link
         (staged.tmp / MANIFEST).write_text(text)
     except BaseException:
         staged.discard()
@@ -153,10 +157,25 @@ def stage_export(
     return staged
 
 
+def spare_folder_of(out_dir: Path) -> Path:
+    """Where the export before last waits to be written over: ``.<name>.spare``."""
+    return out_dir.parent / f".{out_dir.name}.spare"
+
+
+def _spare_folder(out_dir: Path) -> Path:
+    spare = spare_folder_of(out_dir)
+    if spare.is_symlink() or (spare.exists() and not spare.is_dir()):
+        spare.unlink()
+    if not spare.is_dir():
+        os.replace(temp_dir(out_dir), spare)  # a new folder with the umask's mode
+    return spare
+
+
 @dataclass
 class StagedExport:
     """An export built in ``tmp`` (:func:`stage_export`); :meth:`commit` fsyncs every file and
-    swaps the folder in for ``out_dir``; :meth:`discard` removes it."""
+    swaps ``tmp`` and ``out_dir`` (one atomic exchange where the system has it), so the old
+    export becomes the next spare; :meth:`discard` removes ``tmp``."""
 
     out_dir: Path
     tmp: Path
@@ -168,20 +187,28 @@ class StagedExport:
             for path in sorted(tmp.iterdir()):
                 fsync_file(path)
             fsync_dir(tmp)
-            old = None
-            if out_dir.exists():
+            if not out_dir.exists():
+                os.replace(tmp, out_dir)
+            elif not exchange_names(tmp, out_dir):
                 old = out_dir.parent / f".{out_dir.name}.{os.getpid()}.old"
                 os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
+                os.replace(tmp, out_dir)
+                os.replace(old, tmp)
             fsync_dir(out_dir.parent)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
+        except BaseException:
             self.discard()
+            raise
 
     def discard(self) -> None:
-        if self.tmp.exists():
+        if self.tmp.is_dir() and not self.tmp.is_symlink():
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def discard_spare_folder(out_dir: str | os.PathLike[str]) -> None:
+    """Remove the spare :func:`stage_export` keeps beside ``out_dir`` (when the run is over)."""
+    spare = spare_folder_of(Path(out_dir))
+    if spare.is_dir() and not spare.is_symlink():
+        shutil.rmtree(spare, ignore_errors=True)
 
 
 def verify_export(folder: Path) -> dict[str, Any]:

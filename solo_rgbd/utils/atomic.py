@@ -166,7 +166,7 @@ class RecycledFile:
     def commit(self) -> None:
         try:
             fsync_file(self.spare)
-            if not (self.path.exists() and _exchange(self.spare, self.path)):
+            if not (self.path.exists() and exchange_names(self.spare, self.path)):
                 os.replace(self.spare, self.path)
             fsync_dir(self.path.parent)
         except BaseException:
@@ -217,7 +217,7 @@ def _renameat2() -> Any:
         return None
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def exchange_names(a: Path, b: Path) -> bool:
     """Swap the names ``a`` and ``b`` atomically; False where the system or file system can't."""
     renameat2 = _renameat2()
     if renameat2 is None:

@@ -211,13 +211,13 @@ def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previou
     ckpt = run / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 5  # epoch 0's
     # all in the background: nothing of epoch 1's export was built; on CPU (auto) the loop
-    # built it beside the export, and the thread never swapped it in
+    # built it in the spare folder beside the export, and the thread never swapped it in
     staged = [p.suffix for p in run.glob(".encoders.*")]
-    assert staged == ([] if mode == "true" else [".partial"])
+    assert staged == ([] if mode == "true" else [".spare"])
     manifest = verify_export(run / "encoders")  # whole: every hash checks
     assert (manifest["epoch"], manifest["global_step"]) == (0, 5)
-    # a reader leaves it (it could be a running writer's); the resumed run's first export
-    # clears it away
+    # a reader leaves it (it could be a running writer's); the resumed run writes over it and
+    # removes it at its end
     assert [p.suffix for p in run.glob(".encoders.*")] == staged
     rc, err = _finish(
         _start(out, "run_name=q", every, f"checkpoint.async_save={mode}", "resume=last")
