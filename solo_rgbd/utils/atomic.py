@@ -151,7 +151,9 @@ class RecycledFile:
     spare that is not a plain file of one link (a symlink, a user's ``ln last.ckpt keep.ckpt``)
     is never written through: it is unlinked and a new file made. Where the exchange is not
     supported the new file is renamed over ``path``. A failed commit removes the spare;
-    :func:`discard_spare` removes it when the writes are over.
+    :func:`discard_spare` removes it when the writes are over. Unlike a new file per version, a
+    process that holds ``path`` open across two commits (a long ``mmap``) sees the version
+    after next: keep a version with ``cp`` or ``ln``, not an open handle.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
