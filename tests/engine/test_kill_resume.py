@@ -93,10 +93,12 @@ def _assert_identical(run: Path, reference: Path) -> float:
 def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     tmp_path, reference, every_n_steps, background
 ):
-    # any step of the 20, either stage (after epoch 0 when only epochs are checkpointed); the
+    # any step of the 20, either stage, once the first checkpoint is on disk (step N's is
+    # written before step N + 1 is logged, and swapped in by the thread before step N + 2's;
+    # epoch 0's when only epochs are checkpointed); the
     # reference and one killed run serialise in the loop and commit in the background (auto on
     # CPU), one writes all in the background, one all synchronously
-    kill_at = random.Random().randint(2 if every_n_steps else 6, 19)
+    kill_at = random.Random().randint(every_n_steps + 2 if every_n_steps else 6, 19)
     out = tmp_path / "out"
     run = out / "mbcf" / "k"
     extra = ["run_name=k", f"checkpoint.every_n_steps={every_n_steps}"]
