@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 
 import safetensors.torch
 import torch
+
+from solo_rgbd.utils.atomic import rewritable_in_place
 
 #: safetensors' dtype names
 DTYPES = {
@@ -66,11 +67,7 @@ def _same_layout(
 ) -> tuple[bytes, list[str]] | None:
     """The file's size prefix and header, and the tensor names in data order, when ``path`` is a
     plain file of one link whose header describes exactly ``state`` and ``metadata``."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or sys.byteorder != "little":
+    if not rewritable_in_place(path) or sys.byteorder != "little":
         return None
     with open(path, "rb") as f:
         size = f.read(8)
