@@ -5,12 +5,16 @@
 Loads a real checkpoint (any run's ``last.ckpt``) and saves it again into a temporary folder
 beside it, alternating, through
 
-- ``AtomicCheckpointIO`` (synchronous: serialise into the spare file of the checkpoint before
-  last, fsync, swap the names, before returning),
-- the same synchronous write into a new temporary file renamed over the old one (what every
-  save did before the spare was recycled; ``fresh_sync_stall_ms``),
+- ``AtomicCheckpointIO`` (synchronous: serialise into its host buffer, write that into the
+  spare file of the checkpoint before last past the page cache, fsync, swap the names, before
+  returning; ``sync_stall_ms``),
+- ``torch.save`` through the page cache into that spare, fsync, swap (how saves were written
+  before the host buffer; ``page_cache_spare_sync_ms``),
+- the same into a new temporary file renamed over the old one (before the spare was recycled;
+  ``fresh_sync_stall_ms``),
 - ``AsyncAtomicCheckpointIO(stage_here=True)`` (``checkpoint.async_save=auto`` on CPU: the
-  loop serialises into the spare, a thread fsyncs and swaps; ``cpu_auto_stall_ms``), and
+  loop serialises into the host buffer, a thread writes, fsyncs and swaps;
+  ``cpu_auto_stall_ms``, and the thread's ``cpu_auto_write_ms``), and
 - ``AsyncAtomicCheckpointIO`` (``checkpoint.async_save=auto`` on a GPU: a host copy of the
   state, then the same write in a background thread); the stall is the time until the call
   returns, the write time is how long the thread took. The stall is not the whole cost on CPU:
@@ -34,7 +38,7 @@ import torch
 from solo_rgbd.engine.async_io import AsyncAtomicCheckpointIO
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
 from solo_rgbd.engine.ckpt_info import breakdown, summary_line
-from solo_rgbd.utils.atomic import atomic_path, torch_save_bytes
+from solo_rgbd.utils.atomic import RecycledFile, atomic_path, torch_save_bytes
 
 
 def main() -> None:
@@ -46,7 +50,7 @@ def main() -> None:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     sync_io, async_io = AtomicCheckpointIO(), AsyncAtomicCheckpointIO()
     staging_io = AsyncAtomicCheckpointIO(stage_here=True)
-    sync_s, stall_s, fresh_s, staged_s = [], [], [], []
+    sync_s, stall_s, fresh_s, staged_s, cached_s = [], [], [], [], []
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         target = Path(tmp) / "last.ckpt"
         for _ in range(args.rounds):
@@ -62,6 +66,11 @@ def main() -> None:
                 torch_save_bytes(ckpt, fresh)
             fresh_s.append(time.perf_counter() - start)
             start = time.perf_counter()
+            cached = RecycledFile(target)
+            torch_save_bytes(ckpt, cached.spare)
+            cached.commit()
+            cached_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
             staging_io.save_checkpoint(ckpt, target)
             staged_s.append(time.perf_counter() - start)
             staging_io.wait()
@@ -74,8 +83,10 @@ def main() -> None:
                 "size": summary_line(breakdown(ckpt)),
                 "rounds": args.rounds,
                 "sync_stall_ms": round(statistics.median(sync_s) * 1e3, 1),
+                "page_cache_spare_sync_ms": round(statistics.median(cached_s) * 1e3, 1),
                 "fresh_sync_stall_ms": round(statistics.median(fresh_s) * 1e3, 1),
                 "cpu_auto_stall_ms": round(statistics.median(staged_s) * 1e3, 1),
+                "cpu_auto_write_ms": round(statistics.median(staging_io.write_times) * 1e3, 1),
                 "async_stall_ms": round(statistics.median(stall_s) * 1e3, 1),
                 "async_write_ms": round(statistics.median(async_io.write_times) * 1e3, 1),
             },

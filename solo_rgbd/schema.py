@@ -123,7 +123,8 @@ class CheckpointConfig:
     every_n_minutes: float = 0.0  # also every N minutes of wall time if N > 0 (long runs)
     # auto: written by a background thread when training on a GPU (the loop pays for a host
     # copy); on CPU, where a serialising thread would take a core from the compute, the loop
-    # serialises and the thread only fsyncs and swaps the file in. false: all in the loop
+    # serialises into memory and the thread writes (past the page cache), fsyncs and swaps the
+    # file in. false: all in the loop
     async_save: Any = "auto"  # auto | true | false
     # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
     snapshot_every_n_epochs: int = 0

@@ -21,12 +21,12 @@ def test_a_checkpoint_write_cut_off_mid_file_keeps_the_previous_checkpoint(tmp_p
     io = AtomicCheckpointIO()
     io.save_checkpoint({"state_dict": {"a": torch.zeros(1)}}, tmp_path / "last.ckpt")
 
-    def dies_half_way(obj, path):  # the disk fills up / the process is killed mid-write
+    def dies_half_way(buffer, path):  # the disk fills up / the process is killed mid-write
         with open(path, "wb") as f:
             f.write(b"PK\x03\x04 half a zip")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt_module, "torch_save_bytes", dies_half_way)
+    monkeypatch.setattr(ckpt_module, "write_out", dies_half_way)
     with pytest.raises(OSError):
         io.save_checkpoint({"state_dict": {"a": torch.ones(1)}}, tmp_path / "last.ckpt")
     # the half-written bytes went to a temporary, never onto last.ckpt (which Lightning's own

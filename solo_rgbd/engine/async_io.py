@@ -21,9 +21,11 @@ changes that keep the guarantees of a synchronous save:
   checkpoint interval).
 - **on CPU, only the disk waits go to the thread** (``stage_here``, ``checkpoint.async_save=auto``
   on CPU). There the training step keeps every core busy and a thread that serialises takes
-  one from it, so the loop serialises the checkpoint itself (into the spare file, no snapshot
-  needed) and builds the export folder, and the thread only fsyncs and swaps them in, in the
-  same order (:meth:`submit_staged`).
+  one from it, so the loop serialises the checkpoint itself (into the host buffer of
+  :class:`~solo_rgbd.engine.checkpoint.AtomicCheckpointIO`, no snapshot needed) and builds the
+  export folder, and the thread writes the checkpoint past the page cache (``O_DIRECT``: the
+  device's time, not the CPU's), fsyncs and swaps them in, in the same order
+  (:meth:`submit_staged`).
 - **errors and exits.** An error of a background write is raised at the next save, at
   :meth:`wait` or at teardown, and the writes queued behind a failed one are not written (a
   checkpoint never lands after its export failed); :meth:`wait` is what a preemption signal
@@ -105,7 +107,7 @@ class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
 
     def __init__(self, stage_here: bool = False) -> None:
         super().__init__(AtomicCheckpointIO())
-        #: serialise on the calling thread, and leave only fsync and swap to the thread
+        #: serialise on the calling thread; the thread only writes, fsyncs and swaps
         self.stage_here = bool(stage_here)
         self._pending: list[tuple[str, Future]] = []  # (kind, write), oldest first
         self._failed: BaseException | None = None  # set by the thread; later writes skip

@@ -5,12 +5,12 @@
 preemption signal arrived (then it waits for the write and raises
 :class:`~solo_rgbd.errors.Preempted`). With ``checkpoint.async_save`` (``auto``: on a GPU) the
 file is written by a background thread (:mod:`solo_rgbd.engine.async_io`); the step loop only
-pays for a host copy of the state. On CPU (``auto``) the loop serialises and the thread only
-fsyncs and swaps the file in; ``false`` writes synchronously. Besides what Lightning saves
-(weights, momentum encoders, queues as buffers, optimizer, loop progress, the data position
-of :class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG states of torch (CPU and
-CUDA), numpy and python, restored at ``on_train_start`` of the resumed run, so augmentation
-draws continue exactly where they stopped.
+pays for a host copy of the state. On CPU (``auto``) the loop serialises into host memory
+and the thread writes, fsyncs and swaps the file in; ``false`` writes synchronously. Besides
+what Lightning saves (weights, momentum encoders, queues as buffers, optimizer, loop progress,
+the data position of :class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG
+states of torch (CPU and CUDA), numpy and python, restored at ``on_train_start`` of the
+resumed run, so augmentation draws continue exactly where they stopped.
 
 Checkpoints are saved at ``on_train_batch_end``, after the method's optimizer step and
 momentum update (``BaseMethod.optimizer_step``), and after the metrics of the step are on disk.
@@ -35,30 +35,50 @@ from solo_rgbd.engine.contract import HasOptionalState, RunModule
 from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
-from solo_rgbd.utils.atomic import RecycledFile, discard_spare, torch_save_bytes
+from solo_rgbd.utils.atomic import RecycledFile, discard_spare
 from solo_rgbd.utils.console import say
+from solo_rgbd.utils.direct_io import HostBuffer, serialise, write_out
 from solo_rgbd.utils.finite import all_finite
 
 
+class StagedCheckpoint:
+    """A checkpoint serialised into host memory: :meth:`commit` writes it into the spare of
+    ``path`` (:func:`~solo_rgbd.utils.direct_io.write_out`), fsyncs it and swaps it in
+    (:class:`~solo_rgbd.utils.atomic.RecycledFile`); :meth:`discard` drops it."""
+
+    def __init__(self, buffer: HostBuffer, path) -> None:
+        self.buffer = buffer
+        self.file = RecycledFile(path)
+
+    def commit(self) -> None:
+        try:
+            write_out(self.buffer, self.file.spare)
+        except BaseException:
+            self.file.discard()
+            raise
+        self.file.commit()
+
+    def discard(self) -> None:
+        self.file.discard()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written atomically: into the file of the checkpoint before last
-    (kept beside it as a hidden spare), fsynced, and swapped into place
-    (:class:`~solo_rgbd.utils.atomic.RecycledFile`); :meth:`teardown` removes the spares."""
+    """Lightning checkpoints written atomically: serialised into a host buffer kept between
+    saves, written into the file of the checkpoint before last (kept beside it as a hidden
+    spare) past the page cache, fsynced, and swapped into place (:class:`StagedCheckpoint`);
+    :meth:`teardown` removes the spares and frees the buffer."""
 
     def __init__(self) -> None:
         super().__init__()
         self._paths: set[Path] = set()
+        self.buffer = HostBuffer()
 
-    def stage_checkpoint(self, checkpoint: dict[str, Any], path) -> RecycledFile:
-        """Serialise ``checkpoint`` into the spare of ``path``; ``commit()`` swaps it in."""
+    def stage_checkpoint(self, checkpoint: dict[str, Any], path) -> StagedCheckpoint:
+        """Serialise ``checkpoint`` into :attr:`buffer`, which is busy until the returned
+        write is committed or discarded; ``commit()`` puts it on disk."""
         self._paths.add(Path(path))
-        staged = RecycledFile(path)
-        try:
-            torch_save_bytes(checkpoint, staged.spare)
-        except BaseException:
-            staged.discard()
-            raise
-        return staged
+        serialise(checkpoint, self.buffer)
+        return StagedCheckpoint(self.buffer, path)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         self.stage_checkpoint(checkpoint, path).commit()
@@ -67,6 +87,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         for path in self._paths:
             discard_spare(path)
         self._paths.clear()
+        self.buffer.close()
 
 
 # ----- RNG ----------------------------------------------------------------------------------
@@ -179,7 +200,7 @@ class RunCheckpoint(Checkpoint):
             io = _async_io(trainer)
             mode = "synchronously" if io is None else "in the background"
             if getattr(io, "stage_here", False):
-                mode = "by the loop, fsynced and swapped in the background"
+                mode = "(serialised by the loop) in the background"
             say(
                 f"checkpoint: {summary_line(self.sizes)}; {len(self.stalls)} saves written "
                 f"{mode}, the step loop waited {statistics.median(self.stalls) * 1e3:.0f} ms "

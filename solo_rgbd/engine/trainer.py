@@ -34,8 +34,9 @@ def checkpoint_writer(setting: Any, trainer_cfg: DictConfig) -> CheckpointIO:
       host copy of the state. On a GPU the host is mostly idle while kernels run.
     - ``auto`` on CPU: the loop serialises (the training step keeps every core busy, and a
       thread that serialises takes one: on 2 cores the steps after a background save ran 25 %
-      slower, more than the whole save; ``bench/overhead.py``, docs/benchmarks.md), and the
-      thread only waits for the disk (fsync) and swaps the files in.
+      slower, more than the whole save; ``bench/overhead.py``, docs/benchmarks.md) into host
+      memory, and the thread only waits for the disk (a direct write, fsync) and swaps the
+      files in.
     - ``false``: all of it synchronously, in the loop.
     """
     if setting != "auto":

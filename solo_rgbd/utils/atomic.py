@@ -141,10 +141,11 @@ class StagedAll:
 class RecycledFile:
     """A new version of ``path`` for a file written again and again, staged in the file of the
     version before last (:func:`spare_of`): write :attr:`spare` in place (open it without
-    truncating, as :func:`torch_save_bytes` does), then :meth:`commit` fsyncs it and swaps it
-    in by one atomic exchange of the two names (Linux ``renameat2(RENAME_EXCHANGE)``), which
-    keeps the old version as the next spare. Writing over a file's cached pages costs far less
-    than a new file plus unlinking the old one (a 135 MB checkpoint: 92 against 151 ms,
+    truncating, as :func:`torch_save_bytes` and :func:`~solo_rgbd.utils.direct_io.write_out`
+    do), then :meth:`commit` fsyncs it and swaps it in by one atomic exchange of the two names
+    (Linux ``renameat2(RENAME_EXCHANGE)``), which keeps the old version as the next spare.
+    Writing over a file's cached pages, or its blocks, costs less than a new file plus
+    unlinking the old one (a 135 MB checkpoint through the page cache: 92 against 151 ms,
     ``bench/ckpt_stall.py``).
 
     A reader sees the old or the new version, never a mix, as with :func:`atomic_path`; a

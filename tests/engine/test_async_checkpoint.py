@@ -182,26 +182,26 @@ def test_a_signal_at_an_epochs_last_step_exits_after_the_epoch_end_checkpoint():
 
 
 def test_on_cpu_the_loop_serialises_and_the_thread_only_fsyncs_and_swaps(tmp_path, monkeypatch):
-    """``stage_here`` (``checkpoint.async_save=auto`` on CPU): the bytes are written by the
-    calling thread into the spare, the thread commits (fsync, swap) in the order asked for, an
+    """``stage_here`` (``checkpoint.async_save=auto`` on CPU): the calling thread serialises
+    into host memory, the thread commits (write, fsync, swap) in the order asked for, an
     export queued before a checkpoint lands before it, and a failed commit is raised at the
     next save while the writes queued behind it are dropped with their staged files."""
     import solo_rgbd.engine.checkpoint as ck
     from solo_rgbd.utils.atomic import RecycledFile, spare_of
 
     io, where, order = AsyncAtomicCheckpointIO(stage_here=True), [], []
-    save, commit = ck.torch_save_bytes, RecycledFile.commit
+    save, commit = ck.serialise, RecycledFile.commit
 
-    def saving(obj, path):
+    def saving(obj, buffer):
         where.append(threading.current_thread() is threading.main_thread())
-        save(obj, path)
+        save(obj, buffer)
 
     def committing(self):
         time.sleep(0.2)  # a slow disk
         commit(self)
         order.append(("checkpoint", torch.load(self.path, weights_only=True)["n"]))
 
-    monkeypatch.setattr(ck, "torch_save_bytes", saving)
+    monkeypatch.setattr(ck, "serialise", saving)
     monkeypatch.setattr(RecycledFile, "commit", committing)
     last = tmp_path / "last.ckpt"
 

@@ -120,19 +120,19 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
 
 
 # the checkpoint write of step STEP (default 10, the stage switch) stalls in the background
-# thread after its bytes are in the temporary file, before the fsync and rename; the marker
-# says it started
+# thread after its bytes are in the temporary file (written, fsynced), before the swap; the
+# marker says it started
 SLOW_WRITE = """
-import sys, time, pathlib
+import sys, time, pathlib, torch
 import solo_rgbd.engine.checkpoint as ck
 marker, pause, step = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-save = ck.torch_save_bytes
-def slow(obj, path):
-    save(obj, path)
-    if obj.get("global_step") == step:
+save = ck.write_out
+def slow(buffer, path):
+    save(buffer, path)
+    if torch.load(path, weights_only=True).get("global_step") == step:
         marker.write_text(str(step))
         time.sleep(pause)
-ck.torch_save_bytes = slow
+ck.write_out = slow
 from solo_rgbd.cli import main
 sys.exit(main(sys.argv[4:]))
 """
