@@ -200,7 +200,7 @@ class RunCheckpoint(Checkpoint):
             io = _async_io(trainer)
             mode = "synchronously" if io is None else "in the background"
             if getattr(io, "stage_here", False):
-                mode = "(serialised by the loop) in the background"
+                mode = "in the background, serialised by the loop"
             say(
                 f"checkpoint: {summary_line(self.sizes)}; {len(self.stalls)} saves written "
                 f"{mode}, the step loop waited {statistics.median(self.stalls) * 1e3:.0f} ms "

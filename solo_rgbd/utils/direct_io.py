@@ -23,6 +23,7 @@ from typing import Any
 ALIGN = 4096  # O_DIRECT's alignment of offsets, lengths and memory (a multiple of 512)
 _CHUNK = 8 << 20
 _GRAIN = 1 << 20
+_NO_DIRECT = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 # private: a shared anonymous mapping is a file of fixed size underneath, and grown by mremap it
 # raises SIGBUS past the old end
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
@@ -131,7 +132,7 @@ def write_out(buffer: HostBuffer, path: str | os.PathLike[str]) -> None:
         try:
             fd = os.open(path, flags | direct, 0o666)
         except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT
+            if exc.errno not in _NO_DIRECT:  # this file system has no O_DIRECT
                 raise
     try:
         if fd >= 0:
