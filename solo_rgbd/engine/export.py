@@ -5,7 +5,8 @@ The loop pays for a host copy of the encoders' weights; the export itself (the f
 check, serialising, hashing, writing, the folder swap) is queued on the checkpoint's writer
 thread when checkpoints are written in the background (:mod:`solo_rgbd.engine.async_io`),
 ahead of the epoch's checkpoint, so a checkpoint on disk always has its export on disk. On CPU
-(``stage_here``) the loop builds the folder and the thread fsyncs and swaps it in. The bytes
+(``stage_here``) the loop writes the state dicts and the thread hashes them (while the loop
+serialises the checkpoint), writes the manifest, fsyncs and swaps the folder in. The bytes
 are those of a synchronous export.
 
 With ``snapshot_every`` N > 0 the encoders of every N-th epoch are also kept, each as its own
@@ -68,7 +69,7 @@ class EncoderExport(pl.Callback):
         writer = getattr(trainer.strategy, "checkpoint_io", None)
         if not isinstance(writer, AsyncAtomicCheckpointIO):
             write()
-        elif writer.stage_here:  # built here, fsynced and swapped in by the thread, in order
+        elif writer.stage_here:  # written here; hashed, fsynced and swapped in by the thread
             writer.submit_staged("export", stage)
         else:  # all of it on the thread, in order, before the epoch's checkpoint
             writer.submit("export", write)

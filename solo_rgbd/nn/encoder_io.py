@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,10 @@ def stage_export(
 ) -> StagedExport:
     """Build the export of ``snapshot`` beside ``out_dir``, in the folder of the export before
     last (``.<name>.spare``, kept by the previous swap): the state dicts, written over that
-    folder's files where they hold the same tensors (:mod:`solo_rgbd.nn.safetensors_io`), then
-    the manifest with their sha256. Nothing is fsynced or swapped in until ``commit()``."""
+    folder's files where they hold the same tensors (:mod:`solo_rgbd.nn.safetensors_io`).
+    ``commit()`` hashes them, writes the manifest with their sha256, fsyncs and swaps the folder
+    in (on the writer thread, the hashing overlaps the checkpoint's serialisation); until then
+    ``snapshot`` must not change (:func:`snapshot_encoders` makes a copy)."""
     out_dir = Path(out_dir)
     if not all_finite(t for snap in snapshot.values() for t in snap.state.values()):
         raise NonFiniteError(
@@ -140,17 +143,15 @@ def stage_export(
                 shutil.rmtree(stale)
             elif stale.name not in files or stale.is_symlink():
                 stale.unlink()
+        (staged.tmp / MANIFEST).unlink(missing_ok=True)  # never written through a hard link
         for name, snap in snapshot.items():
             path = staged.tmp / f"{name}.safetensors"
             staged.manifest["encoders"][name] = {
                 "file": path.name,
                 "backbone": snap.backbone,
                 "in_chans": snap.in_chans,
-                "sha256": write_safetensors(path, snap.state, {"backbone": snap.backbone}),
             }
-        text = json.dumps(staged.manifest, indent=2, sort_keys=True) + "\n"
-        (staged.tmp / MANIFEST).unlink(missing_ok=True)  # never written through a hard link
-        (staged.tmp / MANIFEST).write_text(text)
+            staged.digests[name] = write_safetensors(path, snap.state, {"backbone": snap.backbone})
     except BaseException:
         staged.discard()
         raise
@@ -173,17 +174,23 @@ def _spare_folder(out_dir: Path) -> Path:
 
 @dataclass
 class StagedExport:
-    """An export built in ``tmp`` (:func:`stage_export`); :meth:`commit` fsyncs every file and
-    swaps ``tmp`` and ``out_dir`` (one atomic exchange where the system has it), so the old
-    export becomes the next spare; :meth:`discard` removes ``tmp``."""
+    """An export built in ``tmp`` (:func:`stage_export`); :meth:`commit` takes the files'
+    sha256 (``digests``), writes the manifest, fsyncs every file and swaps ``tmp`` and
+    ``out_dir`` (one atomic exchange where the system has it), so the old export becomes the
+    next spare; :meth:`discard` removes ``tmp``."""
 
     out_dir: Path
     tmp: Path
     manifest: dict[str, Any]
+    digests: dict[str, Callable[[], str]] = field(default_factory=dict)
 
     def commit(self) -> None:
         out_dir, tmp = self.out_dir, self.tmp
         try:
+            for name, digest in self.digests.items():
+                self.manifest["encoders"][name]["sha256"] = digest()
+            text = json.dumps(self.manifest, indent=2, sort_keys=True) + "\n"
+            (tmp / MANIFEST).write_text(text)  # last: a folder with a manifest is complete
             for path in sorted(tmp.iterdir()):
                 fsync_file(path)
             fsync_dir(tmp)

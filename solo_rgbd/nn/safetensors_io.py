@@ -8,14 +8,18 @@ that file's cached pages, without truncating it first, costs a fraction of a new
 main job's two 20 MB encoders: see ``docs/benchmarks.md``); the bytes are those of
 ``save_file`` (``tests/nn/test_safetensors_io.py``). Anything else (no file, another layout, a
 file with other hard links, a symlink) goes through ``save_file`` into a new file.
+The sha256 of the bytes is returned as a function, to be called later (on the export's writer
+thread, while the step loop serialises the checkpoint).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import safetensors.torch
@@ -39,8 +43,12 @@ DTYPES = {
 _MAX_HEADER = 100 << 20  # safetensors' own limit
 
 
-def write_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """Write ``state`` (host tensors) as the safetensors file ``path``; the sha256 of its bytes.
+def write_safetensors(
+    path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> Callable[[], str]:
+    """Write ``state`` (host tensors) as the safetensors file ``path``; returns a function that
+    gives the sha256 of the bytes written (neither ``state`` nor the file may change until it
+    is called).
 
     Written over the file in place when it holds the same tensors and metadata (module doc);
     otherwise the file is unlinked (never written through a link) and made anew."""
@@ -48,17 +56,26 @@ def write_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dict
     if found is None:
         path.unlink(missing_ok=True)
         safetensors.torch.save_file(state, path, metadata)
-        return sha256_of(path)
+        return functools.partial(sha256_of, path)
     prefix, order = found
-    digest = hashlib.sha256(prefix)
+    parts = [_bytes_of(state[name]) for name in order]
     fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "wb") as f:
         f.write(prefix)
-        for name in order:
-            data = state[name].detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-            digest.update(data)
+        for data in parts:
             f.write(data)
         f.truncate()
+    return functools.partial(_sha256_of_parts, [prefix, *parts])
+
+
+def _bytes_of(tensor: torch.Tensor):
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def _sha256_of_parts(parts: list) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)  # hashlib lets go of the GIL on large buffers
     return digest.hexdigest()
 
 

@@ -3,6 +3,7 @@ never through a link."""
 
 import hashlib
 import os
+import threading
 
 import safetensors.torch
 import torch
@@ -35,14 +36,14 @@ def _reference(state, tmp_path) -> bytes:
 
 def test_a_rewrite_in_place_gives_save_files_bytes_and_their_sha256(tmp_path):
     path, meta = tmp_path / "depth.safetensors", {"backbone": "resnet10t"}
-    first = write_safetensors(path, _state(0), meta)  # a new file
+    first = write_safetensors(path, _state(0), meta)()  # a new file
     inode = path.stat().st_ino
     for seed in (1, 2):
         state = _state(seed)
-        digest = write_safetensors(path, state, meta)
+        digest = write_safetensors(path, state, meta)  # the sha256, taken when called
         assert path.stat().st_ino == inode  # written over, not made anew
         assert path.read_bytes() == _reference(state, tmp_path)
-        assert digest == hashlib.sha256(path.read_bytes()).hexdigest() != first
+        assert digest() == hashlib.sha256(path.read_bytes()).hexdigest() != first
     loaded = safetensors.torch.load_file(path)
     assert all(torch.equal(loaded[k], v) for k, v in _state(2).items())
 
@@ -103,3 +104,22 @@ def test_a_spare_folder_that_is_a_link_is_never_written_through(tmp_path):
 def _enc(seed: int, chans: int) -> Encoder:
     torch.manual_seed(seed)
     return Encoder("resnet10t", chans)
+
+
+def test_a_staged_export_takes_its_hashes_and_writes_its_manifest_when_committed(tmp_path):
+    """The sha256 is taken by ``commit`` (the writer thread's, overlapping the checkpoint's
+    serialisation), of the bytes written at stage time; the folder has no manifest before."""
+    out = tmp_path / "encoders"
+    write_export(snapshot_encoders({"rgb": _enc(0, 3), "depth": _enc(0, 1)}), out, {"epoch": 0})
+    write_export(snapshot_encoders({"rgb": _enc(1, 3), "depth": _enc(1, 1)}), out, {"epoch": 1})
+    snap = snapshot_encoders({"rgb": _enc(2, 3), "depth": _enc(2, 1)})
+    staged = stage_export(snap, out, {"epoch": 2})  # over the files of epoch 0, in place
+    assert not (staged.tmp / "encoders.json").exists()
+    assert verify_export(out)["epoch"] == 1
+    worker = threading.Thread(target=staged.commit)
+    worker.start()
+    worker.join()
+    manifest = verify_export(out)  # every file's sha256 checked against its bytes
+    assert manifest["epoch"] == 2 and set(manifest["encoders"]) == {"rgb", "depth"}
+    fresh = write_export(snap, tmp_path / "fresh" / "encoders", {"epoch": 2})
+    assert manifest["encoders"] == fresh["encoders"] == staged.manifest["encoders"]
