@@ -139,7 +139,7 @@ def write_out(buffer: HostBuffer, path: str | os.PathLike[str]) -> None:
             try:
                 _write_all(fd, buffer, _round_up(n, ALIGN))  # padding is cut off below
             except OSError as exc:
-                if exc.errno != errno.EINVAL:  # the device wants another alignment
+                if exc.errno not in _NO_DIRECT:  # e.g. the device wants another alignment
                     raise
                 os.close(fd)
                 fd = -1
