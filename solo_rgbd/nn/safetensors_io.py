@@ -25,7 +25,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from solo_rgbd.utils.atomic import rewritable_in_place
+from solo_rgbd.utils.atomic import file_mode, rewritable_in_place
 
 #: safetensors' dtype names
 DTYPES = {
@@ -56,6 +56,7 @@ def write_safetensors(
     if found is None:
         path.unlink(missing_ok=True)
         safetensors.torch.save_file(state, path, metadata)
+        os.chmod(path, file_mode())  # save_file makes it 0600; runs are shared in labs
         return functools.partial(sha256_of, path)
     prefix, order = found
     parts = [_bytes_of(state[name]) for name in order]

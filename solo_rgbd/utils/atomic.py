@@ -54,12 +54,17 @@ def _umask() -> int:
     return mask
 
 
+def file_mode() -> int:
+    """The mode a plain ``open`` gives a new file: 0666 less the umask."""
+    return 0o666 & ~_umask()
+
+
 def temp_file(path: Path, suffix: str = ".tmp") -> Path:
     """An empty temporary file beside ``path``, with the mode a plain ``open`` would give it
     (mkstemp makes 0600; runs are shared in labs, so the umask decides)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, file_mode())
     return Path(tmp)
 
 

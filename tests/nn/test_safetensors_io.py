@@ -123,3 +123,16 @@ def test_a_staged_export_takes_its_hashes_and_writes_its_manifest_when_committed
     assert manifest["epoch"] == 2 and set(manifest["encoders"]) == {"rgb", "depth"}
     fresh = write_export(snap, tmp_path / "fresh" / "encoders", {"epoch": 2})
     assert manifest["encoders"] == fresh["encoders"] == staged.manifest["encoders"]
+
+
+def test_exported_files_get_the_umasks_mode_not_0600(tmp_path):
+    """safetensors' ``save_file`` makes its files 0600; an export is read by a lab, so its
+    files get the mode a plain ``open`` gives (0666 less the umask), as the manifest does."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "encoders"
+        write_export(snapshot_encoders({"rgb": _enc(0, 3), "depth": _enc(0, 1)}), out, {})
+        modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    finally:
+        os.umask(old)
+    assert modes == {"rgb.safetensors": 0o644, "depth.safetensors": 0o644, "encoders.json": 0o644}
