@@ -6,9 +6,10 @@ a 135 MB checkpoint took 320 ms into a new file against 20 ms over a file's cach
 background writes cost the step loop most of that CPU time (``bench/ckpt_stall.py``,
 ``docs/benchmarks.md``). Here the bytes go into a :class:`HostBuffer` whose pages are touched
 once, at the first save, and :func:`write_out` hands them to the disk with ``O_DIRECT``
-(no page cache: the kernel copies nothing, and the write waits for the device, not the CPU),
-then fsyncs. Where a file system refuses ``O_DIRECT`` (tmpfs, some network and FUSE file
-systems) the same bytes are written through the page cache. The file's bytes are those of
+(no page cache: the kernel copies nothing, and the write waits for the device, not the CPU);
+the caller fsyncs (:meth:`~solo_rgbd.utils.atomic.RecycledFile.commit`). Where a file
+system refuses ``O_DIRECT`` (tmpfs, some network and FUSE file systems) the same bytes are
+written through the page cache. The file's bytes are those of
 ``torch.save`` into a file object (:func:`~solo_rgbd.utils.atomic.torch_save_bytes`).
 """
 
@@ -120,9 +121,10 @@ def serialise(obj: Any, buffer: HostBuffer) -> None:
 
 
 def write_out(buffer: HostBuffer, path: str | os.PathLike[str]) -> None:
-    """Write the buffer's bytes as the file ``path`` and fsync it: in place over an existing
-    file (its blocks are reused) and cut to the new length; never through a symlink.
-    ``O_DIRECT`` where the file system takes it, the page cache otherwise."""
+    """Write the buffer's bytes as the file ``path``, in place over an existing file (its
+    blocks are reused) and cut to the new length; never through a symlink. ``O_DIRECT`` where
+    the file system takes it, the page cache otherwise. Not fsynced: the caller's commit does
+    that, once."""
     path = Path(path)
     n = buffer.nbytes
     flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
@@ -147,7 +149,6 @@ def write_out(buffer: HostBuffer, path: str | os.PathLike[str]) -> None:
             fd = os.open(path, flags, 0o666)
             _write_all(fd, buffer, n)
         os.ftruncate(fd, n)
-        os.fsync(fd)
     finally:
         if fd >= 0:
             os.close(fd)

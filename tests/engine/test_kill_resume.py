@@ -120,7 +120,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
 
 
 # the checkpoint write of step STEP (default 10, the stage switch) stalls in the background
-# thread after its bytes are in the temporary file (written, fsynced), before the swap; the
+# thread after its bytes are in the temporary file, before the fsync and the swap; the
 # marker says it started
 SLOW_WRITE = """
 import sys, time, pathlib, torch
