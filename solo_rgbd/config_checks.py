@@ -146,6 +146,7 @@ PRETRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]]
     "optimizer.scheduler": _choice("cosine", "constant"),
     "optimizer.exclude_bias_and_norm": _choice(True, False),
     "checkpoint.every_n_steps": _int(0),
+    "checkpoint.every_n_epochs": _int(0),
     "checkpoint.async_save": _choice("auto", True, False),
     "checkpoint.snapshot_every_n_epochs": _int(0),
     "checkpoint.every_n_minutes": _num(0.0, 1e6),

@@ -119,12 +119,13 @@ class TrainerConfig:
 
 @dataclass
 class CheckpointConfig:
-    every_n_steps: int = 0  # also every N optimizer steps if N > 0 (always: each epoch, signals)
-    every_n_minutes: float = 0.0  # also every N minutes of wall time if N > 0 (long runs)
-    # auto: written by a background thread when training on a GPU (the loop pays for a host
-    # copy); on CPU, where a serialising thread would take a core from the compute, the loop
-    # serialises into memory and the thread writes (past the page cache), fsyncs and swaps the
-    # file in. false: all in the loop
+    # last.ckpt (and the encoder export) at an epoch's end once every_n_minutes of wall time
+    # have passed since the last checkpoint (0: off); always at the end and on signals
+    every_n_minutes: float = 10.0
+    every_n_epochs: int = 0  # also at the end of every N-th epoch if N > 0
+    every_n_steps: int = 0  # also every N optimizer steps if N > 0 (no export)
+    # auto: a background thread writes on a GPU (the loop pays for a host copy), the loop
+    # itself on CPU; true | false force one
     async_save: Any = "auto"  # auto | true | false
     # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
     snapshot_every_n_epochs: int = 0

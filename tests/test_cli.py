@@ -111,7 +111,7 @@ def test_a_plain_run_is_quiet_and_verbose_true_is_not(tmp_path):
     text = quiet.stdout + quiet.stderr
     lines = [line for line in text.splitlines() if line.strip()]
     assert lines[0] == "mbcf: stage 2 (IntraCLM + InterCLM) starts at epoch 1, step 3"
-    assert lines[1].startswith("checkpoint: ") and "per save" in lines[1]  # size and stall
+    assert lines[1].startswith("checkpoint: ") and "1 save (" in lines[1]  # size and policy
     assert lines[2].startswith("run folder: ") and lines[3].startswith("encoders:")
     assert lines[4].startswith("report: ") and lines[4].endswith("report.html")
     assert len(lines) == 5, text

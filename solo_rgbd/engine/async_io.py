@@ -1,33 +1,22 @@
 """Checkpoints and exports written in a background thread, so the step loop does not wait.
 
 :class:`AsyncAtomicCheckpointIO` is Lightning's ``AsyncCheckpointIO`` around
-:class:`~solo_rgbd.engine.checkpoint.AtomicCheckpointIO` (spare file, fsync, swap), with
-changes that keep the guarantees of a synchronous save:
+:class:`~solo_rgbd.engine.checkpoint.AtomicCheckpointIO` (a new file, fsync, rename), with
+three changes that keep the guarantees of a synchronous save:
 
-- **a consistent snapshot.** The step loop goes on changing the weights in place, so the
-  checkpoint is copied to host memory before the call returns. Lightning clones tensor by
-  tensor, which writes a storage shared by several tensors once per tensor; here every storage
-  is copied once and the tensors are rebuilt as views of the copies, so the file holds each
-  tensor once, as ``torch.save`` of the live state would. Containers are rebuilt and other
-  leaves deep-copied, so nothing the loop mutates later leaks into the file. The copies go
-  into host buffers kept from the previous save (pinned memory for a GPU's tensors), not
-  fresh allocations: the same storages are saved every time.
+- **a consistent snapshot, each storage once.** The step loop goes on changing the weights in
+  place, so the checkpoint is copied to host memory before the call returns. Lightning clones
+  tensor by tensor, which copies (and writes) a storage shared by several tensors once per
+  tensor; here every storage is copied once and the tensors are rebuilt as views of the
+  copies, so the file holds each tensor once, as ``torch.save`` of the live state would. The
+  copies of a GPU's tensors go into pinned host buffers kept from the previous save.
 - **one writer, in order.** Writes run one at a time on one thread, in the order they were
-  asked for. Besides checkpoints, :meth:`submit` queues other writes of data already copied off
-  the model (the per-epoch encoder export, queued before the epoch's checkpoint, so a
-  checkpoint on disk always has its export on disk). A new write first waits for the previous
-  write of its kind: memory holds at most one checkpoint snapshot and one export snapshot
-  (that wait is the only stall the loop sees, and only when the disk is slower than the
-  checkpoint interval).
-- **on CPU, only the disk waits go to the thread** (``stage_here``, ``checkpoint.async_save=auto``
-  on CPU). There the training step keeps every core busy and a thread that serialises takes
-  one from it, so the loop serialises the checkpoint itself (into the host buffer of
-  :class:`~solo_rgbd.engine.checkpoint.AtomicCheckpointIO`, no snapshot needed) and builds the
-  export folder, and the thread writes the checkpoint past the page cache (``O_DIRECT``: the
-  device's time, not the CPU's), fsyncs and swaps them in, in the same order
-  (:meth:`submit_staged`).
+  asked for. :meth:`submit` queues other writes of data already copied off the model (the
+  encoder export, queued before the epoch's checkpoint, so a checkpoint on disk always has its
+  export on disk). A new write first waits for the previous write of its kind, so memory holds
+  at most one snapshot of each.
 - **errors and exits.** An error of a background write is raised at the next save, at
-  :meth:`wait` or at teardown, and the writes queued behind a failed one are not written (a
+  :meth:`wait` or at teardown, and the writes queued behind a failed one are skipped (a
   checkpoint never lands after its export failed); :meth:`wait` is what a preemption signal
   calls before the process exits, so ``last.ckpt`` names the step that just finished.
 
@@ -38,7 +27,6 @@ atomically) and at most one temporary of each, which the next run of the folder 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -47,7 +35,6 @@ import torch
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from solo_rgbd.engine.checkpoint import AtomicCheckpointIO
-from solo_rgbd.utils.atomic import Staged
 
 
 def host_snapshot(obj: Any, storages: dict | None = None, pool: dict | None = None) -> Any:
@@ -105,26 +92,13 @@ def _copy_storage(storage: torch.UntypedStorage, key: tuple, pool: dict | None):
 class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
     """Atomic checkpoints and exports, written by one background thread, in order (module doc)."""
 
-    def __init__(self, stage_here: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__(AtomicCheckpointIO())
-        #: serialise on the calling thread; the thread only writes, fsyncs and swaps
-        self.stage_here = bool(stage_here)
         self._pending: list[tuple[str, Future]] = []  # (kind, write), oldest first
         self._failed: BaseException | None = None  # set by the thread; later writes skip
         self._pool: dict = {}  # host buffers of the last checkpoint snapshot, reused
-        #: seconds the calling thread spent in each save (snapshot + waiting for the previous)
-        self.stalls: list[float] = []
-        #: seconds each background write took (spare file, fsync, swap)
-        self.write_times: list[float] = []
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        start = time.perf_counter()
-        if self.stage_here:  # the loop is paused: no snapshot needed
-            io = self.checkpoint_io
-            assert isinstance(io, AtomicCheckpointIO)
-            self.submit_staged("checkpoint", lambda: io.stage_checkpoint(checkpoint, path))
-            self.stalls.append(time.perf_counter() - start)
-            return
         self._wait_for("checkpoint")  # its buffers are free again; raises a failed write
         used: dict = {}
         snapshot = host_snapshot(checkpoint, used, self._pool)
@@ -134,7 +108,6 @@ class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
         io = self.checkpoint_io
         assert io is not None
         self._queue("checkpoint", lambda: io.save_checkpoint(snapshot, path, storage_options))
-        self.stalls.append(time.perf_counter() - start)
 
     def submit(self, kind: str, write: Callable[[], Any]) -> None:
         """Queue ``write`` (of data the caller already copied) behind the writes in flight,
@@ -142,32 +115,18 @@ class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
         self._wait_for(kind)
         self._queue(kind, write)
 
-    def submit_staged(self, kind: str, stage: Callable[[], Staged]) -> None:
-        """Run ``stage`` here (it writes the bytes under temporary names) once the previous
-        write of ``kind`` is done, and queue its ``commit`` (fsync and swap) behind the writes
-        in flight."""
-        self._wait_for(kind)
-        staged = stage()
-        self._queue(kind, staged.commit, skipped=staged.discard)
-
-    def _queue(
-        self, kind: str, write: Callable[[], Any], skipped: Callable[[], Any] | None = None
-    ) -> None:
+    def _queue(self, kind: str, write: Callable[[], Any]) -> None:
         self._ensure_setup()
         assert self._executor is not None
 
         def run() -> None:
             if self._failed is not None:  # an earlier write failed: nothing queued behind lands
-                if skipped is not None:
-                    skipped()
                 return
-            began = time.perf_counter()
             try:
                 write()
             except BaseException as exc:
                 self._failed = exc
                 raise
-            self.write_times.append(time.perf_counter() - began)
 
         self._pending.append((kind, self._executor.submit(run)))
 
@@ -200,5 +159,3 @@ class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            if self.checkpoint_io is not None:
-                self.checkpoint_io.teardown()  # the spares of the files it wrote

@@ -1,16 +1,23 @@
-"""Checkpoints that hold everything deciding a run's future, written atomically.
+"""Checkpoints that hold everything deciding a run's future, written atomically, on a policy
+that suits a 20-second demo and a 3-day run.
 
-:class:`RunCheckpoint` writes ``checkpoints/last.ckpt`` at the end of every epoch, every
-``every_n_steps`` optimizer steps and every ``every_n_minutes`` of wall time if set, and when a
-preemption signal arrived (then it waits for the write and raises
-:class:`~solo_rgbd.errors.Preempted`). With ``checkpoint.async_save`` (``auto``: on a GPU) the
-file is written by a background thread (:mod:`solo_rgbd.engine.async_io`); the step loop only
-pays for a host copy of the state. On CPU (``auto``) the loop serialises into host memory
-and the thread writes, fsyncs and swaps the file in; ``false`` writes synchronously. Besides
-what Lightning saves (weights, momentum encoders, queues as buffers, optimizer, loop progress,
-the data position of :class:`~solo_rgbd.data.sampler.ResumableLoader`), it saves the RNG
-states of torch (CPU and CUDA), numpy and python, restored at ``on_train_start`` of the
-resumed run, so augmentation draws continue exactly where they stopped.
+:class:`RunCheckpoint` writes ``checkpoints/last.ckpt``:
+
+- at an epoch's end when ``every_n_minutes`` (default 10) of wall time have passed since the
+  last checkpoint, or the epoch is a multiple of ``every_n_epochs`` (if > 0);
+- every ``every_n_steps`` optimizer steps (if > 0);
+- always at the end of the run, and when a preemption signal arrived (SIGTERM, SIGINT,
+  SIGUSR1: then it waits for the write and raises :class:`~solo_rgbd.errors.Preempted`).
+
+The epoch-end decision is taken once per epoch (:meth:`RunCheckpoint.due_at_epoch_end`), so the
+encoder export (:mod:`solo_rgbd.engine.export`) follows the same rhythm. Each save is a new
+file: ``torch.save`` into a temporary beside ``last.ckpt``, fsynced, renamed over it, the folder
+fsynced (:class:`AtomicCheckpointIO`); with ``checkpoint.async_save`` a background thread does
+the writing (:mod:`solo_rgbd.engine.async_io`). Besides what Lightning saves (weights,
+momentum encoders, queues as buffers, optimizer, loop progress, the data position of
+:class:`~solo_rgbd.data.sampler.ResumableLoader`), the checkpoint holds the RNG states of torch
+(CPU and CUDA), numpy and python, restored at ``on_train_start`` of the resumed run, so
+augmentation draws continue exactly where they stopped.
 
 Checkpoints are saved at ``on_train_batch_end``, after the method's optimizer step and
 momentum update (``BaseMethod.optimizer_step``), and after the metrics of the step are on disk.
@@ -20,7 +27,6 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -35,59 +41,21 @@ from solo_rgbd.engine.contract import HasOptionalState, RunModule
 from solo_rgbd.engine.guard import non_finite_message
 from solo_rgbd.engine.signals import SignalWatch
 from solo_rgbd.errors import CheckpointError, NonFiniteError, Preempted
-from solo_rgbd.utils.atomic import RecycledFile, discard_spare
+from solo_rgbd.utils.atomic import atomic_torch_save
 from solo_rgbd.utils.console import say
-from solo_rgbd.utils.direct_io import HostBuffer, serialise, write_out
 from solo_rgbd.utils.finite import all_finite
 
-
-class StagedCheckpoint:
-    """A checkpoint serialised into host memory: :meth:`commit` writes it into the spare of
-    ``path`` (:func:`~solo_rgbd.utils.direct_io.write_out`), fsyncs it and swaps it in
-    (:class:`~solo_rgbd.utils.atomic.RecycledFile`); :meth:`discard` drops it."""
-
-    def __init__(self, buffer: HostBuffer, path) -> None:
-        self.buffer = buffer
-        self.file = RecycledFile(path)
-
-    def commit(self) -> None:
-        try:
-            write_out(self.buffer, self.file.spare)
-        except BaseException:
-            self.file.discard()
-            raise
-        self.file.commit()
-
-    def discard(self) -> None:
-        self.file.discard()
+#: the default of ``checkpoint.every_n_minutes`` (docs/pretraining.md says why)
+EVERY_N_MINUTES = 10.0
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written atomically: serialised into a host buffer kept between
-    saves, written into the file of the checkpoint before last (kept beside it as a hidden
-    spare) past the page cache, fsynced, and swapped into place (:class:`StagedCheckpoint`);
-    :meth:`teardown` removes the spares and frees the buffer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._paths: set[Path] = set()
-        self.buffer = HostBuffer()
-
-    def stage_checkpoint(self, checkpoint: dict[str, Any], path) -> StagedCheckpoint:
-        """Serialise ``checkpoint`` into :attr:`buffer`, which is busy until the returned
-        write is committed or discarded; ``commit()`` puts it on disk."""
-        self._paths.add(Path(path))
-        serialise(checkpoint, self.buffer)
-        return StagedCheckpoint(self.buffer, path)
+    """Lightning checkpoints written the ordinary way: a new temporary file, fsynced, renamed
+    into place, the folder fsynced. A reader never sees a half-written file, and one that holds
+    the previous checkpoint open keeps its bytes."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        self.stage_checkpoint(checkpoint, path).commit()
-
-    def teardown(self) -> None:
-        for path in self._paths:
-            discard_spare(path)
-        self._paths.clear()
-        self.buffer.close()
+        atomic_torch_save(checkpoint, path)
 
 
 # ----- RNG ----------------------------------------------------------------------------------
@@ -134,31 +102,33 @@ def params_finite(module: torch.nn.Module) -> bool:
 
 
 class RunCheckpoint(Checkpoint):
-    """``last.ckpt`` every epoch, every ``every_n_steps`` steps, and on preemption signals."""
+    """``last.ckpt`` on the run's policy (module doc): epoch ends by time or epoch count, every
+    ``every_n_steps`` steps, at the end of the run and on preemption signals."""
 
     def __init__(
         self,
         dirpath: str | os.PathLike[str],
         every_n_steps: int = 0,
         resume_hint: str = "",
-        every_n_minutes: float = 0.0,
+        every_n_minutes: float = EVERY_N_MINUTES,
+        every_n_epochs: int = 0,
         clock=time.monotonic,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_steps = int(every_n_steps or 0)
+        self.every_n_epochs = int(every_n_epochs or 0)
         self.every_s = float(every_n_minutes or 0.0) * 60.0
         self.resume_hint = resume_hint
         self.signals = SignalWatch()
         self.last_path: Path | None = None
         self.saved_step: int | None = None
+        self.saves = 0  # in this session
         self._rng_to_restore: dict[str, Any] | None = None
         self._stop_at: tuple[int, int, int] | None = None  # (signal, step, epoch) to exit after
         self._stop_saved = False  # the checkpoint of that step is written
         self._clock = clock
         self._last_save_time = clock()
-        #: seconds the step loop spent in each save (state copy, or the whole synchronous write)
-        self.stalls: list[float] = []
-        self.sizes: dict[str, int] | None = None
+        self._decided: tuple[int, bool] = (-1, False)  # (epoch, due at its end)
 
     @property
     def state_key(self) -> str:
@@ -182,6 +152,24 @@ class RunCheckpoint(Checkpoint):
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         self._rng_to_restore = per_rank[rank] if rank < len(per_rank) else None
 
+    # ----- the policy -----------------------------------------------------------------------
+    def due_at_epoch_end(self, trainer: pl.Trainer) -> bool:
+        """Whether the end of the current epoch writes a checkpoint: the run's last epoch, a
+        pending signal, a multiple of ``every_n_epochs``, or ``every_n_minutes`` since the
+        last checkpoint (rank 0's clock decides for all ranks). Decided once per epoch, so the
+        export, which asks first, and the checkpoint agree."""
+        epoch = trainer.current_epoch
+        if self._decided[0] != epoch:
+            done = epoch + 1
+            last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= done
+            due = self.every_s > 0 and self._clock() - self._last_save_time >= self.every_s
+            if trainer.world_size > 1 and self.every_s > 0:
+                due = bool(trainer.strategy.broadcast(due, src=0))
+            by_epoch = self.every_n_epochs > 0 and done % self.every_n_epochs == 0
+            signalled = self._stop_at is not None
+            self._decided = (epoch, bool(last or signalled or by_epoch or due))
+        return self._decided[1]
+
     # ----- hooks ------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._rng_to_restore is not None:
@@ -192,20 +180,21 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._exit_if_stopped(trainer)
+        if self.saved_step != trainer.global_step:  # a run that ended before its last epoch
+            self.save(trainer, pl_module)
         wait_for_checkpoint(trainer)
-        if trainer.is_global_zero and self.stalls:
+        if trainer.is_global_zero and self.saves:
             from solo_rgbd.engine.ckpt_info import summary_line
 
-            self.sizes = _sizes_of(trainer, pl_module)  # the state of the last save
-            io = _async_io(trainer)
-            mode = "synchronously" if io is None else "in the background"
-            if getattr(io, "stage_here", False):
-                mode = "in the background, serialised by the loop"
-            say(
-                f"checkpoint: {summary_line(self.sizes)}; {len(self.stalls)} saves written "
-                f"{mode}, the step loop waited {statistics.median(self.stalls) * 1e3:.0f} ms "
-                "per save (median)"
-            )
+            say(f"checkpoint: {summary_line(_sizes_of(trainer, pl_module))}; {self.describe()}")
+
+    def describe(self) -> str:
+        """The policy in words, with this session's count of saves."""
+        when = [f"every {self.every_s / 60:g} min at an epoch's end"] if self.every_s else []
+        when += [f"every {self.every_n_epochs} epochs"] if self.every_n_epochs else []
+        when += [f"every {self.every_n_steps} steps"] if self.every_n_steps else []
+        n = f"{self.saves} save{'s' if self.saves != 1 else ''}"
+        return f"{n} ({', '.join([*when, 'at the end, on SIGTERM/SIGINT/SIGUSR1'])})"
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.signals.restore()
@@ -217,15 +206,12 @@ class RunCheckpoint(Checkpoint):
         stop = self.signals.signum is not None
         if trainer.world_size > 1:  # every rank stops at the same step
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        due = self.every_s > 0 and self._clock() - self._last_save_time >= self.every_s
-        if trainer.world_size > 1 and self.every_s > 0:  # rank 0's clock decides for all
-            due = bool(trainer.strategy.broadcast(due, src=0))
         step = trainer.global_step
         periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
         # the epoch's last step is saved at the epoch's end (after its validation), so that
         # a checkpoint inside an epoch never holds rows the epoch's end logs after it
         last = batch_idx + 1 >= getattr(trainer, "num_training_batches", float("inf"))
-        if (stop or periodic or due) and not last:
+        if (stop or periodic) and not last:
             self.save(trainer, pl_module)
         if stop:  # exit once Lightning has logged this step's self.log values (after this hook)
             self._stop_at = (self.signals.signum or 15, step, trainer.current_epoch)
@@ -256,7 +242,8 @@ class RunCheckpoint(Checkpoint):
         self._exit_if_stopped(trainer)  # after the rows of the last epoch's end
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer, pl_module)
+        if self.due_at_epoch_end(trainer):
+            self.save(trainer, pl_module)
         self._stop_saved = True  # a signal of the epoch's last step exits at the next hook
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
@@ -270,9 +257,8 @@ class RunCheckpoint(Checkpoint):
             )
         for logger in trainer.loggers:  # metrics up to this step are on disk before the ckpt
             logger.save()
-        start = time.perf_counter()
         trainer.save_checkpoint(self.path, weights_only=False)
-        self.stalls.append(time.perf_counter() - start)
+        self.saves += 1
         self._last_save_time = self._clock()
         self.last_path, self.saved_step = self.path, trainer.global_step
 

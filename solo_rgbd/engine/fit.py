@@ -3,10 +3,10 @@ Supervised bound.
 
 :func:`fit_run` gives every run the same folder and the same guarantees: ``config.yaml``,
 ``logs/metrics.csv`` (:class:`~solo_rgbd.engine.csv_logger.RunCSVLogger`, appended across
-resumes), ``checkpoints/last.ckpt`` (:class:`~solo_rgbd.engine.checkpoint.RunCheckpoint`: every
-epoch, every ``checkpoint.every_n_steps`` / ``every_n_minutes``, on preemption signals, with
-the RNG states), exact resume, and the non-finite guard. Commands decide what to train; the
-engine does not know methods or tasks.
+resumes), ``checkpoints/last.ckpt`` (:class:`~solo_rgbd.engine.checkpoint.RunCheckpoint`: on
+the ``checkpoint.*`` policy, at the end and on preemption signals, with the RNG states), exact
+resume, and the non-finite guard. Commands decide what to train; the engine does not know
+methods or tasks.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def engine_callbacks(spec: RunSpec) -> list[pl.Callback]:
             spec.plan.run_dir / "checkpoints",
             int(cfg.checkpoint.every_n_steps),
             spec.resume_hint,
-            every_n_minutes=float(cfg.checkpoint.get("every_n_minutes") or 0.0),
+            every_n_minutes=float(cfg.checkpoint.every_n_minutes),
+            every_n_epochs=int(cfg.checkpoint.get("every_n_epochs") or 0),
         ),
     ]
 

@@ -28,22 +28,17 @@ def resolve_precision(trainer_cfg: DictConfig) -> str:
 
 
 def checkpoint_writer(setting: Any, trainer_cfg: DictConfig) -> CheckpointIO:
-    """What writes checkpoints and exports, for ``checkpoint.async_save``:
-
-    - ``true`` (``auto`` on a GPU): a background thread does it all; the step loop pays for a
-      host copy of the state. On a GPU the host is mostly idle while kernels run.
-    - ``auto`` on CPU: the loop serialises (the training step keeps every core busy, and a
-      thread that serialises takes one: on 2 cores the steps after a background save ran 25 %
-      slower, more than the whole save; ``bench/overhead.py``, docs/benchmarks.md) into host
-      memory, and the thread only waits for the disk (a direct write, fsync) and swaps the
-      files in.
-    - ``false``: all of it synchronously, in the loop.
-    """
-    if setting != "auto":
-        return AsyncAtomicCheckpointIO() if bool(setting) else AtomicCheckpointIO()
-    accelerator = str(trainer_cfg.accelerator)
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator != "cpu" and torch.cuda.is_available())
-    return AsyncAtomicCheckpointIO(stage_here=not on_gpu)
+    """What writes checkpoints and exports, for ``checkpoint.async_save``: ``true`` (``auto`` on
+    a GPU, where the host is mostly idle while kernels run) a background thread, the step loop
+    paying for a host copy of the state; ``false`` (``auto`` on CPU, where a writing thread
+    takes a core from the training step: ``bench/overhead.py``, docs/benchmarks.md) the loop
+    itself."""
+    if setting == "auto":
+        accelerator = str(trainer_cfg.accelerator)
+        setting = accelerator in ("gpu", "cuda") or (
+            accelerator != "cpu" and torch.cuda.is_available()
+        )
+    return AsyncAtomicCheckpointIO() if bool(setting) else AtomicCheckpointIO()
 
 
 def resolve_strategy(trainer_cfg: DictConfig, unused_parameters: bool, world_size: int) -> Any:

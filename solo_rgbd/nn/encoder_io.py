@@ -3,13 +3,12 @@
 Exports: ``<dir>/{rgb,depth}.safetensors`` + ``encoders.json``. safetensors holds tensors and
 nothing else (loading runs no pickle), and the same weights give the same bytes. Exports
 written by earlier versions (``.pt`` state dicts) still load.
-An export is built in a sibling folder (state dicts first, the manifest with their sha256
-last, every file fsynced), then swapped in: one atomic exchange of the two folders' names where
-the system has it (the old export stays as the folder the next export writes over), else two
-renames, the old folder aside and the new one into place. :func:`resolve_export_dir` completes
-a swap that a kill interrupted, so a reader always finds one complete export of one epoch.
-Identical weights give identical bytes (and sha256). NaN weights are never exported.
-:func:`verify_export` checks every hash on load.
+An export is built in a new temporary folder beside ``<dir>`` (the state dicts first, the
+manifest with their sha256 last, every file fsynced), then swapped in by two renames: the old
+folder aside (``.<dir>.<pid>.old``), the new one into place; the old one is then deleted. A
+kill between the two renames leaves no ``<dir>``, and :func:`resolve_export_dir` puts the
+newest complete folder back, so a reader always finds one complete export of one epoch.
+NaN weights are never exported. :func:`verify_export` checks every hash on load.
 
 Loading (``encoders=`` of a task): ``random``, ``imagenet`` (``backbone.weights=FILE`` or
 ``backbone.pretrained=true``), a pretraining run folder, its ``encoders/`` folder, or a
@@ -18,11 +17,11 @@ pretraining checkpoint of any method (read from its state_dict, without building
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,8 @@ from omegaconf import DictConfig
 
 from solo_rgbd.errors import CheckpointError, ConfigError, NonFiniteError
 from solo_rgbd.nn.backbone import Encoder, export_state_dict
-from solo_rgbd.nn.safetensors_io import sha256_of, write_safetensors
 from solo_rgbd.nn.streams import CHANNELS, Streams
-from solo_rgbd.utils.atomic import exchange_names, fsync_dir, fsync_file, temp_dir
+from solo_rgbd.utils.atomic import fsync_dir, temp_dir
 from solo_rgbd.utils.console import say
 from solo_rgbd.utils.finite import all_finite
 from solo_rgbd.utils.paths import is_component
@@ -101,32 +99,24 @@ def export_encoders(
     Each ``<name>.safetensors`` loads into ``timm.create_model(backbone, in_chans=...,
     num_classes=0)`` with ``model.load_state_dict(safetensors.torch.load_file(path))``.
     """
-    manifest = write_export(snapshot_encoders(encoders), out_dir, info)
-    discard_spare_folder(out_dir)  # one export, not a series: the one before is not kept
-    return manifest
+    return write_export(snapshot_encoders(encoders), out_dir, info)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """A new file (mode: the umask's), its bytes on disk before the call returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_export(
     snapshot: dict[str, EncoderSnapshot], out_dir: str | os.PathLike[str], info: dict[str, Any]
 ) -> dict[str, Any]:
-    """Write a :func:`snapshot_encoders` as one verified export (module doc); the manifest with
-    every file's sha256 comes last, and the folder is swapped in by renames. The export before
-    is kept as ``.<name>.spare`` for the next call to write over (a run's series of exports):
-    :func:`discard_spare_folder` removes it."""
-    staged = stage_export(snapshot, out_dir, info)
-    staged.commit()
-    return staged.manifest
-
-
-def stage_export(
-    snapshot: dict[str, EncoderSnapshot], out_dir: str | os.PathLike[str], info: dict[str, Any]
-) -> StagedExport:
-    """Build the export of ``snapshot`` beside ``out_dir``, in the folder of the export before
-    last (``.<name>.spare``, kept by the previous swap): the state dicts, written over that
-    folder's files where they hold the same tensors (:mod:`solo_rgbd.nn.safetensors_io`).
-    ``commit()`` hashes them, writes the manifest with their sha256, fsyncs and swaps the folder
-    in (on the writer thread, the hashing overlaps the checkpoint's serialisation); until then
-    ``snapshot`` must not change (:func:`snapshot_encoders` makes a copy)."""
+    """Write a :func:`snapshot_encoders` as one verified export (module doc) and return its
+    manifest: a new folder, the manifest with every file's sha256 last, swapped in by renames.
+    The bytes are safetensors' own serialisation (``safetensors.torch.save``)."""
     out_dir = Path(out_dir)
     if not all_finite(t for snap in snapshot.values() for t in snap.state.values()):
         raise NonFiniteError(
@@ -135,87 +125,39 @@ def stage_export(
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     resolve_export_dir(out_dir)
-    staged = StagedExport(out_dir, _spare_folder(out_dir), {**info, "encoders": {}})
+    manifest: dict[str, Any] = {**info, "encoders": {}}
+    tmp = temp_dir(out_dir)
     try:
-        files = {f"{name}.safetensors" for name in snapshot} | {MANIFEST}
-        for stale in staged.tmp.iterdir():  # another layout's files, or not a plain file
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale)
-            elif stale.name not in files or stale.is_symlink():
-                stale.unlink()
-        (staged.tmp / MANIFEST).unlink(missing_ok=True)  # never written through a hard link
         for name, snap in snapshot.items():
-            path = staged.tmp / f"{name}.safetensors"
-            staged.manifest["encoders"][name] = {
-                "file": path.name,
+            data = safetensors.torch.save(snap.state, {"backbone": snap.backbone})
+            _write_synced(tmp / f"{name}.safetensors", data)
+            manifest["encoders"][name] = {
+                "file": f"{name}.safetensors",
                 "backbone": snap.backbone,
                 "in_chans": snap.in_chans,
+                "sha256": hashlib.sha256(data).hexdigest(),
             }
-            staged.digests[name] = write_safetensors(path, snap.state, {"backbone": snap.backbone})
-    except BaseException:
-        staged.discard()
-        raise
-    return staged
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        _write_synced(tmp / MANIFEST, text.encode())  # last: a folder with it is complete
+        fsync_dir(tmp)
+        old = out_dir.parent / f".{out_dir.name}.{os.getpid()}.old"
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        fsync_dir(out_dir.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
 
 
-def spare_folder_of(out_dir: Path) -> Path:
-    """Where the export before last waits to be written over: ``.<name>.spare``."""
-    return out_dir.parent / f".{out_dir.name}.spare"
-
-
-def _spare_folder(out_dir: Path) -> Path:
-    spare = spare_folder_of(out_dir)
-    if spare.is_symlink() or (spare.exists() and not spare.is_dir()):
-        spare.unlink()
-    if not spare.is_dir():
-        os.replace(temp_dir(out_dir), spare)  # a new folder with the umask's mode
-    return spare
-
-
-@dataclass
-class StagedExport:
-    """An export built in ``tmp`` (:func:`stage_export`); :meth:`commit` takes the files'
-    sha256 (``digests``), writes the manifest, fsyncs every file and swaps ``tmp`` and
-    ``out_dir`` (one atomic exchange where the system has it), so the old export becomes the
-    next spare; :meth:`discard` removes ``tmp``."""
-
-    out_dir: Path
-    tmp: Path
-    manifest: dict[str, Any]
-    digests: dict[str, Callable[[], str]] = field(default_factory=dict)
-
-    def commit(self) -> None:
-        out_dir, tmp = self.out_dir, self.tmp
-        try:
-            for name, digest in self.digests.items():
-                self.manifest["encoders"][name]["sha256"] = digest()
-            text = json.dumps(self.manifest, indent=2, sort_keys=True) + "\n"
-            (tmp / MANIFEST).write_text(text)  # last: a folder with a manifest is complete
-            for path in sorted(tmp.iterdir()):
-                fsync_file(path)
-            fsync_dir(tmp)
-            if not out_dir.exists():
-                os.replace(tmp, out_dir)
-            elif not exchange_names(tmp, out_dir):
-                old = out_dir.parent / f".{out_dir.name}.{os.getpid()}.old"
-                os.replace(out_dir, old)
-                os.replace(tmp, out_dir)
-                os.replace(old, tmp)
-            fsync_dir(out_dir.parent)
-        except BaseException:
-            self.discard()
-            raise
-
-    def discard(self) -> None:
-        if self.tmp.is_dir() and not self.tmp.is_symlink():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def discard_spare_folder(out_dir: str | os.PathLike[str]) -> None:
-    """Remove the spare :func:`stage_export` keeps beside ``out_dir`` (when the run is over)."""
-    spare = spare_folder_of(Path(out_dir))
-    if spare.is_dir() and not spare.is_symlink():
-        shutil.rmtree(spare, ignore_errors=True)
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def verify_export(folder: Path) -> dict[str, Any]:

@@ -60,14 +60,16 @@ def test_one_write_in_flight_in_order_and_the_loop_only_waits_for_a_slow_disk(tm
     start = time.perf_counter()
     io.save_checkpoint({"n": 1, "t": torch.zeros(4)}, tmp_path / "last.ckpt")
     first = time.perf_counter() - start
+    start = time.perf_counter()
     io.save_checkpoint({"n": 2, "t": torch.zeros(4)}, tmp_path / "last.ckpt")
+    second = time.perf_counter() - start
     assert first < 0.15  # returned before the write
-    assert io.stalls[1] >= 0.25  # the second save waited for the first write
+    assert second >= 0.25  # the second save waited for the first write
     io.wait()
     assert order == [(1, False), (2, False)]  # in order, both in the background thread
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["n"] == 2
-    io.teardown()  # and the spare (the checkpoint before last) is removed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    io.teardown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary left
 
 
 def test_a_failed_background_write_is_raised_and_leaves_the_previous_file(tmp_path):
@@ -89,17 +91,52 @@ def test_a_failed_background_write_is_raised_and_leaves_the_previous_file(tmp_pa
     assert torch.load(path, weights_only=True)["n"] == 1
 
 
-def test_the_time_based_checkpoint_follows_the_clock():
+def _policy_trainer(**kw) -> SimpleNamespace:
+    return SimpleNamespace(
+        **{"world_size": 1, "global_step": 0, "current_epoch": 0, "max_epochs": 100, **kw}
+    )
+
+
+def test_epoch_ends_checkpoint_by_the_clock_and_the_run_end_always():
+    """The default policy: an epoch's end saves once every_n_minutes have passed since the
+    last checkpoint; the last epoch always; each epoch is decided once (the export asks
+    first, the checkpoint follows)."""
     now = [0.0]
     cb = RunCheckpoint("/nonexistent", every_n_minutes=0.5, clock=lambda: now[0])
     saved = []
-    cb.save = lambda trainer, module: (saved.append(trainer.global_step), cb._mark())
-    cb._mark = lambda: setattr(cb, "_last_save_time", now[0])
-    trainer = SimpleNamespace(world_size=1, global_step=0)
-    for step, t in enumerate([10, 20, 31, 40, 60, 60.5, 95]):
-        now[0], trainer.global_step = float(t), step + 1
-        cb.on_train_batch_end(trainer, None, None, None, step)
-    assert saved == [3, 7]  # 31 s and 95 s: 30 s after the previous save
+
+    def save(trainer, module):
+        saved.append(trainer.current_epoch)
+        cb._last_save_time = now[0]
+
+    cb.save = save
+    trainer = _policy_trainer(max_epochs=7)
+    for epoch, t in enumerate([10, 20, 31, 40, 62, 70, 75]):
+        now[0], trainer.current_epoch = float(t), epoch
+        asked = cb.due_at_epoch_end(trainer)  # the export asks first
+        cb.on_train_epoch_end(trainer, None)
+        assert asked == (epoch in saved)
+    assert saved == [2, 4, 6]  # 31 s and 62 s: 30 s after the previous save; 6: the run's end
+    trainer.current_epoch, now[0] = 0, 0.0  # a new epoch (as after a resume): decided anew
+    assert not cb.due_at_epoch_end(trainer)
+    now[0] = 1000.0  # the clock moves on while the export is written: the same decision
+    assert not cb.due_at_epoch_end(trainer)
+
+
+def test_every_n_epochs_and_every_n_steps_add_checkpoints():
+    cb = RunCheckpoint("/nonexistent", every_n_minutes=0, every_n_epochs=2, every_n_steps=3)
+    saved = []
+    cb.save = lambda trainer, module: saved.append((trainer.current_epoch, trainer.global_step))
+    trainer = _policy_trainer(max_epochs=5, num_training_batches=4)
+    for epoch in range(5):
+        trainer.current_epoch = epoch
+        for batch in range(4):
+            trainer.global_step = epoch * 4 + batch + 1
+            cb.on_train_batch_end(trainer, None, None, None, batch)
+        cb.on_train_epoch_end(trainer, None)
+    # steps 3, 6, 9, 15, 18 (12 is an epoch's last step: saved at its end if due);
+    # epochs 1 and 3 (every 2), epoch 4 (the end)
+    assert saved == [(0, 3), (1, 6), (1, 8), (2, 9), (3, 15), (3, 16), (4, 18), (4, 20)]
 
 
 def _tiny_checkpoint(tmp_path):
@@ -156,9 +193,7 @@ def test_a_signal_at_an_epochs_last_step_exits_after_the_epoch_end_checkpoint():
         events: list[str] = []
         cb.save = lambda trainer, module: events.append(f"save {trainer.global_step}")
         cb.signals.signum = 15  # as the handler sets it
-        trainer = SimpleNamespace(
-            world_size=1, global_step=batch_idx + 1, current_epoch=0, num_training_batches=4
-        )
+        trainer = _policy_trainer(global_step=batch_idx + 1, num_training_batches=4)
         trainer.loggers, trainer.strategy = [], SimpleNamespace()
         cb.on_train_batch_end(trainer, None, None, None, batch_idx)
         hooks = [
@@ -179,58 +214,3 @@ def test_a_signal_at_an_epochs_last_step_exits_after_the_epoch_end_checkpoint():
 
     assert run(1) == ["save 2", "exit at next batch"]
     assert run(3) == ["validation", "save 4", "epoch end", "exit at next epoch"]
-
-
-def test_on_cpu_the_loop_serialises_and_the_thread_only_fsyncs_and_swaps(tmp_path, monkeypatch):
-    """``stage_here`` (``checkpoint.async_save=auto`` on CPU): the calling thread serialises
-    into host memory, the thread commits (write, fsync, swap) in the order asked for, an
-    export queued before a checkpoint lands before it, and a failed commit is raised at the
-    next save while the writes queued behind it are dropped with their staged files."""
-    import solo_rgbd.engine.checkpoint as ck
-    from solo_rgbd.utils.atomic import RecycledFile, spare_of
-
-    io, where, order = AsyncAtomicCheckpointIO(stage_here=True), [], []
-    save, commit = ck.serialise, RecycledFile.commit
-
-    def saving(obj, buffer):
-        where.append(threading.current_thread() is threading.main_thread())
-        save(obj, buffer)
-
-    def committing(self):
-        time.sleep(0.2)  # a slow disk
-        commit(self)
-        order.append(("checkpoint", torch.load(self.path, weights_only=True)["n"]))
-
-    monkeypatch.setattr(ck, "serialise", saving)
-    monkeypatch.setattr(RecycledFile, "commit", committing)
-    last = tmp_path / "last.ckpt"
-
-    class Export:  # a staged write of another kind, queued before the checkpoint
-        def commit(self):
-            order.append(("export", None))
-
-        def discard(self):
-            order.append(("discarded", None))
-
-    start = time.perf_counter()
-    io.save_checkpoint({"n": 1}, last)
-    io.submit_staged("export", Export)
-    io.save_checkpoint({"n": 2}, last)  # waits for the first commit (the spare is reused)
-    assert io.stalls[0] < 0.15 and time.perf_counter() - start >= 0.2
-    io.wait()
-    assert where == [True, True]  # serialised by the caller
-    assert order == [("checkpoint", 1), ("export", None), ("checkpoint", 2)]
-    assert torch.load(last, weights_only=True)["n"] == 2
-
-    def failing(self):
-        raise OSError(5, "Input/output error", str(self.spare))
-
-    monkeypatch.setattr(RecycledFile, "commit", failing)
-    io.save_checkpoint({"n": 3}, last)
-    io.submit_staged("export", Export)  # queued behind the failing commit: dropped
-    with pytest.raises(OSError, match="Input/output"):
-        io.save_checkpoint({"n": 4}, last)
-    assert order[-1] == ("discarded", None)
-    assert torch.load(last, weights_only=True)["n"] == 2  # the last good one stays
-    io.teardown()
-    assert not spare_of(last).exists()

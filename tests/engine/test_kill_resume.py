@@ -30,6 +30,7 @@ TINY = [
     "method_kwargs.stage2_epochs=2",  # 4 epochs x 5 steps, the stage switch at step 10
     "method_kwargs.queue_size=20",
     "trainer.deterministic=true",
+    "checkpoint.every_n_epochs=1",  # the kill tests' own policy: every epoch's end
 ]
 
 
@@ -89,15 +90,14 @@ def _assert_identical(run: Path, reference: Path) -> float:
     return diff
 
 
-@pytest.mark.parametrize("every_n_steps, background", [(1, "auto"), (0, "true"), (2, "false")])
+@pytest.mark.parametrize("every_n_steps, background", [(1, "false"), (0, "true"), (2, "auto")])
 def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     tmp_path, reference, every_n_steps, background
 ):
     # any step of the 20, either stage, once the first checkpoint is on disk (step N's is
     # written before step N + 1 is logged, and swapped in by the thread before step N + 2's;
-    # epoch 0's when only epochs are checkpointed); the
-    # reference and one killed run serialise in the loop and commit in the background (auto on
-    # CPU), one writes all in the background, one all synchronously
+    # epoch 0's when only epochs are checkpointed); one killed run writes in the background,
+    # the others in the loop (auto on CPU)
     kill_at = random.Random().randint(every_n_steps + 2 if every_n_steps else 6, 19)
     out = tmp_path / "out"
     run = out / "mbcf" / "k"
@@ -119,50 +119,48 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(
     assert resumed["status"] == "finished" and resumed["resumed_from"].endswith("last.ckpt")
 
 
-# the checkpoint write of step STEP (default 10, the stage switch) stalls in the background
-# thread after its bytes are in the temporary file, before the fsync and the swap; the
-# marker says it started
+# the checkpoint of step STEP (default 10, the stage switch) or (EXPORT) the export of that step
+# stalls once its bytes are in the temporary file or folder, before the rename; the marker
+# says it started
 SLOW_WRITE = """
 import sys, time, pathlib, torch
 import solo_rgbd.engine.checkpoint as ck
-marker, pause, step = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-save = ck.write_out
-def slow(buffer, path):
-    save(buffer, path)
-    if torch.load(path, weights_only=True).get("global_step") == step:
+import solo_rgbd.nn.encoder_io as eio
+from solo_rgbd.utils.atomic import atomic_path
+marker, pause, step, what = pathlib.Path(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:5]
+step = int(step)
+def slow(obj, path):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+        if what == "checkpoint" and obj.get("global_step") == step:
+            marker.write_text(str(step))
+            time.sleep(pause)
+write = eio._write_synced
+def slow_export(path, data):
+    write(path, data)
+    mine = path.name == "encoders.json" and f'"global_step": {step},' in data.decode()
+    if what == "export" and mine:
         marker.write_text(str(step))
         time.sleep(pause)
-ck.write_out = slow
+ck.atomic_torch_save, eio._write_synced = slow, slow_export
 from solo_rgbd.cli import main
-sys.exit(main(sys.argv[4:]))
+sys.exit(main(sys.argv[5:]))
 """
-
-
-# the same for checkpoint.async_save=auto on CPU, where the loop serialises: the commit (fsync
-# and swap) of step STEP's checkpoint stalls in the background thread
-SLOW_COMMIT = """
-import sys, time, pathlib, torch
-from solo_rgbd.utils.atomic import RecycledFile
-marker, pause, step = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-commit = RecycledFile.commit
-def slow(self):
-    if torch.load(self.spare, weights_only=True).get("global_step") == step:
-        marker.write_text(str(step))
-        time.sleep(pause)
-    commit(self)
-RecycledFile.commit = slow
-from solo_rgbd.cli import main
-sys.exit(main(sys.argv[4:]))
-"""
-SLOW = {"true": SLOW_WRITE, "auto": SLOW_COMMIT}
 
 
 def _start_slow(
-    out: Path, marker: Path, pause: float, *extra: str, step: int = 10, mode: str = "true"
+    out: Path,
+    marker: Path,
+    pause: float,
+    *extra: str,
+    step: int = 10,
+    mode: str = "true",
+    what: str = "checkpoint",
 ) -> subprocess.Popen:
     env = {**os.environ, "SOLO_RGBD_CACHE": str(out / "cache")}
-    cmd = [sys.executable, "-c", SLOW[mode], str(marker), str(pause), str(step), "pretrain"]
-    cmd += [*TINY, f"output_dir={out}", f"checkpoint.async_save={mode}", *extra]
+    cmd = [sys.executable, "-c", SLOW_WRITE, str(marker), str(pause), str(step), what]
+    cmd += ["pretrain", *TINY, f"output_dir={out}", f"checkpoint.async_save={mode}", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -191,19 +189,18 @@ def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_pat
     _assert_identical(run, reference)
 
 
-@pytest.mark.parametrize("mode", ["true", "auto"])
 def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previous_export(
-    tmp_path, reference, mode
+    tmp_path, reference
 ):
-    """Step 8's checkpoint (every 4 steps) stalls in the writer; the export of epoch 1 (step 10)
-    is queued behind it, and the epoch's own checkpoint waits for it. A kill then leaves the
-    export and checkpoint of epoch 0, whole, and the resumed run is the reference."""
+    """Step 8's checkpoint (every 4 steps) stalls in the background writer; the export of epoch
+    1 (step 10) is queued behind it, and the epoch's own checkpoint waits for it. A kill then
+    leaves the export and checkpoint of epoch 0, whole, and the resumed run is the reference."""
     from solo_rgbd.nn.encoder_io import verify_export
 
     out, marker = tmp_path / "out", tmp_path / "writing"
     run = out / "mbcf" / "q"
     every = "checkpoint.every_n_steps=4"
-    proc = _start_slow(out, marker, 60.0, "run_name=q", every, step=8, mode=mode)
+    proc = _start_slow(out, marker, 60.0, "run_name=q", every, step=8)
     _wait_for(proc, marker)  # step 8's checkpoint is being written...
     _wait_for_step(proc, run, 10)  # ...the loop reached the end of epoch 1...
     time.sleep(1.0)  # ...queued its export behind the write, and waits to queue its checkpoint
@@ -212,30 +209,44 @@ def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previou
     proc.wait()
     ckpt = run / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 5  # epoch 0's
-    # all in the background: nothing of epoch 1's export was built; on CPU (auto) the loop
-    # built it in the spare folder beside the export, and the thread never swapped it in
-    staged = [p.suffix for p in run.glob(".encoders.*")]
-    assert staged == ([] if mode == "true" else [".spare"])
+    assert not list(run.glob(".encoders.*"))  # nothing of epoch 1's export was built
     manifest = verify_export(run / "encoders")  # whole: every hash checks
     assert (manifest["epoch"], manifest["global_step"]) == (0, 5)
-    # a reader leaves it (it could be a running writer's); the resumed run writes over it and
-    # removes it at its end
-    assert [p.suffix for p in run.glob(".encoders.*")] == staged
-    rc, err = _finish(
-        _start(out, "run_name=q", every, f"checkpoint.async_save={mode}", "resume=last")
-    )
+    rc, err = _finish(_start(out, "run_name=q", every, "checkpoint.async_save=true", "resume=last"))
     assert rc == 0, err[-3000:]
     _assert_identical(run, reference)
     assert not list(run.glob(".encoders.*")) and not list(run.glob("checkpoints/.*"))
 
 
-@pytest.mark.parametrize("mode", ["true", "auto"])
-def test_a_signal_during_a_background_write_waits_for_it_then_checkpoints(
-    tmp_path, reference, mode
+@pytest.mark.parametrize("what", ["export", "checkpoint"])
+def test_sigkill_during_an_export_or_between_it_and_its_checkpoint_keeps_both(
+    tmp_path, reference, what
 ):
+    """In the loop (async_save=false), epoch 1's end writes its export, then its checkpoint. A
+    kill while the export's folder is built leaves epoch 0's export and checkpoint; a kill
+    after the export is in place, while the checkpoint is written, leaves epoch 1's export
+    beside epoch 0's checkpoint. Either way the resumed run is the reference."""
+    from solo_rgbd.nn.encoder_io import verify_export
+
+    out, marker = tmp_path / "out", tmp_path / "writing"
+    run = out / "mbcf" / "e"
+    proc = _start_slow(out, marker, 60.0, "run_name=e", mode="false", what=what)
+    _wait_for(proc, marker)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    exported = 5 if what == "export" else 10
+    assert verify_export(run / "encoders")["global_step"] == exported
+    rc, err = _finish(_start(out, "run_name=e", "resume=last"))
+    assert rc == 0, err[-3000:]
+    _assert_identical(run, reference)
+    assert not list(run.glob(".encoders.*")) and not list(run.glob("checkpoints/.*"))
+
+
+def test_a_signal_during_a_background_write_waits_for_it_then_checkpoints(tmp_path, reference):
     out, marker = tmp_path / "out", tmp_path / "writing"
     run = out / "mbcf" / "s"
-    proc = _start_slow(out, marker, 2.0, "run_name=s", mode=mode)
+    proc = _start_slow(out, marker, 2.0, "run_name=s")
     _wait_for(proc, marker)
     proc.send_signal(signal.SIGTERM)
     rc, err = _finish(proc)

@@ -30,19 +30,24 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_a_checkpoint_and_an_export_after_every_epoch(tmp_path):
+@pytest.mark.parametrize("every_n_epochs, expected", [(0, []), (1, [(3, 3)])])
+def test_checkpoint_and_export_at_the_end_and_every_n_epochs(tmp_path, every_n_epochs, expected):
+    """The default policy (every 10 minutes) checkpoints and exports a short run at its end
+    only; ``every_n_epochs=1`` at every epoch's end as well, the export with its checkpoint."""
     seen = []
+    run = tmp_path / "outputs" / "mbcf" / "e"
 
     class AfterEpoch(__import__("lightning.pytorch").pytorch.Callback):
         def on_train_epoch_start(self, trainer, m):
-            ckpt = tmp_path / "outputs" / "mbcf" / "e" / "checkpoints" / "last.ckpt"
             wait_for_checkpoint(trainer)  # the background write the epoch's end started
-            if ckpt.exists():
-                seen.append(torch.load(ckpt, weights_only=True)["global_step"])
+            if (run / "checkpoints" / "last.ckpt").exists():
+                ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+                seen.append((ckpt["global_step"], verify_export(run / "encoders")["global_step"]))
 
-    cfg = compose("pretrain", tiny_overrides(tmp_path, **SHORT, run_name="e"))
+    every = {"checkpoint.every_n_epochs": str(every_n_epochs)}
+    cfg = compose("pretrain", tiny_overrides(tmp_path, **SHORT, **every, run_name="e"))
     run_pretrain(cfg, [AfterEpoch()])
-    assert seen == [3]  # written at the end of epoch 0, before epoch 1 started
+    assert seen == expected  # written at the end of epoch 0, before epoch 1 started
     ckpt = torch.load(tmp_path / "outputs/mbcf/e/checkpoints/last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6 and ckpt["schedule_horizon"]["total_steps"] == 6
     assert ckpt["encoders"]["rgb"]["prefix"] == "encoders.rgb.model."
