@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -110,15 +109,10 @@ def _plugin(kind: str) -> Callable[[DecodeSpec], PairStore]:
 
 
 def available_memory() -> int:
-    """Bytes of memory available to new allocations (Linux: MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """Bytes of memory available to new allocations (psutil: MemAvailable on Linux)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def choose_storage(storage: str, need: int, copies: int = 1) -> str:

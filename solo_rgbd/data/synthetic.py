@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -268,25 +267,13 @@ def _write_scenes(
     return rows
 
 
-def _parent_death_signal():
-    """A ``preexec_fn`` that makes a worker get SIGKILL when the process that started it dies
-    (Linux ``prctl(PR_SET_PDEATHSIG)``), so a killed generation leaves no worker behind; None
-    where that is not available. Resolved here, in the parent: the child only makes the call."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
-
-
 def _run_worker(
     tmp: Path, seed: int, size: int, ratio: float, start: int, step: int, n: int, difficulty: str
 ) -> list[dict]:
     cmd = [sys.executable, "-m", "solo_rgbd.data.synthetic", str(tmp), str(seed), str(size)]
     cmd += [repr(ratio), str(start), str(step), str(n), difficulty]
-    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_parent_death_signal())
+    env = {**os.environ, _PARENT: str(os.getpid())}  # the worker ends when this process does
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise DataError(
             f"a synthetic-data worker failed ({proc.stderr.strip().splitlines()[-1:]}); retry "
@@ -375,7 +362,28 @@ def read_meta(root: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
         return {row["stem"]: row for row in csv.DictReader(f)}
 
 
+_PARENT = "SOLO_RGBD_GENERATOR_PID"
+
+
+def _exit_with_parent() -> None:
+    """A worker ends when the process that started it is gone (killed, say), so a killed
+    generation leaves no worker behind: a thread watches the parent's id (passed by the
+    parent: one killed before the worker started would otherwise go unnoticed)."""
+    import threading
+    import time
+
+    parent = int(os.environ.get(_PARENT) or os.getppid())
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 if __name__ == "__main__":  # a worker: folder seed size ratio start step n difficulty
+    _exit_with_parent()
     _dir, _seed, _size, _ratio, _start, _step, _n, _difficulty = sys.argv[1:9]
     _rows = _write_scenes(
         _dir,
