@@ -77,3 +77,40 @@ def test_new_files_and_folders_get_the_umasks_mode(tmp_path):
         "rgb.safetensors": 0o640,
         "encoders.json": 0o640,
     }
+
+
+def _no_flock(monkeypatch):
+    import errno
+    import fcntl
+
+    def flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+
+
+def test_without_flock_a_lock_is_a_pid_file_that_a_dead_holder_leaves_to_the_next(
+    tmp_path, monkeypatch, capsys
+):
+    from solo_rgbd.data.pack_checks import pack_lock
+    from solo_rgbd.errors import DataError
+    from solo_rgbd.utils.locks import FileLock
+
+    _no_flock(monkeypatch)
+    first = FileLock(tmp_path / "x.lock")
+    assert first.acquire()
+    assert (tmp_path / "x.lock.pid").read_text().split()[-1] == str(os.getpid())
+    assert not FileLock(tmp_path / "x.lock").acquire()  # held (by a live process)
+    (tmp_path / "x.lock.pid").write_text("elsewhere 1\n")  # another host's: never taken over
+    assert not FileLock(tmp_path / "x.lock").acquire(timeout=0.2)
+    (tmp_path / "x.lock.pid").write_text(f"{__import__('socket').gethostname()} 999999999\n")
+    second = FileLock(tmp_path / "x.lock")
+    assert second.acquire()  # a dead process of this host: taken over
+    second.release()
+    assert not (tmp_path / "x.lock.pid").exists()
+    assert capsys.readouterr().err.count("has no flock") == 1  # one line per folder
+    out = tmp_path / "packed"
+    with pack_lock(out):
+        with pytest.raises(DataError, match="another 'solo-rgbd data pack'"), pack_lock(out):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.lock"]  # the pack left nothing

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from solo_rgbd.errors import DataError
 from solo_rgbd.utils.atomic import atomic_write_text
+from solo_rgbd.utils.locks import FileLock
 
 #: what ``plan.json`` of a pack in progress holds; a folder without it is not ours
 PLAN = "plan.json"
@@ -64,28 +63,19 @@ def check_partial(work: Path) -> None:
 @contextlib.contextmanager
 def pack_lock(out: Path) -> Iterator[None]:
     """Hold ``.OUT.pack.lock`` beside OUT for the pack; a second pack into OUT is refused at
-    once. The lock file is removed (while still held) when the pack ends, and a process that
-    locked the removed file sees that its path is gone and is refused too: nothing is left."""
+    once (:mod:`solo_rgbd.utils.locks`: with or without ``flock``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.with_name(f".{out.name}.pack.lock")
-    busy = DataError(
-        f"another 'solo-rgbd data pack' into '{out}' is running (it holds '{path}'); wait for "
-        "it to finish, or pack into another folder."
-    )
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:  # the holder removed it meanwhile
-            raise BlockingIOError
-    except (BlockingIOError, FileNotFoundError):
-        os.close(fd)
-        raise busy from None
+    lock = FileLock(path, remove=True)
+    if not lock.acquire():
+        raise DataError(
+            f"another 'solo-rgbd data pack' into '{out}' is running (it holds '{path}'); wait "
+            "for it to finish, or pack into another folder."
+        )
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        os.close(fd)  # releases the lock
+        lock.release()
 
 
 def descendants(pid: int) -> list[int]:
