@@ -120,7 +120,6 @@ class RunCheckpoint(Checkpoint):
         self.every_s = float(every_n_minutes or 0.0) * 60.0
         self.resume_hint = resume_hint
         self.signals = SignalWatch()
-        self.last_path: Path | None = None
         self.saved_step: int | None = None
         self.saves = 0  # in this session
         self._rng_to_restore: dict[str, Any] | None = None
@@ -260,7 +259,7 @@ class RunCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path, weights_only=False)
         self.saves += 1
         self._last_save_time = self._clock()
-        self.last_path, self.saved_step = self.path, trainer.global_step
+        self.saved_step = trainer.global_step
 
 
 def _async_io(trainer: pl.Trainer):

@@ -5,8 +5,8 @@ Exports follow the checkpoint's rhythm: an epoch's end exports when it writes a 
 (:meth:`~solo_rgbd.engine.checkpoint.RunCheckpoint.due_at_epoch_end`), and so does the run's
 end. The loop pays for a host copy of the encoders' weights; with a background writer
 (:mod:`solo_rgbd.engine.async_io`) the export itself (the finiteness check, serialising,
-hashing, writing, the folder swap) is queued on the checkpoint's thread ahead of the
-checkpoint, so a checkpoint on disk always has its export on disk.
+hashing, writing, the folder swap) runs on the checkpoint's thread before the checkpoint, so a
+checkpoint on disk always has its export on disk.
 
 With ``snapshot_every`` N > 0 the encoders of every N-th epoch are also kept, each as its own
 export in ``snapshots/epochNNN/`` (NNN: epochs done), for curves of a downstream score against
@@ -71,6 +71,6 @@ class EncoderExport(pl.Callback):
 
         writer = getattr(trainer.strategy, "checkpoint_io", None)
         if isinstance(writer, AsyncAtomicCheckpointIO):  # on the thread, before the checkpoint
-            writer.submit("export", write)
+            writer.submit(write)
         else:
             write()

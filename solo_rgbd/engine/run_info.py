@@ -33,22 +33,15 @@ def versions() -> dict[str, str]:
 
 
 def cpu_name() -> str:
-    """The CPU's model as the system's own tool names it (``lscpu`` on Linux, ``sysctl`` on
-    macOS), else what the platform module knows."""
+    """The CPU's model as ``lscpu`` names it (Linux), else what the platform module knows."""
     import subprocess
 
-    tools = {"linux": ["lscpu"], "darwin": ["sysctl", "-n", "machdep.cpu.brand_string"]}
-    cmd = next((c for key, c in tools.items() if sys.platform.startswith(key)), None)
-    if cmd is not None:
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        lines = out.splitlines()
-        names = [ln.split(":", 1)[1] for ln in lines if ln.startswith("Model name:")] or lines
-        if names and names[0].strip():
-            return names[0].strip()
-    return platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
+    return next((n for n in names if n), "") or platform.processor() or platform.machine()
 
 
 def device_info(trainer: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Checkpoints written in the background: a consistent snapshot, each storage once, one write in
-flight, errors surfaced; the time-based checkpoint; ``solo-rgbd ckpt info``."""
+flight, errors surfaced; the checkpoint policy; ``solo-rgbd ckpt info``."""
 
 import threading
 import time
@@ -89,6 +89,20 @@ def test_a_failed_background_write_is_raised_and_leaves_the_previous_file(tmp_pa
     with pytest.raises(OSError, match="No space"):  # teardown surfaces it too
         io.teardown()
     assert torch.load(path, weights_only=True)["n"] == 1
+
+
+def test_a_checkpoint_is_never_written_after_its_export_failed(tmp_path):
+    io, path = AsyncAtomicCheckpointIO(), tmp_path / "last.ckpt"
+
+    def export():
+        time.sleep(0.2)
+        raise OSError(5, "Input/output error")
+
+    io.submit(export)  # the epoch's export, before its checkpoint
+    with pytest.raises(OSError, match="Input/output"):
+        io.save_checkpoint({"n": 1}, path)  # waits for the export, and raises its error
+    io.teardown()
+    assert not path.exists()
 
 
 def _policy_trainer(**kw) -> SimpleNamespace:

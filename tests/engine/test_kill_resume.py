@@ -189,12 +189,12 @@ def test_sigkill_during_a_background_write_keeps_the_previous_checkpoint(tmp_pat
     _assert_identical(run, reference)
 
 
-def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previous_export(
+def test_sigkill_while_an_export_waits_for_a_checkpoint_write_keeps_the_previous_export(
     tmp_path, reference
 ):
     """Step 8's checkpoint (every 4 steps) stalls in the background writer; the export of epoch
-    1 (step 10) is queued behind it, and the epoch's own checkpoint waits for it. A kill then
-    leaves the export and checkpoint of epoch 0, whole, and the resumed run is the reference."""
+    1 (step 10) waits for it (one write in flight). A kill then leaves the export and
+    checkpoint of epoch 0, whole, and the resumed run is the reference."""
     from solo_rgbd.nn.encoder_io import verify_export
 
     out, marker = tmp_path / "out", tmp_path / "writing"
@@ -203,7 +203,7 @@ def test_sigkill_while_an_export_is_queued_behind_a_checkpoint_keeps_the_previou
     proc = _start_slow(out, marker, 60.0, "run_name=q", every, step=8)
     _wait_for(proc, marker)  # step 8's checkpoint is being written...
     _wait_for_step(proc, run, 10)  # ...the loop reached the end of epoch 1...
-    time.sleep(1.0)  # ...queued its export behind the write, and waits to queue its checkpoint
+    time.sleep(1.0)  # ...and waits to write its export
     assert proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
