@@ -110,7 +110,10 @@ def test_without_flock_a_lock_is_a_pid_file_that_a_dead_holder_leaves_to_the_nex
     assert not (tmp_path / "x.lock.pid").exists()
     assert capsys.readouterr().err.count("has no flock") == 1  # one line per folder
     out = tmp_path / "packed"
-    with pack_lock(out):
-        with pytest.raises(DataError, match="another 'solo-rgbd data pack'"), pack_lock(out):
-            pass
+    with (
+        pack_lock(out),
+        pytest.raises(DataError, match="another 'solo-rgbd data pack'"),
+        pack_lock(out),
+    ):
+        pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.lock"]  # the pack left nothing
