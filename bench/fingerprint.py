@@ -4,13 +4,13 @@
     python bench/fingerprint.py --tree . --json after.json
     python bench/fingerprint.py --compare before.json after.json
 
-Runs, with ``PYTHONPATH=<tree>`` and a fresh ``SOLO_RGBD_CACHE``, three small jobs on the
-synthetic set: an MBCF pretraining (both stages), the same from a LitData pack
-(``data.format=litdata``), and an SOD training on the first one's encoders with a validation
-split, then ``sod eval``. It hashes every export file, every tensor of each ``last.ckpt``
-(state dict, optimizer state, the method's and the loader's resumable state), and every value
-of ``logs/metrics.csv`` except wall-clock columns, and the eval's results. Two trees that give
-the same fingerprint train the same bits.
+Runs, with ``PYTHONPATH=<tree>`` and a fresh ``SOLO_RGBD_CACHE``, small jobs on the synthetic
+set: an MBCF pretraining (both stages), the same from a LitData pack (``data.format=litdata``),
+a short pretraining of every other registered method, and an SOD training on the first one's
+encoders with a validation split, then ``sod eval``. It hashes every export file, every tensor
+of each ``last.ckpt`` (state dict, optimizer state, the method's and the loader's resumable
+state), every value of ``logs/metrics.csv`` except wall-clock columns, and the eval's results.
+Two trees that give the same fingerprint train the same bits.
 """
 
 from __future__ import annotations
@@ -26,6 +26,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+BASE = [
+    "backbone=tiny", "data.synthetic.n=32", "data.synthetic.n_test=8", "data.synthetic.size=40",
+    "data.image_size=40", "data.batch_size=8", "augmentations.crop_size=32",
+    "trainer.enable_progress_bar=false", "log_every_n_steps=1",
+]  # fmt: skip
+#: every other registered method, a few steps each (the staged ones: both stages)
+METHODS = {
+    "alignment": ["method_kwargs.stage1_epochs=1", "method_kwargs.stage2_epochs=1",
+                  "method_kwargs.queue_size=16"],
+    "mocov2plus": ["trainer.max_epochs=2", "method_kwargs.queue_size=16"],
+    "byol": ["trainer.max_epochs=2", "method_kwargs.proj_hidden_dim=64",
+             "method_kwargs.pred_hidden_dim=64"],
+    "simclr": ["trainer.max_epochs=2", "method_kwargs.proj_hidden_dim=64"],
+    "barlow_twins": ["trainer.max_epochs=2", "method_kwargs.proj_hidden_dim=64",
+                     "method_kwargs.proj_output_dim=64"],
+    "vicreg": ["trainer.max_epochs=2", "method_kwargs.proj_hidden_dim=64",
+               "method_kwargs.proj_output_dim=64"],
+}  # fmt: skip
 TINY = [
     "backbone=tiny", "data.synthetic.n=32", "data.synthetic.n_test=8", "data.synthetic.size=40",
     "data.image_size=40", "data.batch_size=8", "augmentations.crop_size=32",
@@ -105,6 +123,8 @@ def fingerprint(tree: Path) -> dict:
         run("data", "pack", str(synth), str(tmp / "packed"), "--size", "40", "--quiet")
         packed = ["data.format=litdata", f"data.path={tmp / 'packed'}"]
         run("pretrain", "method=mbcf", *TINY, *packed, f"output_dir={out}", "run_name=packed")
+        for method, extra in METHODS.items():
+            run("pretrain", f"method={method}", *BASE, *extra, f"output_dir={out}", "run_name=m")
         enc = out / "mbcf" / "folder" / "encoders"
         run("sod", "train", f"encoders={enc}", *SOD, f"output_dir={out / 'sod'}", "run_name=r")
         sod_run = out / "sod" / "train" / "r"
@@ -112,6 +132,7 @@ def fingerprint(tree: Path) -> dict:
         return {
             "pretrain": _run(out / "mbcf" / "folder", tmp),
             "pretrain_pack": _run(out / "mbcf" / "packed", tmp),
+            **{f"pretrain_{m}": _run(out / m / "m", tmp) for m in METHODS},
             "sod_train": _run(sod_run, tmp),
             "sod_eval": _sha((tmp / "eval" / "results.json").read_bytes()),
         }

@@ -124,8 +124,7 @@ class CheckpointConfig:
     every_n_minutes: float = 10.0
     every_n_epochs: int = 0  # also at the end of every N-th epoch if N > 0
     every_n_steps: int = 0  # also every N optimizer steps if N > 0 (no export)
-    # auto: a background thread writes on a GPU (the loop pays for a host copy), the loop
-    # itself on CPU; true | false force one
+    # auto (= true): a background thread writes, the loop pays for a host copy; false: the loop
     async_save: Any = "auto"  # auto | true | false
     # > 0: also keep the encoders of every N-th epoch in snapshots/epochNNN/ (probe curves)
     snapshot_every_n_epochs: int = 0

@@ -133,9 +133,7 @@ def _trainer(
                 *spec.extra_loggers,
             ],
             strategy=strategy,
-            checkpoint_io=checkpoint_writer(
-                spec.cfg.checkpoint.get("async_save", "auto"), spec.cfg.trainer
-            ),
+            checkpoint_io=checkpoint_writer(spec.cfg.checkpoint.get("async_save", "auto")),
             **{"use_distributed_sampler": False, **spec.trainer_kwargs},
         )
     except (ValueError, MisconfigurationException) as exc:
