@@ -49,12 +49,13 @@ from solo_rgbd.engine.checkpoint import RunCheckpoint
 from solo_rgbd.engine.export import EncoderExport
 from solo_rgbd.engine.guard import NonFiniteGuard
 from solo_rgbd.engine.metrics import MetricsWriter
-from solo_rgbd.methods.base import BaseMethod, BaseMomentumMethod
+from solo_rgbd.methods.base import BaseMethod
+from solo_rgbd.methods.momentum import MomentumMethod
 from solo_rgbd.methods.registry import METHODS
 
 TIMED = {  # share name -> (class, method) whose time is attributed to it
     "views": [(BaseMethod, "on_after_batch_transfer")],
-    "momentum update": [(BaseMomentumMethod, "after_optimizer_step")],
+    "momentum update": [(MomentumMethod, "after_optimizer_step")],
     "guard": [
         (NonFiniteGuard, "on_before_optimizer_step"),
         (NonFiniteGuard, "on_train_batch_start"),

@@ -130,9 +130,13 @@ def test_no_private_apis_of_lightning_omegaconf_or_hydra():
     assert not hits, "\n".join(hits)
 
 
+#: files allowed past 400 lines, and why (docs/architecture.md)
+LONGER = {"solo_rgbd.methods.base": 450}  # the method template: one contract, logging included
+
+
 def test_no_module_is_over_400_lines_and_no_init_imports_everything():
     for module, path in _modules():
-        assert len(path.read_text().splitlines()) <= 400, module
+        assert len(path.read_text().splitlines()) <= LONGER.get(module, 400), module
         if path.name == "__init__.py":
             assert sum(1 for i in _imports(path) if i.startswith("solo_rgbd")) <= 1, module
 

@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
-from solo_rgbd.losses.mbcf import intra_loss
+from solo_rgbd.losses.mbcf import PerStream, intra_loss
 
 
 def alignment_loss(
-    q_rgb: torch.Tensor,
-    k_depth: torch.Tensor,
-    queue_depth: torch.Tensor,
-    q_depth: torch.Tensor,
-    k_rgb: torch.Tensor,
-    queue_rgb: torch.Tensor,
+    q: PerStream,
+    k: PerStream,
+    queues: PerStream,
     tau: float = 0.1,
-    exclude_depth: torch.Tensor | None = None,
-    exclude_rgb: torch.Tensor | None = None,
+    exclude: Mapping[str, torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_align = L(q^r, k^d_+, queue^d) + L(q^d, k^r_+, queue^r): Eq. 4 with the keys (and
-    queues) of the other modality, since both projectors map into the same space.
+    """L_align = sum_s L(q^s, k^t_+, queue^t) with t the other stream of two: Eq. 4 with the
+    keys (and queue) of the other modality, since both projectors map into the same space.
 
-    ``exclude_depth`` / ``exclude_rgb`` (B, K) bool: entries of each queue that hold the
-    query's own sample (the depth view of the same scene is no negative of its RGB query)."""
-    total, parts = intra_loss(
-        q_rgb, k_depth, queue_depth, q_depth, k_rgb, queue_rgb, tau, exclude_depth, exclude_rgb
-    )
-    return total, {
-        "logits_rgb_to_depth": parts["logits_rgb"],
-        "logits_depth_to_rgb": parts["logits_depth"],
-    }
+    q, k {s: (B, D)} for two streams, queues {s: (K, D)}; ``exclude`` {s: (B, K) bool or None}:
+    entries of each queue that hold the query's own sample (the depth view of the same scene
+    is no negative of its RGB query). Returns L_align and {"<s>_to_<t>": logits}.
+    """
+    if len(q) != 2:
+        raise ValueError(f"alignment pairs two streams, got {sorted(q)}")
+    s, t = q
+    other = {s: t, t: s}
+    total, _, logits = intra_loss(
+        q, {a: k[other[a]] for a in q}, {a: queues[other[a]] for a in q}, tau,
+        {a: (exclude or {}).get(other[a]) for a in q},
+    )  # fmt: skip
+    return total, {f"{a}_to_{other[a]}": logits[a] for a in q}

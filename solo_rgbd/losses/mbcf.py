@@ -1,35 +1,42 @@
-"""MBCF's objectives (Eq. 4, 7, 8) as small pure functions over InfoNCE (Eq. 3)."""
+"""MBCF's objectives (Eq. 4, 7, 8) as small pure functions over InfoNCE (Eq. 3).
+
+Per-stream values are ``{stream: tensor}`` dicts, so IntraCLM works for any set of streams.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 
 from solo_rgbd.losses.infonce import infonce
 
+PerStream = Mapping[str, torch.Tensor]
+
 
 def intra_loss(
-    q_rgb: torch.Tensor,
-    k_rgb: torch.Tensor,
-    queue_rgb: torch.Tensor,
-    q_depth: torch.Tensor,
-    k_depth: torch.Tensor,
-    queue_depth: torch.Tensor,
+    q: PerStream,
+    k: PerStream,
+    queues: PerStream,
     tau: float = 0.1,
-    exclude_rgb: torch.Tensor | None = None,
-    exclude_depth: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 4: L_intra = L(q^r, k^r_+, k^r_i) + L(q^d, k^d_+, k^d_i), each with its own queue.
+    exclude: Mapping[str, torch.Tensor | None] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Eq. 4: L_intra = sum_s L(q^s, k^s_+, queue^s), each stream against its own queue.
 
-    ``exclude_*`` (B, K) bool: queue entries of the query's own sample, left out (see infonce).
+    q, k {s: (B, D)}, queues {s: (K, D)}; ``exclude`` {s: (B, K) bool or None}: entries of
+    each queue that hold the query's own sample, left out (see :func:`infonce`). Returns
+    L_intra, {s: L^s} and {s: logits (B, 1 + K)}.
     """
-    l_rgb, logits_rgb = infonce(q_rgb, k_rgb, queue_rgb, tau, exclude_rgb)
-    l_depth, logits_depth = infonce(q_depth, k_depth, queue_depth, tau, exclude_depth)
-    return l_rgb + l_depth, {
-        "loss_rgb": l_rgb,
-        "loss_depth": l_depth,
-        "logits_rgb": logits_rgb,
-        "logits_depth": logits_depth,
-    }
+    losses: dict[str, torch.Tensor] = {}
+    logits: dict[str, torch.Tensor] = {}
+    for s in q:
+        drop = exclude.get(s) if exclude is not None else None
+        losses[s], logits[s] = infonce(q[s], k[s], queues[s], tau, drop)
+    total = None
+    for term in losses.values():
+        total = term if total is None else total + term
+    assert total is not None, "intra_loss needs at least one stream"
+    return total, losses, logits
 
 
 def inter_loss(
@@ -39,7 +46,7 @@ def inter_loss(
     tau: float = 0.04,
     exclude: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 7: InfoNCE of fused queries against fused keys and the fused queue."""
+    """Eq. 7: InfoNCE of fused queries (B, D) against fused keys and the fused queue (K, D)."""
     return infonce(q_fused, k_fused, queue_fused, tau, exclude)
 
 

@@ -9,8 +9,8 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import nn
 
+from solo_rgbd.methods.momentum import MomentumMethod, MomentumStreamKwargs
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import MomentumStreamKwargs, StreamMethod
 
 
 @dataclass
@@ -21,8 +21,7 @@ class BYOLKwargs(MomentumStreamKwargs):
 
 
 @register_method("byol")
-class BYOL(StreamMethod):
-    uses_momentum = True
+class BYOL(MomentumMethod):
     Kwargs = BYOLKwargs
 
     def __init__(self, cfg) -> None:

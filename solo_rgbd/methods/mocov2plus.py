@@ -1,11 +1,11 @@
 """``method=mocov2plus``: MoCo v2 per stream (the paper's "Intra-modal" baseline, two_stream).
 
-The per-stream template (:class:`~solo_rgbd.methods.stream.StreamMethod`) with momentum
-copies and queues, the same parts as IntraCLM's; here each stream's InfoNCE at
-``temperature`` (0.1, the paper's tau_intra) is summed. ``rgbd_mode=early_fusion`` runs one
-stream on 4-channel RGB-D, ``rgb_only`` / ``depth_only`` one modality. ``symmetric=false``
-(default) is MoCo v2 and the paper's IntraCLM (view 1 queries, view 2 keys); ``symmetric=true``
-adds the swapped term like solo-learn's mocov2plus (twice the encoder passes).
+Momentum copies and a queue per stream, the same parts as MBCF's IntraCLM; each stream's
+InfoNCE at ``temperature`` (0.1, the paper's tau_intra) is summed. ``rgbd_mode=early_fusion``
+runs one stream on 4-channel RGB-D, ``rgb_only`` / ``depth_only`` one modality.
+``symmetric=false`` (default) is MoCo v2 and the paper's IntraCLM (view 1 queries, view 2
+keys); ``symmetric=true`` adds the swapped term like solo-learn's mocov2plus (twice the
+encoder passes).
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
-from solo_rgbd.losses.infonce import infonce, top1_accuracy
+from solo_rgbd.losses.mbcf import intra_loss
+from solo_rgbd.methods.diagnostics import contrast_row
+from solo_rgbd.methods.momentum import MoCoKwargs, MomentumMethod
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import MoCoKwargs, StreamMethod
+from solo_rgbd.nn.queue import KeyQueue
 
 
 @dataclass
@@ -28,40 +31,38 @@ class MoCoV2PlusKwargs(MoCoKwargs):
 
 
 @register_method("mocov2plus")
-class MoCoV2Plus(StreamMethod):
+class MoCoV2Plus(MomentumMethod):
     Kwargs = MoCoV2PlusKwargs
-    uses_momentum = True
-    uses_queue = True
 
     @classmethod
     def check_kwargs(cls, kw: dict[str, Any]) -> None:
         super().check_kwargs(kw)
         cls.require(float(kw["temperature"]) > 0, "temperature", kw["temperature"], "must be > 0")
 
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        size, dim = int(self.kwargs["queue_size"]), int(self.kwargs["proj_output_dim"])
+        self.queues = nn.ModuleDict({s: KeyQueue(size, dim) for s in self.streams})
+
     def objective(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         (rgb1, depth1), (rgb2, depth2) = batch["views"]
         ids = batch["index"]  # (B,): the queues skip a query's own keys
-        x1, x2 = self.stream_inputs(rgb1, depth1), self.stream_inputs(rgb2, depth2)
+        x1, x2 = self.streams.inputs(rgb1, depth1), self.streams.inputs(rgb2, depth2)
         tau, symmetric = float(self.kwargs["temperature"]), bool(self.kwargs["symmetric"])
-        q1, k2 = self.query(x1)["z"], self.keys(x2)["z"]
+        q1 = {s: self.project(s, x) for s, x in x1.items()}  # {s: (B, D)}
+        _, k2 = self.momentum_forward(x2)
+        negatives, exclude = self.negatives(), self.exclusions(ids)
+        loss, losses, logits = intra_loss(q1, k2, negatives, tau, exclude)
         if symmetric:
-            q2, k1 = self.query(x2)["z"], self.keys(x1)["z"]
-        loss = torch.zeros((), device=rgb1.device)
-        logs: dict[str, Any] = {}
-        log_now = self.should_log()
-        for s in self.streams:
-            negatives, exclude = self.negatives(s), self.exclusion(self.queues[s], ids)
-            l_s, logits = infonce(q1[s], k2[s], negatives, tau, exclude)
-            if symmetric:
-                l_s = (l_s + infonce(q2[s], k1[s], negatives, tau, exclude)[0]) / 2
-            loss = loss + l_s
-            logs[f"loss_{s}"], logs[f"acc_{s}"] = l_s.detach(), top1_accuracy(logits)
-            if log_now:
-                logs[f"acc_batch_{s}"] = self.batch_accuracy(q1[s], k2[s])
+            q2 = {s: self.project(s, x) for s, x in x2.items()}
+            _, k1 = self.momentum_forward(x1)
+            _, swapped, _ = intra_loss(q2, k1, negatives, tau, exclude)
+            losses = {s: (losses[s] + swapped[s]) / 2 for s in losses}
+            loss = sum(losses.values(), torch.zeros((), device=rgb1.device))
         self.enqueue(k2, ids)  # after the loss, explicitly
         if symmetric:
             self.enqueue(k1, ids)
-        if log_now:
+        if self.should_log():
             self.log("loss", loss.detach(), prog_bar=True)
-            self.log_dict(logs)
-        return {"loss": loss, **{k: v for k, v in logs.items() if k.startswith("loss_")}}
+            self.log_dict(contrast_row(losses, logits, q1, k2))
+        return {"loss": loss, **{f"loss_{s}": v.detach() for s, v in losses.items()}}

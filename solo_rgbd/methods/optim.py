@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.nn.lars import LARS
 
 
 @dataclass
@@ -58,3 +59,28 @@ def set_scheduled_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         if not group.get("static_lr", False):
             group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def build_optimizer(
+    learnable_params: list[ParamGroup | Mapping[str, Any]], opt: Any, base: float
+) -> torch.optim.Optimizer:
+    """SGD or LARS (``optimizer.name``) over a method's parameter groups, each group's lr as a
+    scale of the run's ``base`` lr; with ``exclude_bias_and_norm`` the 1-d parameters (biases,
+    norm scales and shifts) get no weight decay."""
+    wd = float(opt.weight_decay)
+    exclude = bool(opt.get("exclude_bias_and_norm", False))
+    groups = []
+    for group in map(ParamGroup.of, learnable_params):
+        g = group.torch_group(base)
+        params = [p for p in g["params"] if p.requires_grad]
+        if exclude:  # biases and norm scales/shifts (1-d) get no weight decay
+            groups.append({**g, "params": [p for p in params if p.ndim > 1]})
+            groups.append({**g, "params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})
+        else:
+            groups.append({**g, "params": params})
+    groups = [g for g in groups if g["params"]]
+    if opt.name == "sgd":
+        return torch.optim.SGD(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
+    if opt.name == "lars":  # lightly's rule, without its two host syncs per parameter
+        return LARS(groups, lr=base, momentum=float(opt.momentum), weight_decay=wd)
+    raise ConfigError(f"optimizer.name '{opt.name}' is unknown; use sgd or lars.")

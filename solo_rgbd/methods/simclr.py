@@ -8,8 +8,8 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
+from solo_rgbd.methods.base import BaseMethod, StreamKwargs
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamKwargs
 
 
 @dataclass
@@ -18,7 +18,7 @@ class SimCLRKwargs(StreamKwargs):
 
 
 @register_method("simclr")
-class SimCLR(ProjectorCriterionMethod):
+class SimCLR(BaseMethod):
     Kwargs = SimCLRKwargs
 
     def __init__(self, cfg) -> None:
@@ -30,3 +30,6 @@ class SimCLR(ProjectorCriterionMethod):
     def make_projector(self, in_dim: int) -> nn.Module:
         kw = self.kwargs
         return SimCLRProjectionHead(in_dim, int(kw["proj_hidden_dim"]), int(kw["proj_output_dim"]))
+
+    def stream_loss(self, stream, x1, x2):
+        return self.criterion(self.project(stream, x1), self.project(stream, x2)), {}

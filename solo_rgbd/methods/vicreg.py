@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lightly.loss import VICRegLoss
+from torch import nn
 
-from solo_rgbd.methods.barlow_twins import ExpanderMethod
+from solo_rgbd.methods.barlow_twins import expander
+from solo_rgbd.methods.base import BaseMethod, StreamKwargs
 from solo_rgbd.methods.registry import register_method
-from solo_rgbd.methods.stream import StreamKwargs
 
 
 @dataclass
@@ -21,7 +22,7 @@ class VICRegKwargs(StreamKwargs):
 
 
 @register_method("vicreg")
-class VICReg(ExpanderMethod):
+class VICReg(BaseMethod):
     Kwargs = VICRegKwargs
 
     def __init__(self, cfg) -> None:
@@ -33,3 +34,9 @@ class VICReg(ExpanderMethod):
             nu_param=float(kw["cov_weight"]),
             gather_distributed=True,
         )
+
+    def make_projector(self, in_dim: int) -> nn.Module:
+        return expander(in_dim, self.kwargs)
+
+    def stream_loss(self, stream, x1, x2):
+        return self.criterion(self.project(stream, x1), self.project(stream, x2)), {}

@@ -7,9 +7,10 @@ from solo_rgbd.losses.infonce import infonce
 
 def test_alignment_loss_equals_a_direct_computation():
     torch.manual_seed(0)
-    q_r, k_d, Q_d = torch.randn(4, 8), torch.randn(4, 8), torch.randn(12, 8)
-    q_d, k_r, Q_r = torch.randn(4, 8), torch.randn(4, 8), torch.randn(12, 8)
-    loss, _ = alignment_loss(q_r, k_d, Q_d, q_d, k_r, Q_r, tau=0.1)
+    q = {"rgb": torch.randn(4, 8), "depth": torch.randn(4, 8)}
+    k = {"rgb": torch.randn(4, 8), "depth": torch.randn(4, 8)}
+    queues = {"rgb": torch.randn(12, 8), "depth": torch.randn(12, 8)}
+    loss, logits = alignment_loss(q, k, queues, tau=0.1)
 
     def direct(q, k, queue):
         q, k, queue = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(queue, dim=1)
@@ -17,5 +18,10 @@ def test_alignment_loss_equals_a_direct_computation():
         neg = torch.exp(q @ queue.T / 0.1).sum(1)
         return (-torch.log(pos / (pos + neg))).mean()
 
-    assert torch.allclose(loss, direct(q_r, k_d, Q_d) + direct(q_d, k_r, Q_r), atol=1e-5)
-    assert torch.allclose(loss, infonce(q_r, k_d, Q_d, 0.1)[0] + infonce(q_d, k_r, Q_r, 0.1)[0])
+    rgb_to_depth = direct(q["rgb"], k["depth"], queues["depth"])
+    depth_to_rgb = direct(q["depth"], k["rgb"], queues["rgb"])
+    assert torch.allclose(loss, rgb_to_depth + depth_to_rgb, atol=1e-5)
+    expected = infonce(q["rgb"], k["depth"], queues["depth"], 0.1)[0]
+    expected = expected + infonce(q["depth"], k["rgb"], queues["rgb"], 0.1)[0]
+    assert torch.equal(loss, expected)
+    assert sorted(logits) == ["depth_to_rgb", "rgb_to_depth"]

@@ -41,16 +41,16 @@ def test_mbcf_keys_go_through_shuffle_bn_when_enabled(tmp_path, monkeypatch):
     from tests.conftest import tiny_overrides
 
     calls = []
-    import solo_rgbd.methods.base as base
+    import solo_rgbd.methods.momentum as momentum
 
-    real = base.shuffled_forward
+    real = momentum.shuffled_forward
 
     def spy(fn, *inputs, groups):
         calls.append((inputs[0].shape[0], groups))
         return real(fn, *inputs, groups=groups)
 
-    monkeypatch.setattr(base, "shuffled_forward", spy)
+    monkeypatch.setattr(momentum, "shuffled_forward", spy)
     cfg = compose("pretrain", tiny_overrides(tmp_path) + ["method_kwargs.shuffle_bn=true"])
     model = METHODS["mbcf"](cfg)
-    model.momentum_forward(torch.randn(8, 3, 32, 32), torch.randn(8, 1, 32, 32))
+    model.momentum_forward({"rgb": torch.randn(8, 3, 32, 32), "depth": torch.randn(8, 1, 32, 32)})
     assert calls == [(8, 2)]

@@ -1,4 +1,4 @@
-"""A DINO-style plug-in (Caron et al., 2021) of the per-stream template: two global and k
+"""A DINO-style plug-in (Caron et al., 2021) of the momentum template: two global and k
 local crops; a momentum teacher sees the global crops, the student every crop; lightly's
 DINO loss with its centre (a buffer, so it lives in the checkpoint)."""
 
@@ -9,7 +9,7 @@ from lightly.models.modules import DINOProjectionHead
 from torch import nn
 
 from solo_rgbd.augment.paired import PairedAugment
-from solo_rgbd.methods.stream import MomentumStreamKwargs, StreamMethod
+from solo_rgbd.methods.momentum import MomentumMethod, MomentumStreamKwargs
 
 
 @dataclass
@@ -21,10 +21,9 @@ class DINOKwargs(MomentumStreamKwargs):
     local_size: int = 16
 
 
-class DINOLike(StreamMethod):
+class DINOLike(MomentumMethod):
     method_name = "dino_like"
     Kwargs = DINOKwargs
-    uses_momentum = True
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -51,7 +50,7 @@ class DINOLike(StreamMethod):
         return teacher.requires_grad_(False)
 
     def training_step(self, batch, batch_idx):
-        views = [self.stream_inputs(rgb, depth) for rgb, depth in batch["views"]]
+        views = [self.streams.inputs(rgb, depth) for rgb, depth in batch["views"]]
         loss = 0.0
         for s in self.streams:
             teacher = [self.embed_momentum(s, v[s]) for v in views[:2]]  # global crops only

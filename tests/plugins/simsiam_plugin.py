@@ -1,4 +1,4 @@
-"""SimSiam as a plug-in of the per-stream template (Chen & He, 2021): projector, predictor
+"""SimSiam as a plug-in of the method template (Chen & He, 2021): projector, predictor
 with a fixed lr, stop-gradient on the other view's projection; no momentum, no negatives."""
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import nn
 
-from solo_rgbd.methods.stream import StreamKwargs, StreamMethod
+from solo_rgbd.methods.base import BaseMethod, StreamKwargs
 
 
 @dataclass
@@ -17,7 +17,7 @@ class SimSiamKwargs(StreamKwargs):
     pred_hidden_dim: int = 512
 
 
-class SimSiam(StreamMethod):
+class SimSiam(BaseMethod):
     method_name = "simsiam"
     Kwargs = SimSiamKwargs
     predictor_static_lr = True  # the paper's fixed predictor lr

@@ -17,7 +17,7 @@ import torch
 from lightly.loss import NTXentLoss
 
 from solo_rgbd.methods import register_method
-from solo_rgbd.methods.stream import ProjectorCriterionMethod, StreamKwargs
+from solo_rgbd.methods.base import BaseMethod, StreamKwargs
 
 
 @dataclass
@@ -26,7 +26,7 @@ class FooKwargs(StreamKwargs):
 
 
 @register_method("foo_ssl")
-class FooSSL(ProjectorCriterionMethod):
+class FooSSL(BaseMethod):
     Kwargs = FooKwargs
 
     def __init__(self, cfg):
@@ -35,6 +35,9 @@ class FooSSL(ProjectorCriterionMethod):
 
     def make_projector(self, in_dim):
         return torch.nn.Linear(in_dim, 16)
+
+    def stream_loss(self, stream, x1, x2):
+        return self.criterion(self.project(stream, x1), self.project(stream, x2)), {}
 """
 
 YAML = """
