@@ -274,3 +274,61 @@ def test_the_chained_commands_leave_what_they_say(readme_run):
     report_runs = res["solo-rgbd report outputs/sod/train/<run>"]
     assert report_runs[0][0][2] == f"outputs/sod/train/{sod_run.name}"
     assert (sod_run / "report.html").is_file()
+
+
+def readme_package_files(text: str) -> dict[str, str]:
+    """The README's plug-in example: fenced blocks with a ``# my_pkg...`` line among their
+    first two, by the path that line names (``# my_pkg's setup.cfg`` for the entry points)."""
+    files = {}
+    for body in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+        named = [ln for ln in body.splitlines()[:2] if ln.startswith("# my_pkg")]
+        if named:
+            files[named[0][2:].split(" (")[0].strip()] = body
+    return files
+
+
+@pytest.mark.slow
+def test_the_readme_plugin_method_installs_and_pretrains_as_written(tmp_path):
+    """The method, its YAML and its entry point, verbatim, as pip would install a package."""
+    from tests.plugins import plugin_env
+
+    files = readme_package_files(README.read_text())
+    assert set(files) == {
+        "my_pkg/my_method.py",
+        "my_pkg/configs/method/my_method.yaml",
+        "my_pkg's setup.cfg",
+    }
+    site = tmp_path / "site"
+    for name, body in files.items():
+        if name.startswith("my_pkg/"):
+            (site / name).parent.mkdir(parents=True, exist_ok=True)
+            (site / name).write_text(body)
+    (site / "my_pkg" / "__init__.py").write_text("")
+    entry = [ln.strip() for ln in files["my_pkg's setup.cfg"].splitlines() if "=" in ln]
+    group, point = entry[0].rstrip(" =").strip(), entry[1]
+    meta = site / "my_pkg-0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: my_pkg\nVersion: 0.1\n")
+    (meta / "entry_points.txt").write_text(f"[{group}]\n{point}\n")
+    env = plugin_env(site, tmp_path / "cache")
+    args = [
+        "pretrain", "method=my_method", "backbone=tiny", "data.synthetic.n=16",
+        "data.synthetic.size=32", "data.image_size=32", "data.batch_size=8",
+        "augmentations.crop_size=32", "trainer.max_epochs=1", "method_kwargs.queue_size=16",
+        "trainer.enable_progress_bar=false", "log_every_n_steps=1", f"output_dir={tmp_path}",
+        "run_name=r",
+    ]  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "solo_rgbd.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    folder = tmp_path / "my_method" / "r"
+    rows = (folder / "logs" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].split(",").count("loss") == 1  # 2 steps, both logged
+    assert (folder / "encoders" / "encoders.json").is_file()
+    saved = (folder / "config.yaml").read_text()
+    assert "temperature: 0.2" in saved and "queue_size: 16" in saved
