@@ -155,7 +155,7 @@ def run_compare_command(args: Sequence[str]) -> int:
             "Finished cells are reused; seeds=[0,1,2] reports mean ± std."
         )
         return 0
-    from solo_rgbd.compare.runner import compose_experiment, run_compare
+    from solo_rgbd.compare.runner import check_grid, compose_experiment, run_compare
 
     if "--plan" in args:
         from omegaconf import OmegaConf
@@ -180,6 +180,7 @@ def run_compare_command(args: Sequence[str]) -> int:
     from solo_rgbd.compare.tracking import open_grid
     from solo_rgbd.data.store import keep_open
 
+    check_grid(cfg)  # out is new, empty or this command's grid: nothing written before
     open_grid(cfg)  # the grid's parent run in MLflow, when the grid logs there
     with keep_open():  # each dataset decoded once for every cell and seed
         out, failed = run_compare(cfg, run_cell, spec.report)

@@ -14,7 +14,6 @@ bounds, the report says whether the benchmark can rank encoders at all.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import traceback
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from solo_rgbd.compare.cells import CellResult
 from solo_rgbd.compare.gaps import diagnostic_gaps, paired_gaps
+from solo_rgbd.compare.ownership import cell_slugs, check_table_titles, claim_grid, read_done, slug
 from solo_rgbd.compare.protocols import (
     FINETUNE,
     PROBES,
@@ -47,10 +47,6 @@ INITS = ("pretrain", "random", "imagenet", "supervised")
 #: below this gap in the task's headline metric (SOD: maxF) between the Supervised and Random
 #: rows the benchmark cannot rank encoders
 SEPARATION_MIN = 0.05
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
 def experiment_options() -> list[str]:
@@ -155,11 +151,13 @@ def _cell(
     """A finished cell's scores, or the cell run now (None if it failed: noted in ``failed``
     and its folder's failed.json)."""
     cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
-    done = cell / "done.json"
-    if done.exists():
+    done = read_done(cell / "done.json", out, f"{row['name']} seed {seed}")
+    if done is not None:
         print(f"[compare] reuse {row['name']} seed {seed}")
-        return CellResult.from_json(json.loads(done.read_text()))
-    if cell.exists():
+        return done
+    if cell.is_symlink() or (cell.exists() and not cell.is_dir()):
+        cell.unlink()  # not a folder of this grid's: only the name goes
+    elif cell.exists():
         shutil.rmtree(cell)  # a partial cell from an interrupted run
     cell.mkdir(parents=True)
     print(f"[compare] run {row['name']} seed {seed}")
@@ -174,7 +172,7 @@ def _cell(
             cell / "failed.json",
         )
         return None
-    atomic_write_text(json.dumps(scores.to_json(), indent=2), done)
+    atomic_write_text(json.dumps(scores.to_json(), indent=2), cell / "done.json")
     return scores
 
 
@@ -182,13 +180,23 @@ def _cell(
 GAP_DIAGNOSTICS = ("depth_reliance_share", "reliance_depth_shuffle", "reliance_depth_zero")
 
 
+def check_grid(cfg: DictConfig) -> tuple[Path, list[dict]]:
+    """The grid's folder and rows, checked before anything is written: rows, gaps, cell folders
+    and table names (:mod:`solo_rgbd.compare.ownership`), then ``out`` claimed."""
+    rows = _rows(cfg)
+    _check_gaps(cfg, [r["name"] for r in rows])
+    cell_slugs([r["name"] for r in rows])
+    check_table_titles([str(t.title) for t in cfg.tables])
+    out = Path(str(cfg.out))
+    claim_grid(out)
+    return out, rows
+
+
 def run_compare(cfg: DictConfig, run_cell: CellRunner, report: Report) -> tuple[Path, list[str]]:
     """Run every missing cell with ``run_cell(cfg, row, seed, cell_dir)`` (it returns
     {dataset: {subset: scores}}), reuse finished ones, and write the tables with the task's
     ``report`` (its metrics and headline)."""
-    out = Path(str(cfg.out))
-    rows = _rows(cfg)
-    _check_gaps(cfg, [r["name"] for r in rows])
+    out, rows = check_grid(cfg)
     results: dict[str, dict] = {}
     probes: dict[str, dict] = {}
     finetune: dict[str, dict] = {}
