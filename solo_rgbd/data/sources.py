@@ -110,6 +110,11 @@ def build_from_config(
         roots = [RootSpec(str(data.path))]
     else:
         roots = resolve_roots(data, split)
+    if fmt not in ("folder", "litdata") and str(data.get("cache", "auto")) != "auto":
+        raise ConfigError(
+            f"data.cache={data.cache} cannot apply with data.format={fmt}: a plug-in store holds "
+            "its pairs itself. Remove data.cache."
+        )
     spec = DecodeSpec(
         tuple(roots),
         size=size or int(data.image_size),

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from solo_rgbd.data.decode import DecodeSpec, decode, default_cache_root, find_pairs, fingerprint
 from solo_rgbd.data.disk_cache import build_disk_cache, decoded_bytes, human_bytes
 from solo_rgbd.data.pairstore import ArrayStore, PairMeta, PairStore
+from solo_rgbd.data.plugin_store import BUILT_IN, open_plugin
 from solo_rgbd.errors import ConfigError, DataError
 from solo_rgbd.utils.plugins import STORES_GROUP, store_entry_points
 
@@ -63,8 +65,16 @@ def open_store(
         from solo_rgbd.data.pack_store import open_pack
 
         return open_pack(spec)
+    plugins = store_entry_points()
+    shadowed = sorted(set(plugins) & set(BUILT_IN))
+    if shadowed:
+        raise ConfigError(
+            f"the store plug-in '{shadowed[0]}' ({plugins[shadowed[0]].value}) takes the name of "
+            f"solo-rgbd's built-in store '{shadowed[0]}', so it would never be used; rename its "
+            f"entry point in the group '{STORES_GROUP}'."
+        )
     if kind not in STORAGES:
-        return _plugin(kind)(spec)
+        return open_plugin(kind, _plugin(kind), spec)
     kept = _KEPT.get()
     fp = fingerprint(spec.roots)  # walks every file once; the cache key reuses it
     key = (spec.key(fp), kind)
@@ -97,7 +107,7 @@ def _decoded(
     return ArrayStore.from_pairs(decode(spec, found), meta, spec.size, found.use_gt)
 
 
-def _plugin(kind: str) -> Callable[[DecodeSpec], PairStore]:
+def _plugin(kind: str) -> Any:
     ep = store_entry_points().get(kind)
     if ep is None:
         raise ConfigError(
@@ -105,7 +115,7 @@ def _plugin(kind: str) -> Callable[[DecodeSpec], PairStore]:
             f"plug-in store is an entry point in the group '{STORES_GROUP}' (re-run 'pip "
             "install -e .' of its package after adding it)."
         )
-    return ep.load()
+    return ep
 
 
 def available_memory() -> int:
