@@ -26,9 +26,9 @@ a missing one is an error naming the pip command, before anything is written.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,45 +38,12 @@ import torch
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from solo_rgbd.engine.tracker_settings import TRACKERS, requested
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.atomic import atomic_write_text
 from solo_rgbd.utils.console import say
 
-TRACKERS = ("csv", "tensorboard", "wandb", "mlflow")
-#: tracker -> (module to import, pip extra)
-PACKAGES = {
-    "tensorboard": ("tensorboard", "tensorboard"),
-    "wandb": ("wandb", "wandb"),
-    "mlflow": ("mlflow", "mlflow"),
-}
 IDS = "trackers.json"
-
-
-def requested(cfg: DictConfig) -> list[str]:
-    """The trackers a config asks for (``tensorboard=true`` adds tensorboard), checked: an
-    unknown name or a missing package is a :class:`ConfigError` naming the fix."""
-    names = [str(n) for n in (cfg.get("loggers") or ["csv"])]
-    if cfg.get("tensorboard") and "tensorboard" not in names:
-        names.append("tensorboard")
-    unknown = [n for n in names if n not in TRACKERS]
-    if unknown:
-        raise ConfigError(
-            f"loggers={names}: {', '.join(unknown)} is not a tracker solo-rgbd knows; use any "
-            f"of {', '.join(TRACKERS)} (csv is always on), e.g. loggers=[csv,wandb]."
-        )
-    for name in names:
-        module, extra = PACKAGES.get(name, (None, None))
-        found = module and any(  # Lightning's TensorBoardLogger also writes with tensorboardX
-            importlib.util.find_spec(m) is not None
-            for m in ([module, "tensorboardX"] if name == "tensorboard" else [module])
-        )
-        if module and not found:
-            raise ConfigError(
-                f"loggers=[...,{name}] needs the {module} package, which is not installed: "
-                f"pip install 'solo-rgbd[{extra}]' (or pip install {module}), or drop {name} "
-                "from loggers. Nothing was written."
-            )
-    return names
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
@@ -97,18 +64,43 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
-def _saved_ids(run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
-    """The tracker run ids of this run: ``trackers.json``, else the resume checkpoint's."""
-    path = run_dir / IDS
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            pass
+def _ids(value: Any) -> dict[str, str] | None:
+    """Tracker run ids as saved ({tracker: id}, ids of letters, digits, ``-`` and ``_``), or
+    None: they are data from outside, never used to build a path unchecked."""
+    if isinstance(value, dict) and all(
+        k in TRACKERS and isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v)
+        for k, v in value.items()
+    ):
+        return dict(value)
+    return None
+
+
+def _saved_ids(run_dir: Path, ckpt: Path | None) -> dict[str, str]:
+    """The tracker run ids of this run: ``trackers.json``, else the resume checkpoint's; a
+    damaged file is recovered from the checkpoint (one line says so) or refused by name."""
+    from_ckpt = None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-        return dict((state.get("callbacks") or {}).get("TrackerRuns", {}).get("ids") or {})
-    return {}
+        callbacks = state.get("callbacks") if isinstance(state, dict) else None
+        runs = callbacks.get("TrackerRuns") if isinstance(callbacks, dict) else None
+        from_ckpt = _ids((runs or {}).get("ids") or {}) if isinstance(runs, dict) else None
+    path = run_dir / IDS
+    if not path.exists():
+        return from_ckpt or {}
+    try:
+        saved = _ids(json.loads(path.read_text())) if path.is_file() else None
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None:
+        return saved
+    if from_ckpt is not None:
+        say(f"note: {path} is damaged; the tracker run ids come from the checkpoint.", err=True)
+        return from_ckpt
+    raise ConfigError(
+        f"{path} is damaged (it should map each tracker to its run id) and the checkpoint "
+        "holds no tracker ids; delete the file to start new tracker runs for this run. "
+        "Nothing was written."
+    )
 
 
 def _last_step(run_dir: Path) -> int:
@@ -125,6 +117,7 @@ def build_trackers(cfg: DictConfig, run_dir: Path, ckpt: Path | None) -> list[Lo
     names = requested(cfg)
     ids = _saved_ids(run_dir, ckpt) if ckpt is not None else {}
     loggers: list[Logger] = []
+    kinds: list[str] = []
     for name in names:
         if name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -134,8 +127,17 @@ def build_trackers(cfg: DictConfig, run_dir: Path, ckpt: Path | None) -> list[Lo
             loggers.append(_wandb(cfg, run_dir, ids.get("wandb")))
         elif name == "mlflow":
             loggers.append(_mlflow(cfg, run_dir, ids.get("mlflow")))
+        else:
+            continue
+        kinds.append(name)
     params = {**flat_config(cfg), "run_dir": str(run_dir.resolve())}
-    return [_ResumeSafe(lg, params, run_dir, resumed=ckpt is not None) for lg in loggers]
+    # a tracker this run had before reopens its run; one added on resume starts fresh (the
+    # config, then every step so far from metrics.csv: TrackerRuns.on_train_start)
+    had = {k for k in ids if k in ("wandb", "mlflow")} | ({"tensorboard"} if ckpt else set())
+    return [
+        _ResumeSafe(lg, params, run_dir, resumed=ckpt is not None and kind in had)
+        for lg, kind in zip(loggers, kinds, strict=True)
+    ]
 
 
 def _wandb(cfg: DictConfig, run_dir: Path, run_id: str | None) -> Logger:
@@ -164,6 +166,10 @@ def _mlflow(cfg: DictConfig, run_dir: Path, run_id: str | None) -> Logger:
     uri = str(m.tracking_uri or f"file:{(run_dir / 'mlruns').resolve()}")
     if uri.startswith("file:"):  # MLflow 3 keeps its file store behind an opt-in
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if run_id is not None and not _mlflow_run_exists(uri, run_id):
+        note = f"note: MLflow run {run_id} of this run is not in {uri} (deleted?); a new "
+        say(note + "MLflow run starts, with the steps so far from metrics.csv.", err=True)
+        run_id = None
     tags = {"mlflow.parentRunId": str(m.parent_run_id)} if m.parent_run_id else None
     return MLFlowLogger(
         experiment_name=str(m.experiment),
@@ -172,6 +178,16 @@ def _mlflow(cfg: DictConfig, run_dir: Path, run_id: str | None) -> Logger:
         tags=tags,
         run_id=run_id,
     )
+
+
+def _mlflow_run_exists(uri: str, run_id: str) -> bool:
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(uri).get_run(run_id)
+        return True
+    except Exception:  # noqa: BLE001 - MLflow raises its own kinds for a missing store or run
+        return False
 
 
 class _ResumeSafe(Logger):
@@ -248,6 +264,17 @@ class _ResumeSafe(Logger):
             return max(steps, default=-1)
         return _last_step(self.run_dir)
 
+    def backfill(self, rows: list[dict[str, Any]]) -> None:
+        """Send the rows of ``metrics.csv`` this tracker does not hold (a tracker added on
+        resume holds none; one that lost steps to a kill, those): each step once."""
+        from solo_rgbd.engine.metrics import _step, to_floats
+
+        for row in rows:
+            step = _step(row)
+            values = to_floats({k: v for k, v in row.items() if k not in ("step", "epoch")})
+            if step is not None and values:
+                self.log_metrics(values, step)
+
     def save(self) -> None:
         self.inner.save()
 
@@ -305,10 +332,18 @@ class TrackerRuns(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        from solo_rgbd.engine.metrics import CSVRows
+
+        rows = None
         for logger in trainer.loggers:
-            if isinstance(logger, _ResumeSafe) and logger.run_id():
+            if not isinstance(logger, _ResumeSafe):
+                continue
+            if logger.run_id():
                 logger.log_hyperparams({})  # opens the run now (no-op after the first time)
                 self.ids[logger.kind] = logger.run_id()
+            if rows is None:  # the steps before this session (none in a fresh run)
+                rows = CSVRows(self.run_dir / "logs" / "metrics.csv").rows()
+            logger.backfill(rows)
         if self.ids:
             atomic_write_text(json.dumps(self.ids, indent=1), self.run_dir / IDS)
 
