@@ -215,17 +215,12 @@ def _pred(preds: Path, stem: str, gt, page: Page):
     import numpy as np
     from PIL import Image
 
-    if not page.inside(preds / f"{stem}.png"):
+    img = page.image(preds / f"{stem}.png", "L")
+    if img is None:
         return None
-    try:
-        with Image.open(preds / f"{stem}.png") as img:
-            img = img.convert("L")
-            if gt is not None:
-                img = img.resize(gt.shape[::-1], Image.BILINEAR)
-            return np.asarray(img)
-    except OSError:
-        page.missing.append(f"{preds}: no prediction for {stem}")
-        return None
+    if gt is not None:
+        img = img.resize(gt.shape[::-1], Image.BILINEAR)
+    return np.asarray(img)
 
 
 def _img(array, alt: str) -> str:
@@ -262,15 +257,18 @@ def grid_page(out: Path) -> Page:
         if charts:
             page.section("bars", "Bar charts (mean ± std over seeds)", charts)
     finetune = read_json(out / "finetune.json", page, "fine-tuning scores", optional=True)
-    if finetune and grid.get("headline"):
-        curves = _label_curves(page, finetune, grid["headline"])
-        page.section("label-efficiency", "Label efficiency (fine-tuning)", curves)
+    with page.part("the label-efficiency curves"):
+        if finetune and grid.get("headline"):
+            curves = _label_curves(page, finetune, grid["headline"])
+            page.section("label-efficiency", "Label efficiency (fine-tuning)", curves)
     if grid.get("rows"):
-        curves = _pretrain_curves(page, out, grid)
-        if curves:
-            body = "".join(f"<h3>{html.escape(t)}</h3>{div}" for t, div in curves)
-            page.section("pretraining", "Pretraining curves, every row", body)
-        images = _qualitative(page, out, grid)
-        if images:
-            page.section("qualitative", "Predictions of every row on the same images", images)
+        with page.part("the pretraining curves"):
+            curves = _pretrain_curves(page, out, grid)
+            if curves:
+                body = "".join(f"<h3>{html.escape(t)}</h3>{div}" for t, div in curves)
+                page.section("pretraining", "Pretraining curves, every row", body)
+        with page.part("the qualitative images"):
+            images = _qualitative(page, out, grid)
+            if images:
+                page.section("qualitative", "Predictions of every row on the same images", images)
     return page

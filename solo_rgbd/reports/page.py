@@ -10,17 +10,28 @@ click. Only the loader and the sorter below are script; no chart is hand-written
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import html
 import io
 import json
 import math
-from collections.abc import Sequence
+import os
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+#: the largest file a page reads (larger: named, not read)
+MAX_READ = 512 << 20
+#: the largest image a page decodes, in pixels (its header is read first)
+MAX_PIXELS = 64_000_000
+#: what a damaged file of the wrong shape raises deep inside a part of a page
+PART_DAMAGE = (KeyError, TypeError, AttributeError, ValueError, IndexError, OSError, RecursionError)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#222}
@@ -165,6 +176,47 @@ class Page:
             self.missing.append(f"{file}: outside {self.root}, not read")
             return False
 
+    def readable(self, file: Path, limit: int | None = None) -> bool:
+        """:meth:`inside`, and a regular file (a FIFO or a device would block the read) of at
+        most ``limit`` bytes (default :data:`MAX_READ`); otherwise named and not read."""
+        if not self.inside(file):
+            return False
+        try:
+            st = os.stat(file)
+        except OSError:
+            return True  # missing: the reader names it
+        if not stat.S_ISREG(st.st_mode):
+            self.missing.append(f"{file}: not a regular file (a FIFO, device or folder), not read")
+            return False
+        if st.st_size > (MAX_READ if limit is None else limit):
+            self.missing.append(f"{file}: too large to read here ({st.st_size / 2**30:.1f} GiB)")
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def part(self, title: str) -> Iterator[None]:
+        """Build one part of the page; a damaged file it reads names that part on the page and
+        the rest of the page is kept."""
+        try:
+            yield
+        except PART_DAMAGE as exc:
+            self.missing.append(f"{title}: not shown, a file it reads is damaged ({exc!r:.300})")
+
+    def image(self, file: Path, mode: str) -> Image.Image | None:
+        """``file`` as a PIL image in ``mode`` (regular, inside, at most :data:`MAX_PIXELS`
+        pixels: the header is checked before decoding), or None, named on the page."""
+        if not self.readable(file):
+            return None
+        try:
+            with Image.open(file) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    self.missing.append(f"{file}: {img.width} x {img.height} pixels, not decoded")
+                    return None
+                return img.convert(mode)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            self.missing.append(f"{file}: missing or unreadable ({type(exc).__name__})")
+            return None
+
     def section(self, anchor: str, title: str, body: str) -> None:
         self.sections.append((anchor, title, body))
 
@@ -226,10 +278,11 @@ class Page:
         )
 
     def write(self, out: Path) -> Path:
-        """``out`` written atomically (temporary name, then rename)."""
-        from solo_rgbd.utils.atomic import atomic_write_text
+        """``out`` written atomically (temporary name, then rename); names that are not valid
+        UTF-8 are shown escaped."""
+        from solo_rgbd.utils.atomic import atomic_write_bytes
 
-        atomic_write_text(self.render(), out)
+        atomic_write_bytes(self.render().encode("utf-8", "backslashreplace"), out)
         return out
 
 

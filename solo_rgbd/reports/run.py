@@ -10,10 +10,12 @@ or a missing export still gives a page, which names what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 from solo_rgbd.errors import ConfigError
@@ -53,7 +55,7 @@ def is_pretrain_run(path: Path) -> bool:
 def read_metrics(path: Path, page: Page) -> list[dict[str, float]]:
     """The numeric rows of ``metrics.csv``; damaged rows are skipped and named on the page."""
     file = path / "logs" / "metrics.csv"
-    if not page.inside(file):
+    if not page.readable(file):
         return []
     if not file.is_file() or file.stat().st_size == 0:
         page.missing.append(f"{file}: missing or empty, so there are no curves")
@@ -87,9 +89,9 @@ def _numeric(raw: dict) -> dict[str, float] | None:
 def read_json(file: Path, page: Page, what: str, optional: bool = False) -> dict | None:
     """A JSON object of the folder; missing (unless ``optional``), outside the folder or
     damaged (not UTF-8, not JSON, not an object): named on the page and None."""
-    if optional and not file.exists():
+    if optional and not os.path.lexists(file):
         return None
-    if not page.inside(file):
+    if not page.readable(file):
         return None
     try:
         value = json.loads(file.read_text())
@@ -104,7 +106,7 @@ def read_json(file: Path, page: Page, what: str, optional: bool = False) -> dict
 
 def read_text(file: Path, page: Page) -> str | None:
     """A text file of the folder (undecodable bytes replaced), or None if outside it."""
-    if not page.inside(file):
+    if not page.readable(file):
         return None
     try:
         return file.read_text(errors="replace")
@@ -139,14 +141,33 @@ def panel(page: Page, rows: list[dict[str, float]], prefixes: tuple, switch: flo
     return page.figure(fig)
 
 
+#: files larger than this are not hashed for the page: the manifest's sha256 is shown
+HASH_LIMIT = 2 << 30
+
+
 def _export(path: Path, page: Page) -> str:
     folder = path / "encoders"
     files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.pt"))
     if not files:
         page.missing.append(f"{folder}: no exported encoders (the run did not finish?)")
         return "<p>No export.</p>"
-    files = [f for f in files if page.inside(f)]
-    rows = [[f.name, f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()] for f in files]
+    listed = {}
+    manifest = folder / "encoders.json"
+    if page.readable(manifest):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            entries = json.loads(manifest.read_text()).get("encoders") or {}
+            listed = {e.get("file"): e.get("sha256") for e in entries.values()}
+    rows = []
+    for f in files:
+        if not page.readable(f, limit=HASH_LIMIT):
+            if page.inside(f) and f.is_file() and listed.get(f.name):
+                rows.append([f.name, f.stat().st_size, f"{listed[f.name]} (encoders.json's)"])
+            continue
+        digest = hashlib.sha256()
+        with open(f, "rb") as handle:
+            for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(chunk)
+        rows.append([f.name, f.stat().st_size, digest.hexdigest()])
     return table(["file", "bytes", "sha256"], rows)
 
 
@@ -209,19 +230,25 @@ def pretrain_page(path: Path) -> Page:
             "(e.g. outputs/mbcf/<run>); pass such a folder to 'solo-rgbd report'."
         )
     page = Page(f"Pretraining run {path.parent.name}/{path.name}", root=path)
-    rows = read_metrics(path, page)
-    switch = _stage_switch(rows)
-    last = rows[-1] if rows else {}
-    summary = [[k, v] for k, v in sorted(last.items())]
-    page.section("summary", "Last logged values", table(["metric", "value"], summary))
-    for anchor, title, prefixes in PANELS:
-        div = panel(page, rows, prefixes, switch) if rows else None
-        if div is not None:
-            page.section(anchor, title, div)
-    page.section("export", "Exported encoders", _export(path, page))
-    run_info_section(path, page)
-    config_section(path, page)
-    info = read_json(path / "encoders" / "encoders.json", page, "the export", optional=True)
-    if info is not None:
-        page.section("encoders-json", "encoders.json", pre(json.dumps(info, indent=1)))
+    rows: list[dict[str, float]] = []
+    with page.part("the curves"):
+        rows = read_metrics(path, page)
+        switch = _stage_switch(rows)
+        last = rows[-1] if rows else {}
+        summary = [[k, v] for k, v in sorted(last.items())]
+        page.section("summary", "Last logged values", table(["metric", "value"], summary))
+        for anchor, title, prefixes in PANELS:
+            div = panel(page, rows, prefixes, switch) if rows else None
+            if div is not None:
+                page.section(anchor, title, div)
+    with page.part("the export"):
+        page.section("export", "Exported encoders", _export(path, page))
+    with page.part("the sessions (run.json)"):
+        run_info_section(path, page)
+    with page.part("the config"):
+        config_section(path, page)
+    with page.part("encoders.json"):
+        info = read_json(path / "encoders" / "encoders.json", page, "the export", optional=True)
+        if info is not None:
+            page.section("encoders-json", "encoders.json", pre(json.dumps(info, indent=1)))
     return page

@@ -87,17 +87,9 @@ def curves_section(curves: dict, page: Page) -> None:
 
 
 def read_picture(folder: Path, stem: str, kind: str, page: Page) -> np.ndarray | None:
-    from PIL import Image
 
-    file = folder / f"{stem}.{kind}.png"
-    if not page.inside(file):
-        return None
-    try:
-        with Image.open(file) as img:
-            return np.asarray(img.convert("RGB" if kind == "rgb" else "L"))
-    except OSError:
-        page.missing.append(f"{file}: missing or unreadable")
-        return None
+    img = page.image(folder / f"{stem}.{kind}.png", "RGB" if kind == "rgb" else "L")
+    return np.asarray(img) if img is not None else None
 
 
 def _cell(array: np.ndarray | None, alt: str) -> str:
@@ -148,7 +140,8 @@ def task_page(path: Path) -> Page:
     page = Page(f"Task run {path.parent.name}/{path.name}", root=path)
     eval_dir = path / "eval"
     if is_eval_dir(eval_dir):
-        eval_sections(eval_dir, page)
+        with page.part("the evaluation"):
+            eval_sections(eval_dir, page)
     else:
         page.missing.append(
             f"{eval_dir}: not evaluated yet; run 'solo-rgbd sod eval ckpt={path}' for scores, "
@@ -157,11 +150,14 @@ def task_page(path: Path) -> Page:
     summary = path / "summary.json"
     if summary.is_file() and (text := read_text(summary, page)) is not None:
         page.section("summary", "Training summary", pre(text))
-    rows = read_metrics(path, page)
-    for anchor, title, prefixes in TASK_PANELS:
-        div = panel(page, rows, prefixes) if rows else None
-        if div is not None:
-            page.section(anchor, title, div)
-    run_info_section(path, page)
-    config_section(path, page)
+    with page.part("the curves"):
+        rows = read_metrics(path, page)
+        for anchor, title, prefixes in TASK_PANELS:
+            div = panel(page, rows, prefixes) if rows else None
+            if div is not None:
+                page.section(anchor, title, div)
+    with page.part("the sessions (run.json)"):
+        run_info_section(path, page)
+    with page.part("the config"):
+        config_section(path, page)
     return page
