@@ -133,6 +133,9 @@ def _os_error(exc: OSError) -> str:
         "EPERM": "the file or folder is not readable/writable by you; fix its permissions",
         "EROFS": "the file system is read-only; point output_dir / SOLO_RGBD_CACHE elsewhere",
         "ENOSPC": "the disk is full; free space or write elsewhere",
+        "EFBIG": "the file would pass the size limit of this process (ulimit -f) or of the "
+        "file system; raise the limit or write elsewhere",
+        "EIO": "the disk or file system failed the write; check the device and write elsewhere",
         "ENOTDIR": "a part of the path is a file, not a folder; choose another path",
         "EEXIST": "a file stands where a folder is needed; choose another path",
         "ENOENT": "it does not exist; check the path",

@@ -10,7 +10,6 @@ object stores) would draw a different order than the folder path, so it is not u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from solo_rgbd.data.decode import DecodeSpec, LabelPolicy
 from solo_rgbd.data.pairstore import ArrayStore, PairMeta, StoreView
 from solo_rgbd.data.shards import MANIFEST, SHARD_FORMAT, check_count, label_name
 from solo_rgbd.errors import DataError
+from solo_rgbd.utils.paths import is_component
+from solo_rgbd.utils.safe_load import read_json_file
 
 
 class ShardStore:
@@ -100,7 +101,11 @@ def open_manifest(path: Path) -> dict:
         else:
             hint = "it is not a packed dataset: make one with 'solo-rgbd data pack SRC OUT'"
         raise DataError(f"data.path='{path}' cannot be read as data.format=litdata: {hint}.")
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = read_json_file(path / MANIFEST, "a pack's manifest", "pack the dataset again")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("n"), int):
+        raise DataError(
+            f"'{path / MANIFEST}' is damaged (not a pack's manifest); pack the dataset again."
+        )
     if manifest.get("format") != SHARD_FORMAT:
         raise DataError(
             f"'{path}' was packed by another version of solo-rgbd (format "
@@ -114,13 +119,17 @@ def open_manifest(path: Path) -> dict:
 def _check_chunks(path: Path) -> list[dict]:
     """Every chunk named in LitData's index.json is there with its full length; returns the
     index's chunks."""
-    try:
-        index = json.loads((path / "index.json").read_text())
-        chunks = index["chunks"]
-    except (OSError, ValueError, KeyError) as exc:
+    index = read_json_file(path / "index.json", "LitData's index", "pack the dataset again")
+    chunks = index.get("chunks") if isinstance(index, dict) else None
+    if not isinstance(chunks, list) or not all(
+        isinstance(c, dict)
+        and is_component(c.get("filename"))
+        and isinstance(c.get("chunk_bytes"), int)
+        for c in chunks
+    ):
         raise DataError(
-            f"'{path}/index.json' is missing or unreadable ({exc}); pack the dataset again."
-        ) from None
+            f"'{path}/index.json' is damaged (no list of chunks); pack the dataset again."
+        )
     for chunk in chunks:
         file = path / chunk["filename"]
         have = file.stat().st_size if file.exists() else -1

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from zipfile import is_zipfile
 
 from omegaconf import DictConfig
 
@@ -69,6 +70,7 @@ def _last_of(cfg: DictConfig, allow_fresh: bool, group: str | None) -> RunPlan:
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         if ckpt.is_file():
             return RunPlan(run_dir, ckpt, env_rank() == 0)
+        _refuse_to_discard(ckpt)
         if allow_fresh:
             return RunPlan(run_dir, None, env_rank() == 0)
         raise ConfigError(
@@ -94,6 +96,20 @@ def _last_of(cfg: DictConfig, allow_fresh: bool, group: str | None) -> RunPlan:
             f"checkpoint ({names}). Say which with run_name=NAME."
         )
     return RunPlan(found[0].parent.parent, found[0], env_rank() == 0)
+
+
+def _refuse_to_discard(ckpt: Path) -> None:
+    """A run without ``last.ckpt`` whose temporaries hold a complete checkpoint (a save cut
+    short after its last byte, before the rename) is not started over: the start would delete
+    them. The error names the file and how to keep it."""
+    complete = [p for p in sorted(ckpt.parent.glob(f".{ckpt.name}.*.tmp")) if is_zipfile(p)]
+    if complete:
+        raise ConfigError(
+            f"'{ckpt}' is missing, but '{complete[-1]}' holds a complete checkpoint that a save "
+            "cut short left beside it; starting the run over would delete it, so nothing was "
+            f"done. Keep it with: mv '{complete[-1]}' '{ckpt}' (then resume again), or delete "
+            "it to start over."
+        )
 
 
 def plan_run(cfg: DictConfig, group: str | None = None) -> RunPlan:

@@ -40,6 +40,7 @@ from solo_rgbd.nn.backbone import Encoder
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.fusion import MASK_MODES, FusionEncoder, random_channel_mask
 from solo_rgbd.nn.queue import KeyQueue
+from solo_rgbd.utils.console import say
 
 
 @dataclass
@@ -83,6 +84,23 @@ def check_intra(kw: dict[str, Any], req) -> None:
         req(float(kw[key]) >= 0, key, kw[key], "must be >= 0")
     for key in ("stage1_epochs", "stage2_epochs", "one_stage_epochs"):
         req(int(kw[key]) >= 0, key, kw[key], "must be >= 0")
+
+
+def idle_settings(kw: dict[str, Any]) -> list[str]:
+    """Fusion settings that change nothing with the rest, one line each (only values that
+    differ from their defaults are named: a default is no choice)."""
+    fus, default = kw["fusion"], FusionKwargs()
+    mode, ratio = fus["mask_mode"], float(fus["mask_ratio"])
+    notes = []
+    if kw["schedule"] == "intra_only" and (mode, ratio) != (default.mask_mode, default.mask_ratio):
+        notes.append("fusion.mask_* do nothing with schedule=intra_only: no fusion is trained")
+    elif mode == "none" and ratio != default.mask_ratio:
+        notes.append(f"fusion.mask_ratio={ratio:g} does nothing with fusion.mask_mode=none")
+    elif mode != "none" and ratio == 0:
+        notes.append(f"fusion.mask_ratio=0 masks nothing: fusion.mask_mode={mode} does nothing")
+    if mode != "random" and fus["random_draw"] != default.random_draw:
+        notes.append(f"fusion.random_draw={fus['random_draw']} does nothing with mask_mode={mode}")
+    return [f"note: {n}." for n in notes]
 
 
 @register_method("mbcf")
@@ -129,6 +147,8 @@ class MBCF(MomentumMethod):
         )
         self.fusion_k = self.momentum_copy(self.fusion)
         self.queue_fused = KeyQueue(size, dim)  # Eq. 7's negatives
+        for note in idle_settings(kw):
+            say(note, err=True)
 
     @property
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:

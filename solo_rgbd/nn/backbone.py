@@ -7,14 +7,31 @@ its ``state_dict`` loads straight back into that model (see :func:`export_state_
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.utils.safe_load import load_user_checkpoint
+
+
+def _import_timm():
+    """timm, imported without W&B: timm's utils try ``import wandb``, which (installed) writes
+    debug logs and temporary folders in every run. A run that asks for W&B imports it itself."""
+    absent = "wandb" not in sys.modules
+    if absent:
+        sys.modules["wandb"] = None  # type: ignore[assignment]  # ``import wandb`` fails here
+    try:
+        import timm
+    finally:
+        if absent and sys.modules.get("wandb", 0) is None:
+            del sys.modules["wandb"]
+    return timm
+
+
+timm = _import_timm()
 
 
 def create_backbone(

@@ -115,14 +115,21 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 def _write_failed(path: Path, exc: RuntimeError) -> OSError:
-    """torch.save's RuntimeError as the OSError it stands for (ENOSPC when the disk is full)."""
+    """torch.save's RuntimeError as the OSError it stands for: ENOSPC when the disk is full,
+    EFBIG when the process has a file size limit (``ulimit -f``), else EIO."""
     import errno
 
     try:
         full = shutil.disk_usage(path.parent).free < (64 << 20)
     except OSError:
         full = False
-    code = errno.ENOSPC if full else errno.EIO
+    try:
+        import resource
+
+        limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):
+        limited = False
+    code = errno.ENOSPC if full else errno.EFBIG if limited else errno.EIO
     return OSError(code, f"{os.strerror(code)} (torch.save: {str(exc).splitlines()[0]})", str(path))
 
 

@@ -50,3 +50,24 @@ def _check_expansion(path: Path, what: str) -> None:
             "MB on disk; checkpoints written by torch.save are not compressed, so this file "
             "was crafted or damaged. It is not loaded. Use an intact checkpoint."
         )
+
+
+def read_json_file(path: Path, what: str, fix: str, limit: int = 64 << 20) -> Any:
+    """The JSON in ``path``, read only as a regular file of at most ``limit`` bytes (a FIFO
+    would block the read, a huge file fill the memory); anything else is a :class:`DataError`
+    naming the file, ``what`` it should hold and the ``fix``."""
+    import json
+    import os
+    import stat
+
+    from solo_rgbd.errors import DataError
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size} bytes, more than {what} can be")
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise DataError(f"'{path}' is not {what} ({exc}); {fix}.") from None
