@@ -97,16 +97,19 @@ if not OmegaConf.has_resolver("required"):
     OmegaConf.register_new_resolver("required", _required)
 
 
-def register_schemas() -> None:
+def register_schemas(methods: bool = True) -> None:
     """Put every schema into Hydra's ConfigStore: ``<name>_schema`` for each root config
-    (entry points ``solo_rgbd.configs``) and ``method_schema/<method>`` for each method whose
-    class declares a ``Kwargs`` dataclass (entry points ``solo_rgbd.methods``). A plug-in that
-    fails to import is skipped here; ``method=`` it then fails with the import error."""
+    (entry points ``solo_rgbd.configs``) and, with ``methods``, ``method_schema/<method>`` for
+    each method whose class declares a ``Kwargs`` dataclass (entry points
+    ``solo_rgbd.methods``; importing them imports PyTorch and Lightning). A plug-in that fails
+    to import is skipped here; ``method=`` it then fails with the import error."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for name, ep in config_schema_entry_points().items():
         store.store(name=f"{name}_schema", node=ep.load())
+    if not methods:
+        return
     for name, ep in method_entry_points().items():
         try:
             kwargs = getattr(ep.load(), "Kwargs", None)
@@ -121,12 +124,12 @@ def register_schemas() -> None:
             )
 
 
-def _hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
+def _hydra_compose(config_name: str, overrides: list[str], methods: bool = True) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    register_schemas()
+    register_schemas(methods)
 
     # Hydra finds a primary config only in the folder it starts from (hydra.searchpath is read
     # from the primary config): a plug-in's root config (a task's) starts from its own folder
@@ -146,13 +149,44 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     and the first bad one becomes a :class:`ConfigError` naming it and the closest valid name.
     """
     overrides = list(overrides)
+    if config_name in SCHEMA_ROOTS:
+        quick_check(config_name, overrides)
     try:
         cfg = _hydra_compose(config_name, overrides)
     except Exception as exc:  # Hydra's composition, missing-option and grammar errors
         raise _diagnose(config_name, overrides, exc) from None
     _check_added_keys(config_name, overrides)
+    _name_the_data(cfg, overrides)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def quick_check(config_name: str, overrides: Sequence[str]) -> None:
+    """The config without the methods' ``Kwargs`` schemas, which import PyTorch and Lightning:
+    a typo in a key, a value of the wrong type or a bad group option answers in about a
+    second. ``method_kwargs`` and ``method=`` are left to the full composition."""
+    light = [o for o in overrides if not o.lstrip("+~").startswith(("method_kwargs", "method="))]
+    if (config_name, tuple(light)) in _checked:
+        return
+    try:
+        _hydra_compose(config_name, light, methods=False)
+    except Exception as exc:  # Hydra's composition, missing-option and grammar errors
+        raise _diagnose(config_name, light, exc, methods=False) from None
+    _checked.add((config_name, tuple(light)))
+
+
+_checked: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _name_the_data(cfg: DictConfig, overrides: list[str]) -> None:
+    """A user's own folder (``data.path=...``) is named after itself, not after the default
+    data config (``synthetic``), unless ``data.name`` says otherwise."""
+    data = cfg.get("data") if "data" in cfg else None
+    if not isinstance(data, DictConfig) or data.get("name") != "synthetic":
+        return
+    named = any(o.lstrip("+").startswith("data.name=") for o in overrides)
+    if data.get("path") and not named:
+        data.name = Path(str(data.path)).expanduser().resolve().name or "data"
 
 
 #: root configs with a schema: a key added with '+' must already be one of their keys
@@ -185,7 +219,9 @@ def _groups() -> set[str]:
     return {p.name for root in search_dirs() for p in root.iterdir() if p.is_dir()}
 
 
-def _diagnose(config_name: str, overrides: list[str], exc: Exception) -> ConfigError:
+def _diagnose(
+    config_name: str, overrides: list[str], exc: Exception, methods: bool = True
+) -> ConfigError:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -210,7 +246,7 @@ def _diagnose(config_name: str, overrides: list[str], exc: Exception) -> ConfigE
         if isinstance(value, str) and value not in group_options(o.key_or_group):
             return _missing_option_error(o.key_or_group, value)
     try:
-        base = _hydra_compose(config_name, [t for t, _ in group_overrides])
+        base = _hydra_compose(config_name, [t for t, _ in group_overrides], methods)
     except Exception:
         return ConfigError(first)
     known = set(all_keys(base))

@@ -38,22 +38,33 @@ class SyntheticConfig:
 
 
 @dataclass
-class DataConfig:
+class DataSourceConfig:
+    """Where pairs come from and how they are read: what every command's ``data`` has."""
+
     name: str = "synthetic"
     path: str | None = MISSING  # a dataset folder (any accepted layout, see data/layout.py)
     base: str | None = None  # data=paper_pretrain: the folder holding its datasets (required)
     roots: list[Any] = field(default_factory=list)  # [{path, invert_depth, name}, ...]
     invert_depth: bool = False  # map the dataset to the near = 1 convention
+    # stop when a set with GT looks inverted (salient objects farther than their surroundings)
+    check_polarity: bool = True
     synthetic: SyntheticConfig | None = None
-    image_size: int = 256  # pairs are cached as image_size x image_size tensors
-    batch_size: int = 64  # the global batch, split over devices
     decode_threads: int | None = None  # threads for the one-time decode (null: every core)
-    cache_device: str = "cpu"  # cpu | cuda: keep the decoded dataset on the GPU
     cache: str = "auto"  # ram | disk | auto: decoded arrays per process, or one mmap'd copy
     format: str = "folder"  # folder (any layout) | litdata (data.path: a 'data pack' folder)
     cache_dir: str | None = None  # the disk cache's folder (null: $SOLO_RGBD_CACHE/decoded)
     strict_pairs: bool = True  # RGB without depth is an error (false: skipped, warned)
     on_constant_depth: str = "error"  # error | zeros
+
+
+@dataclass
+class DataConfig(DataSourceConfig):
+    """Pretraining's data: the source, and how its batches are made (a task sets its own
+    ``image_size``, ``batch_size`` and ``val_fraction`` at the top level)."""
+
+    image_size: int = 256  # pairs are cached as image_size x image_size tensors
+    batch_size: int = 64  # the global batch, split over devices
+    cache_device: str = "cpu"  # cpu | cuda: keep the decoded dataset on the GPU
     val_fraction: float = 0.0
 
 
@@ -243,7 +254,7 @@ class TaskConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataSourceConfig = field(default_factory=DataSourceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     nan_guard: NanGuardConfig = field(default_factory=NanGuardConfig)

@@ -9,6 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from solo_rgbd.data.check import check_polarity
 from solo_rgbd.data.decode import DecodeSpec, RootSpec, decode_depth
 from solo_rgbd.data.pack_store import is_pack
 from solo_rgbd.data.pairstore import ArrayStore
@@ -138,6 +139,7 @@ def sod_predict(cfg: DictConfig) -> Path:
         split=None,
     )
     cache = open_store(spec, "litdata" if packed else "ram")
+    check_polarity(cache, f"'{cfg.input}'", spec.roots[0].invert_depth)  # without GT: said so
     out = Path(str(cfg.out))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"out='{out}' exists and is not empty; choose an empty folder.")

@@ -210,3 +210,65 @@ def report_dict(report: RootReport) -> dict:
 def _unreadable(report: RootReport, path, exc: DataError) -> None:
     report.unreadable.append(str(path))
     report.unreadable_reasons[str(path)] = str(exc)
+
+
+def polarity_shares(store, limit: int = 64) -> dict[str, tuple[float, int]]:
+    """Per root (``store.meta.sources``) of a store with GT: the share of up to ``limit``
+    evenly spread pairs whose salient pixels are nearer (brighter, after ``invert_depth``) than
+    their surroundings, and how many pairs had both; the rule of :func:`check_root`'s hint."""
+    from solo_rgbd.data.decode import decode_depth
+
+    sources = store.meta.sources or [""] * len(store)
+    shares: dict[str, tuple[float, int]] = {}
+    for root in sorted(set(sources)):
+        rows = [i for i, s in enumerate(sources) if s == root]
+        picked = [rows[round(j * (len(rows) - 1) / max(1, limit - 1))] for j in range(limit)]
+        batch = store.batch(sorted(set(picked)) if len(rows) > limit else rows)
+        depth, gt = decode_depth(batch["depth"]), batch["gt"].float()
+        valid = depth > 0
+        fg, bg = valid & (gt > 127), valid & (gt <= 127)
+        both = fg.flatten(1).any(1) & bg.flatten(1).any(1)
+        if not bool(both.any()):
+            continue
+        inside = (depth * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)
+        outside = (depth * bg).flatten(1).sum(1) / bg.flatten(1).sum(1).clamp_min(1)
+        brighter = (inside > outside)[both]
+        shares[root] = (float(brighter.float().mean()), int(both.sum()))
+    return shares
+
+
+def check_polarity(store, what: str, invert_depth: bool, enabled: bool = True) -> None:
+    """Depth polarity of a set with GT, by :func:`polarity_shares`: near = dark in at most 40 %
+    of the pairs (clear) stops with a :class:`DataError` naming the set and ``invert_depth``;
+    between 40 and 60 % (unclear) is one warning line. A set without GT is not checked (said
+    once per set); ``enabled=False`` (``data.check_polarity=false``) skips the check."""
+    from solo_rgbd.utils.console import say
+
+    if not enabled:
+        return
+    if not store.has_gt:
+        if what not in _unchecked:
+            _unchecked.add(what)
+            say(f"note: {what} has no GT, so its depth polarity is not checked.", err=True)
+        return
+    flag = f"invert_depth={'true' if invert_depth else 'false'}"
+    other = f"invert_depth={'false' if invert_depth else 'true'}"
+    for root, (share, n) in polarity_shares(store).items():
+        where = f"{what} ('{root}')" if root and root not in what else what
+        basis = f"salient objects are nearer than their surroundings in {share:.0%} of {n} pairs"
+        if share <= 0.4:
+            raise DataError(
+                f"the depth of {where} looks inverted with {flag}: {basis}, where near = bright "
+                f"is what the library expects (solo-rgbd data check says the same). Set "
+                f"{other} for this set (data.{other}, or on its entry in data.roots / "
+                "test_sets), or, for a set where the objects really are farther than their "
+                "surroundings, data.check_polarity=false."
+            )
+        if share < 0.6:
+            say(
+                f"warning: the depth polarity of {where} is unclear with {flag} ({basis}).",
+                err=True,
+            )
+
+
+_unchecked: set[str] = set()

@@ -13,12 +13,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from solo_rgbd.data.check import check_polarity
 from solo_rgbd.data.decode import SALIENCY, DecodeSpec, LabelPolicy, RootSpec, default_cache_root
 from solo_rgbd.data.pairstore import PairStore
 from solo_rgbd.data.sampler import EpochSampler, ResumableLoader
 from solo_rgbd.data.store import open_store
 from solo_rgbd.data.synthetic import SYNTH_VERSION, write_synthetic
 from solo_rgbd.errors import ConfigError
+from solo_rgbd.utils.console import say
 from solo_rgbd.utils.locks import cache_lock
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ def synthetic_root(syn: DictConfig | dict, split: str = "train") -> Path:
 def resolve_roots(data: DictConfig, split: str = "train") -> list[RootSpec]:
     """The dataset folders a data config points at (generating synthetic data on demand)."""
     if data.get("synthetic") and not data.get("roots") and not data.get("path"):
-        return [RootSpec(str(synthetic_root(data.synthetic, split)), False, f"synthetic-{split}")]
+        root = str(synthetic_root(data.synthetic, split))
+        return [RootSpec(root, bool(data.get("invert_depth", False)), f"synthetic-{split}")]
     roots = []
     for i, entry in enumerate(data.get("roots") or []):
         if isinstance(entry, str):
@@ -126,7 +129,23 @@ def build_from_config(
         threads=int(data.decode_threads or os.cpu_count() or 1),
     )
     kind = str(data.get("cache", "auto")) if fmt == "folder" else fmt
-    return open_store(spec, kind, cache_dir=data.get("cache_dir"), copies=copies)
+    store = open_store(spec, kind, cache_dir=data.get("cache_dir"), copies=copies)
+    what = f"the {split} pairs of data '{data.get('name') or roots[0].path}'"
+    check_polarity(store, what, bool(data.invert_depth), bool(data.get("check_polarity", True)))
+    _say_if_shrunk(store, spec.size, what, "data.image_size" if size is None else "image_size")
+    return store
+
+
+def _say_if_shrunk(store: PairStore, size: int, what: str, key: str) -> None:
+    """One line when the pairs are cached at less than half their median size."""
+    sides = sorted(min(hw) for hw in store.meta.sizes if hw and min(hw) > 0)
+    if sides and sides[len(sides) // 2] > 2 * size:
+        h, w = sorted(store.meta.sizes, key=min)[len(sides) // 2]
+        say(
+            f"note: {what} are about {w}x{h} (median) and are cached at {size}x{size}, more "
+            f"than 2x smaller; set {key}=N for more detail.",
+            err=True,
+        )
 
 
 def check_pack_config(

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from solo_rgbd.config import check_missing
+from solo_rgbd.data.check import check_polarity
 from solo_rgbd.data.decode import DecodeSpec, RootSpec
 from solo_rgbd.data.pack_store import is_pack
 from solo_rgbd.data.pairstore import ArrayStore, PairStore
@@ -124,7 +125,10 @@ def test_cache(cfg: DictConfig, root: RootSpec, size: int, require_gt: bool = Tr
         kind = "ram"  # a test set is small: decoded into this process
     else:
         kind = fmt  # a plug-in store reads its test sets too
-    return open_store(spec, kind).materialize()
+    store = open_store(spec, kind).materialize()
+    check = bool(cfg.data.get("check_polarity", True))
+    check_polarity(store, f"test set '{root.name or root.path}'", root.invert_depth, check)
+    return store
 
 
 def subsets(cache: PairStore, keys: Sequence[str]) -> dict[str, list[str]]:
