@@ -142,19 +142,41 @@ def check_protocols(cfg: DictConfig, spec: TaskSpec) -> None:
             )
 
 
+HELP = """usage: solo-rgbd compare [experiment=NAME | GRID.yaml] [--plan] [--cfg] [key=value ...]
+
+Pretrain every row of a grid, train the task (task=, SOD by default) on its frozen encoders,
+evaluate, and write tables shaped like the paper's Tables 1-4 plus bar charts and a report
+page into out=. Finished cells are reused; seeds=[0,1,2] reports mean and std.
+
+experiments: {options}
+
+The grid's keys (configs/compare/quick.yaml is a complete example to copy):
+  out=DIR              the grid's folder: new, empty, or an earlier run of this grid
+  seeds=[0,1,2]        every row is run once per seed
+  pretrain=[...]       overrides of every row's pretraining, e.g. [experiment=cpu]
+  sod=[...]            overrides of every cell's task (its key is the task's name)
+  rows=[...]           {{name, method | init: random|imagenet|supervised, overrides: [...]}}
+  tables=[...]         {{title, rows: [row names], metrics: [maxF, maxE, MAE, ...]}}
+  budget_epochs=N      epochs of rows whose method has no stages of its own
+  controlled=true      align lr, momentum, shuffle-BN, epochs, batch and crop to the first
+                       pretrained row (--plan marks what differs when it is false)
+  data.path=DIR        your own data for every cell (pretraining and task); data.name=,
+                       data.invert_depth=, test_sets=[{{name, path}}] the same way
+
+A grid of your own needs no nested quoting: write it as a YAML file (copy quick.yaml) and run
+  solo-rgbd compare my_grid.yaml data.path=/data/my_rgbd
+'solo-rgbd compare my_grid.yaml --plan' lists its cells and settings without running them."""
+
+
 def run_compare_command(args: Sequence[str]) -> int:
+    from solo_rgbd.commands.helptext import cfg_flag
+
     if "-h" in args or "--help" in args:
         from solo_rgbd.compare.runner import experiment_options
 
-        print(
-            "usage: solo-rgbd compare experiment=NAME [key=value ...]\n\n"
-            "Pretrain every row of configs/compare/NAME.yaml, train the task (task=, SOD by\n"
-            "default) on its frozen encoders, evaluate, and write tables shaped like the\n"
-            "paper's Tables 1-4"
-            f"plus bar charts. experiments: {', '.join(experiment_options())}.\n"
-            "Finished cells are reused; seeds=[0,1,2] reports mean ± std."
-        )
+        print(HELP.format(options=", ".join(experiment_options())))
         return 0
+    show, args = cfg_flag(args)
     from solo_rgbd.compare.runner import check_grid, compose_experiment, run_compare
 
     if "--plan" in args:
@@ -173,6 +195,11 @@ def run_compare_command(args: Sequence[str]) -> int:
     from solo_rgbd.config import check_missing
 
     cfg = compose_experiment(args)
+    if show:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg), end="")
+        return 0
     check_missing(cfg)
     spec = task_of(cfg)
     task_overrides(cfg, spec)  # before any cell runs

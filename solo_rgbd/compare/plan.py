@@ -26,6 +26,7 @@ COLUMNS = (
     "shuffle-BN",
     "batch",
     "test sets",
+    "differs from the reference",
 )
 
 
@@ -78,10 +79,19 @@ def _test_sets(task: DictConfig) -> str:
 def plan_rows(cfg: DictConfig, task: DictConfig) -> list[dict[str, str]]:
     """One entry per (row, seed); ``task`` is the grid's task config, composed with its
     overrides."""
+    from solo_rgbd.compare.controls import differences, reference_row, shared_settings
+
     out = Path(str(cfg.out))
     tests = _test_sets(task)
     cells = []
-    for row in _rows(cfg):
+    rows = _rows(cfg)
+    ref_row = reference_row(rows)
+    ref = None
+    if ref_row is not None:
+        seed0 = int(cfg.seeds[0])
+        ref_cell = out / "cells" / slug(ref_row["name"]) / f"seed{seed0}"
+        ref = shared_settings(pretrain_config(cfg, ref_row, seed0, ref_cell))
+    for row in rows:
         for seed in cfg.seeds:
             cell = out / "cells" / slug(row["name"]) / f"seed{seed}"
             entry = dict.fromkeys(COLUMNS, "-")
@@ -110,13 +120,29 @@ def plan_rows(cfg: DictConfig, task: DictConfig) -> list[dict[str, str]]:
                     "batch": str(pre.data.batch_size),
                 }
             )
+            if ref is not None and row is not ref_row:
+                diff = differences(shared_settings(pre), ref)
+                entry["differs from the reference"] = ", ".join(diff) or "-"
+            elif row is ref_row:
+                entry["differs from the reference"] = "(the reference)"
             cells.append(entry)
     return cells
 
 
 def format_plan(cfg: DictConfig, cells: list[dict[str, str]]) -> str:
+    ref = next(
+        (c["row"] for c in cells if c["differs from the reference"] == "(the reference)"), None
+    )
+    marked = sum(
+        1 for c in cells if c["differs from the reference"] not in ("-", "(the reference)")
+    )
     lines = [
         f"# compare experiment={cfg.name}: {len(cells)} cells (nothing was run)",
+        "",
+        f"controlled={str(bool(cfg.get('controlled'))).lower()}; reference row: {ref}; "
+        f"{marked} cells differ from it in shared settings (lr, momentum, shuffle-BN, epochs, "
+        "batch, crop)"
+        + ("" if cfg.get("controlled") or not marked else "; controlled=true aligns them"),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

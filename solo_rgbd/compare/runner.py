@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from solo_rgbd.compare.cells import CellResult
 from solo_rgbd.compare.gaps import diagnostic_gaps, paired_gaps
@@ -36,7 +37,7 @@ from solo_rgbd.compare.protocols import (
     probe_table,
 )
 from solo_rgbd.compare.tracking import tracker_overrides
-from solo_rgbd.config import compose, config_dir
+from solo_rgbd.config import compose, search_dirs
 from solo_rgbd.errors import Aborted, ConfigError, Preempted
 from solo_rgbd.evaluation.report import Report, paper_table, write_tables
 from solo_rgbd.utils.atomic import atomic_write_text
@@ -50,20 +51,57 @@ SEPARATION_MIN = 0.05
 
 
 def experiment_options() -> list[str]:
-    return sorted(p.stem for p in (config_dir() / "compare").glob("*.yaml"))
+    """The grids in ``compare/`` of every config root (solo-rgbd's, ``SOLO_RGBD_CONFIGS``'s,
+    plug-ins')."""
+    return sorted({p.stem for root in search_dirs() for p in (root / "compare").glob("*.yaml")})
 
 
 def compose_experiment(args: Sequence[str]) -> DictConfig:
+    """The grid: ``experiment=NAME`` (a ``compare/NAME.yaml`` of a config root), or the path of
+    a grid YAML of the user's own, then the overrides."""
     args = list(args)
-    names = [a.split("=", 1)[1] for a in args if a.startswith("experiment=")]
-    rest = [a for a in args if not a.startswith("experiment=")]
-    name = names[-1] if names else "quick"
-    if name not in experiment_options():
-        raise ConfigError(
-            f"compare experiment '{name}' does not exist; options: "
-            f"{', '.join(experiment_options())} (configs/compare/NAME.yaml)."
-        )
-    return compose(f"compare/{name}", rest)
+    files = [a for a in args if "=" not in a and a.endswith((".yaml", ".yml"))]
+    shared = [a for a in args if a.startswith(("data.", "test_sets="))]
+    rest = [a for a in args if not a.startswith("experiment=") and a not in files + shared]
+    if files:
+        cfg = _compose_file(Path(files[-1]).expanduser(), rest)
+    else:
+        names = [a.split("=", 1)[1] for a in args if a.startswith("experiment=")]
+        name = names[-1] if names else "quick"
+        if name not in experiment_options():
+            raise ConfigError(
+                f"compare experiment '{name}' does not exist; options: "
+                f"{', '.join(experiment_options())} (configs/compare/NAME.yaml, or a folder in "
+                "SOLO_RGBD_CONFIGS with compare/NAME.yaml), or give the path of your grid's YAML."
+            )
+        cfg = compose(f"compare/{name}", rest)
+    if shared:  # the data of every cell: its pretraining and its task
+        with open_dict(cfg):
+            cfg.pretrain = [*cfg.pretrain, *(a for a in shared if a.startswith("data."))]
+            task = str(cfg.get("task") or "sod")
+            cfg[task] = [*(cfg.get(task) or []), *shared]
+    return cfg
+
+
+def _compose_file(path: Path, overrides: list[str]) -> DictConfig:
+    """A grid YAML anywhere: composed as ``compare/<name>`` of a config root made for it."""
+    import os
+    import tempfile
+
+    if not path.is_file():
+        raise ConfigError(f"grid file '{path}' does not exist; give the path of a grid YAML.")
+    with tempfile.TemporaryDirectory() as root:
+        (Path(root) / "compare").mkdir()
+        (Path(root) / "compare" / path.name).symlink_to(path.resolve())
+        before = os.environ.get("SOLO_RGBD_CONFIGS")
+        os.environ["SOLO_RGBD_CONFIGS"] = os.pathsep.join(filter(None, [root, before]))
+        try:
+            return compose(f"compare/{path.stem}", overrides)
+        finally:
+            if before is None:
+                del os.environ["SOLO_RGBD_CONFIGS"]
+            else:
+                os.environ["SOLO_RGBD_CONFIGS"] = before
 
 
 def _rows(cfg: DictConfig) -> list[dict]:
@@ -121,7 +159,19 @@ def pretrain_overrides(cfg: DictConfig, row: dict, seed: int, cell: Path) -> lis
 
 
 def pretrain_config(cfg: DictConfig, row: dict, seed: int, cell: Path) -> DictConfig:
-    return compose("pretrain", pretrain_overrides(cfg, row, seed, cell))
+    """A cell's pretraining config; with ``controlled=true`` every row but the reference takes
+    the reference's shared settings (:mod:`solo_rgbd.compare.controls`)."""
+    pre = compose("pretrain", pretrain_overrides(cfg, row, seed, cell))
+    if not cfg.get("controlled"):
+        return pre
+    from solo_rgbd.compare.controls import controlled_overrides, reference_row
+
+    ref_row = reference_row(_rows(cfg))
+    if ref_row is None or ref_row["name"] == row["name"]:
+        return pre
+    ref = compose("pretrain", pretrain_overrides(cfg, ref_row, seed, cell))
+    aligned = controlled_overrides(ref, pre)
+    return compose("pretrain", [*pretrain_overrides(cfg, row, seed, cell), *aligned])
 
 
 def _without_protocols(scores: dict) -> dict:
@@ -160,12 +210,14 @@ def _cell(
     elif cell.exists():
         shutil.rmtree(cell)  # a partial cell from an interrupted run
     cell.mkdir(parents=True)
-    print(f"[compare] run {row['name']} seed {seed}")
+    print(f"[compare] run {row['name']} seed {seed} (started {time.strftime('%H:%M:%S')})")
+    began = time.monotonic()
     try:
         scores = run_cell(cfg, row, seed, cell)
     except (Preempted, Aborted):
         raise  # a signal stops the whole grid; the cell reruns next time
     except Exception as exc:  # a failed cell must not stop the others
+        print(f"[compare] failed {row['name']} seed {seed} after {_took(began)}")
         failed.append(f"{row['name']} (seed {seed}): {type(exc).__name__}: {exc}")
         atomic_write_text(
             json.dumps({"error": str(exc), "traceback": traceback.format_exc()}, indent=2),
@@ -173,7 +225,13 @@ def _cell(
         )
         return None
     atomic_write_text(json.dumps(scores.to_json(), indent=2), cell / "done.json")
+    print(f"[compare] done {row['name']} seed {seed} in {_took(began)}")
     return scores
+
+
+def _took(began: float) -> str:
+    seconds = int(time.monotonic() - began)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 #: the diagnostics compared seed by seed between the rows of ``gaps`` (issue 31)
@@ -304,6 +362,11 @@ def write_report(
         f"# compare experiment={cfg.name}\n",
         f"seeds: {list(cfg.seeds)}; pretraining budget: {cfg.budget_epochs} epochs per row; "
         "cells: mean ± std over seeds.\n",
+        "controlled=true: every pretrained row trained at the reference row's lr, momentum, "
+        "shuffle-BN, epochs, batch and crop.\n"
+        if cfg.get("controlled")
+        else "controlled=false: rows keep their methods' own settings ('compare --plan' marks "
+        "where they differ from the reference row).\n",
     ]
     inits = {str(r.name): str(r.get("init", "pretrain")) for r in cfg.rows}
     parts += separation_notes(results, report, inits)

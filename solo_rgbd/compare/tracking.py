@@ -30,7 +30,12 @@ def _names(cfg: DictConfig) -> list[str]:
 
 def grid_store(cfg: DictConfig) -> str:
     m = cfg.get("mlflow") or {}
-    return str(m.get("tracking_uri") or f"file:{(Path(str(cfg.out)) / 'mlruns').resolve()}")
+    out = Path(str(cfg.out))
+    if m.get("tracking_uri"):
+        return str(m.get("tracking_uri"))
+    if (out / "mlruns").is_dir():  # a grid of an earlier version keeps its file store
+        return f"file:{(out / 'mlruns').resolve()}"
+    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
 
 
 def open_grid(cfg: DictConfig) -> None:
