@@ -62,22 +62,30 @@ def _pretrain_help() -> str:
 
 
 def cmd_pretrain(args: Sequence[str]) -> int:
+    from solo_rgbd.commands.helptext import cfg_flag, keys_help
+    from solo_rgbd.config import compose
+
     if "-h" in args or "--help" in args:
-        print(_pretrain_help())
+        rest = [a for a in args if a not in ("-h", "--help")]
+        print(_pretrain_help() + "\n\n" + keys_help(compose("pretrain", rest), "pretrain"))
         return 0
     from omegaconf import OmegaConf
 
-    from solo_rgbd.config import compose
+    from solo_rgbd.config import quick_check
+    from solo_rgbd.utils.console import say
 
-    show = "--cfg" in args
-    cfg = compose("pretrain", [a for a in args if a != "--cfg"])
+    show, args = cfg_flag(args)
+    quick_check("pretrain", args)  # a typo answers here, in about a second
+    if not show:
+        say("solo-rgbd pretrain: config read; loading PyTorch, Lightning and the method")
+    cfg = compose("pretrain", args)
     if show:
         print(OmegaConf.to_yaml(cfg))
         return 0
     from solo_rgbd.commands.pretrain import run_pretrain
     from solo_rgbd.commands.report import report_at_end
 
-    run_dir = run_pretrain(cfg, argv=[a for a in args if a != "--cfg"])
+    run_dir = run_pretrain(cfg, argv=args)
     print(f"run folder: {run_dir}")
     print(f"encoders:   {run_dir / 'encoders'}")
     report_at_end(cfg, run_dir)
@@ -159,11 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command in ("pretrain", "sod", "compare") and not {"-h", "--help", "--cfg"} & set(rest):
             from solo_rgbd.engine.quiet import set_verbosity
 
-            set_verbosity("verbose=true" in rest)
+            set_verbosity("verbose=true" in rest, load=False)
         rc = COMMANDS[command](rest)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
         return rc
     except SoloRGBDError as exc:
+        from solo_rgbd.utils.console import end_bars
+
+        end_bars()  # the message starts on a line of its own, not after a bar
         print(f"{'stopped' if exc.exit_code > 128 else 'error'}: {exc}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `solo-rgbd ... | head`: the reader left, nothing is wrong

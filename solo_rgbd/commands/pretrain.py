@@ -22,6 +22,7 @@ from solo_rgbd.engine.fit import RunSpec, check_resume, fit_run
 from solo_rgbd.engine.run import RunPlan, plan_run, resume_command
 from solo_rgbd.errors import ConfigError
 from solo_rgbd.methods.registry import METHODS
+from solo_rgbd.utils.console import say
 
 
 def run_pretrain(
@@ -37,6 +38,7 @@ def run_pretrain(
     check_pretrain_config(cfg)
     method_cls = METHODS[str(cfg.method)]
     plan = plan_run(cfg)
+    say(f"{cfg.method}: run folder {plan.run_dir}; preparing data '{cfg.data.name}'")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = method_cls(cfg)  # validates method_kwargs
     check_resume(plan, model)

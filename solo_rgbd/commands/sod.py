@@ -59,22 +59,32 @@ TASK = SOD.with_workflows(
 )
 
 
+HELP = """usage: solo-rgbd sod {train,eval,predict,score} [--cfg] [key=value ...]
+
+The downstream RGB-D SOD workflow on frozen (or fine-tuned) encoders:
+  train    train the decoder: solo-rgbd sod train encoders=outputs/mbcf/<run>
+  eval     score a trained run on its test sets: solo-rgbd sod eval ckpt=outputs/sod/train/<run>
+  predict  saliency maps of a folder: solo-rgbd sod predict ckpt=<run> input=DIR out=DIR
+  score    score maps against GT: solo-rgbd sod score pred=DIR data.path=DIR"""
+
+
 def run_sod_command(args: Sequence[str]) -> int:
+    from solo_rgbd.commands.helptext import cfg_flag, keys_help
+
     args = list(args)
     if not args or args[0] in ("-h", "--help") or args[0] not in ACTIONS:
-        print(
-            __doc__ or "",
-            "\nusage: solo-rgbd sod {train,eval,predict,score} [--cfg] [key=value ...]"
-            "\n  keys and defaults: solo_rgbd/tasks/sod/config.py (--cfg prints them); e.g.\n"
-            "  solo-rgbd sod train encoders=outputs/mbcf/<run>\n"
-            "  solo-rgbd sod eval ckpt=outputs/sod/train/<run>\n"
-            "  solo-rgbd sod predict ckpt=... input=DIR out=DIR",
-        )
+        print(HELP)
         if args and args[0] not in ("-h", "--help"):
             raise SoloRGBDError(f"unknown sod action '{args[0]}'; use one of {', '.join(ACTIONS)}.")
         return 0
-    cfg = compose("sod", [a for a in args[1:] if a != "--cfg"])
-    if "--cfg" in args:
+    if "-h" in args or "--help" in args:
+        rest = [a for a in args[1:] if a not in ("-h", "--help")]
+        print(f"{HELP}\n\n{keys_help(compose('sod', rest), f'sod {args[0]}')}")
+        return 0
+    show, rest = cfg_flag(args[1:])
+    args = [args[0], *rest]
+    cfg = compose("sod", rest)
+    if show:
         from omegaconf import OmegaConf
 
         print(OmegaConf.to_yaml(cfg), end="")

@@ -283,12 +283,16 @@ def decode(spec: DecodeSpec, found: PairFiles, block: int = 256) -> Iterator[Pai
     def work(file: PairFile) -> tuple[Pair, bool]:
         return decode_file(file, spec, found.use_gt)
 
-    with ThreadPoolExecutor(max(1, spec.threads)) as pool:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(found), desc="decoding pairs", unit="pair", delay=2, leave=False)
+    with ThreadPoolExecutor(max(1, spec.threads)) as pool, bar:
         for start in range(0, len(found), block):
             files = found.files[start : start + block]
             for file, (pair, resized) in zip(files, pool.map(work, files), strict=True):
                 if resized:
                     differ.setdefault(str(file.root.path), []).append(file.stem)
+                bar.update()
                 yield pair
     for root, bad in differ.items():
         log.warning(

@@ -33,6 +33,7 @@ from PIL import Image
 
 from solo_rgbd.errors import DataError
 from solo_rgbd.utils.atomic import atomic_dir, remove_leftovers
+from solo_rgbd.utils.console import progress_while
 
 SYNTH_VERSION = 1
 META_COLUMNS = ("stem", "camouflaged", "n_distractors", "n_nearer", "object_depth", "gt_area")
@@ -322,18 +323,17 @@ def write_synthetic(
         for sub in ("RGB", "depth", "GT"):
             (tmp / sub).mkdir()
         workers = max(1, min(workers or os.cpu_count() or 1, n // 32))  # >= 32 scenes each
-        if workers == 1:
-            parts = [_write_scenes(str(tmp), seed, range(n), size, camouflage_ratio, difficulty)]
-        else:  # worker processes started clean (python -m), whatever the caller's __main__
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(
-                    pool.map(
-                        lambda k: _run_worker(
-                            tmp, seed, size, camouflage_ratio, k, workers, n, difficulty
-                        ),
-                        range(workers),
-                    )
-                )
+
+        def write(k: int) -> list[dict]:
+            if workers == 1:
+                return _write_scenes(str(tmp), seed, range(n), size, camouflage_ratio, difficulty)
+            # worker processes started clean (python -m), whatever the caller's __main__
+            return _run_worker(tmp, seed, size, camouflage_ratio, k, workers, n, difficulty)
+
+        with ThreadPoolExecutor(workers) as pool:
+            jobs = [pool.submit(write, k) for k in range(workers)]
+            progress_while(jobs, n, lambda: len(os.listdir(tmp / "GT")), "generating pairs")
+            parts = [job.result() for job in jobs]
         rows = sorted((r for part in parts for r in part), key=lambda r: r["stem"])
         with open(tmp / "meta.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=META_COLUMNS)

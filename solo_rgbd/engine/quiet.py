@@ -26,12 +26,15 @@ class _NotCreating(logging.Filter):
         return "not found. Creating it" not in record.getMessage()
 
 
-def set_verbosity(verbose: bool) -> None:
+def set_verbosity(verbose: bool, load: bool = True) -> None:
     """Quiet (the default) or Lightning's own INFO lines (``verbose=true``), for this process
-    from here on: every run the engine starts sets it from its config."""
-    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import)
+    from here on: every run the engine starts sets it from its config. ``load=False`` leaves
+    Lightning unimported (the CLI, before the config is checked); the engine's call then
+    sets the levels again once Lightning is loaded (it sets its loggers' levels on import)."""
+    if load:
+        import lightning.pytorch  # noqa: F401
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         return

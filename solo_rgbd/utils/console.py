@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["say"]
+__all__ = ["end_bars", "progress_while", "say"]
 
 
 def _rank() -> int:
@@ -44,3 +44,26 @@ def say(message: str, *, err: bool = False, all_ranks: bool = False) -> None:
     # tqdm.write: every open bar is cleared, the line written, the bars redrawn
     tqdm.write(message, file=stream)
     stream.flush()
+
+
+def end_bars() -> None:
+    """Close every open tqdm bar (each ends its own line), so that what is printed next starts
+    on a line of its own: a run stopped by a signal or an error leaves its bar mid-line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def progress_while(jobs: list, total: int, count, what: str) -> None:
+    """A bar of ``count()`` out of ``total`` (shown once it has run 2 s) until the futures
+    ``jobs`` are done: progress of work done in other processes."""
+    from concurrent.futures import wait
+
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=what, unit="pair", delay=2, leave=False) as bar:
+        while wait(jobs, timeout=0.5)[1]:
+            bar.update(count() - bar.n)
