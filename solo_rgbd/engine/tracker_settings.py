@@ -66,7 +66,7 @@ def check_settings(cfg: DictConfig, names: list[str]) -> None:
                 "mlflow.experiment is empty; name the MLflow experiment the run goes into, e.g. "
                 "mlflow.experiment=solo-rgbd. Nothing was written."
             )
-        check_tracking_uri(str(m.get("tracking_uri") or ""))
+        check_tracking_uri(str(m.get("tracking_uri") or "sqlite:///mlflow.db"))  # the default
     online = str((cfg.get("wandb") or {}).get("mode")) == "online"
     if "wandb" in names and online and not _wandb_key():
         raise ConfigError(

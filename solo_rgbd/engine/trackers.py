@@ -163,7 +163,7 @@ def _mlflow(cfg: DictConfig, run_dir: Path, run_id: str | None) -> Logger:
     from lightning.pytorch.loggers import MLFlowLogger
 
     m = cfg.mlflow
-    uri = str(m.tracking_uri or f"file:{(run_dir / 'mlruns').resolve()}")
+    uri = str(m.tracking_uri or default_mlflow_uri(run_dir))
     if uri.startswith("file:"):  # MLflow 3 keeps its file store behind an opt-in
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     if run_id is not None and not _mlflow_run_exists(uri, run_id):
@@ -178,6 +178,14 @@ def _mlflow(cfg: DictConfig, run_dir: Path, run_id: str | None) -> Logger:
         tags=tags,
         run_id=run_id,
     )
+
+
+def default_mlflow_uri(folder: Path) -> str:
+    """A SQLite store in the run (or grid) folder, which the installed MLflow opens as it is;
+    a folder that already has a file store (``mlruns/``, earlier versions) keeps it."""
+    if (folder / "mlruns").is_dir():
+        return f"file:{(folder / 'mlruns').resolve()}"
+    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
 
 
 def _mlflow_run_exists(uri: str, run_id: str) -> bool:

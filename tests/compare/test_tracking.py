@@ -44,7 +44,7 @@ def test_a_grids_cells_are_named_and_grouped_in_wandb_and_mlflow(tmp_path, capsy
     assert "litlogger" not in printed.out + printed.err  # in-process runs are quiet too
     assert "Creating it" not in printed.out + printed.err
     ids = json.loads((run / "trackers.json").read_text())
-    client = mlflow.MlflowClient(f"file:{(tmp_path / 'grid' / 'mlruns').resolve()}")
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'grid' / 'mlflow.db').resolve()}")
     child = client.get_run(ids["mlflow"])
     assert child.info.run_name == "quick/MBCF/seed0"
     assert child.data.tags["mlflow.parentRunId"] == parent  # the grid is one group

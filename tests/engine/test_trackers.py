@@ -122,7 +122,7 @@ def test_wandb_offline_gets_every_metric_row_and_the_config(tmp_path, capsys):
 def test_mlflow_file_store_reads_back_the_same_metrics_params_and_hash(tmp_path):
     run = _pretrain(tmp_path, "loggers=[csv,mlflow]")
     ids = json.loads((run / "trackers.json").read_text())
-    client = mlflow.MlflowClient(f"file:{(run / 'mlruns').resolve()}")
+    client = mlflow.MlflowClient(f"sqlite:///{(run / 'mlflow.db').resolve()}")
     history = client.get_metric_history(ids["mlflow"], "loss")
     assert [m.step for m in history] == loss_steps_csv(run)
     by_step = {int(float(r["step"])): float(r["loss"]) for r in csv_rows(run) if r.get("loss")}
@@ -200,7 +200,7 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_without_a_repeated_step(tmp
     assert json.loads((run / "trackers.json").read_text()) == ids_before  # the same runs
     steps = loss_steps_csv(run)
     assert steps == list(range(20))  # metrics.csv: every step once
-    client = mlflow.MlflowClient(f"file:{(run / 'mlruns').resolve()}")
+    client = mlflow.MlflowClient(f"sqlite:///{(run / 'mlflow.db').resolve()}")
     assert [m.step for m in client.get_metric_history(ids_before["mlflow"], "loss")] == steps
     assert len(client.search_runs([client.get_run(ids_before["mlflow"]).info.experiment_id])) == 1
     # W&B: both processes wrote offline folders of the one run id; what the killed one had
@@ -242,7 +242,7 @@ def test_sod_train_logs_to_the_tracker_and_verbose_lets_lightning_speak(tmp_path
     assert any("litlogger" in m for m in heard)  # verbose=true: Lightning's own lines
     run = tmp_path / "sod" / "train" / "s"
     ids = json.loads((run / "trackers.json").read_text())
-    client = mlflow.MlflowClient(f"file:{(run / 'mlruns').resolve()}")
+    client = mlflow.MlflowClient(f"sqlite:///{(run / 'mlflow.db').resolve()}")
     logged = client.get_run(ids["mlflow"]).data
     assert "train/loss_step" in logged.metrics and logged.params["decoder_dim"] == "8"
     assert logged.tags["best_checkpoint"].endswith("best.ckpt")
@@ -285,7 +285,7 @@ def test_a_tracker_added_on_resume_gets_the_config_and_every_step_so_far(tmp_pat
     assert before and not (run / "trackers.json").exists()
     assert main(["pretrain", *over, "resume=last", "loggers=[csv,mlflow]"]) == 0
     ids = json.loads((run / "trackers.json").read_text())
-    client = mlflow.MlflowClient(f"file:{(run / 'mlruns').resolve()}")
+    client = mlflow.MlflowClient(f"sqlite:///{(run / 'mlflow.db').resolve()}")
     steps = [m.step for m in client.get_metric_history(ids["mlflow"], "loss")]
     assert steps == loss_steps_csv(run) and len(steps) > len(before)
     assert client.get_run(ids["mlflow"]).data.params["backbone.name"] == "test_resnet"
