@@ -176,6 +176,11 @@ class RunCheckpoint(Checkpoint):
             self._rng_to_restore = None
         self.signals.install()
         self._last_save_time = self._clock()
+        if trainer.ckpt_path and trainer.is_global_zero:
+            say(
+                f"resumed at epoch {trainer.current_epoch}, step {trainer.global_step} from "
+                f"{trainer.ckpt_path}"
+            )
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._exit_if_stopped(trainer)

@@ -27,4 +27,10 @@ class RunProgressBar(TQDMProgressBar):
         self.values.update(values)
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        return {**super().get_metrics(trainer, pl_module), **self.values}
+        """The method's values (whole numbers, like ``stage``, shown as such), without
+        Lightning's ``v_num`` (the logger's version: not a number of this run)."""
+        items = {**super().get_metrics(trainer, pl_module), **self.values}
+        items.pop("v_num", None)
+        return {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in items.items()
+        }

@@ -332,6 +332,7 @@ class BaseMethod(pl.LightningModule):
                 f"{self.method_name}: stage 2 (IntraCLM + InterCLM) starts at epoch "
                 f"{self.current_epoch}, step {self.global_step}"
             )
+            self.log("stage_switch_step", float(self.global_step))  # the report's marker
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["schedule_horizon"] = dict(self.schedule_horizon())

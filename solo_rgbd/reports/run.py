@@ -116,6 +116,11 @@ def read_text(file: Path, page: Page) -> str | None:
 
 
 def _stage_switch(rows: list[dict[str, float]]) -> float | None:
+    """The step the second stage starts at (logged by the method; runs of earlier versions:
+    the first row of stage 2)."""
+    for row in rows:
+        if "stage_switch_step" in row:
+            return row["stage_switch_step"]
     for row in rows:
         if row.get("stage", 1.0) >= 2.0:
             return row["step"]
@@ -181,7 +186,9 @@ def run_info_section(path: Path, page: Page) -> None:
         return
     rows = []
     sessions = [s for s in sessions if isinstance(s, dict)]
-    for s in sessions:
+    for i, s in enumerate(sessions):
+        if s.get("ended") is None and (i < len(sessions) - 1 or not _running(path)):
+            s = {**s, "status": "ended without a record (killed?)"}
         dev = s.get("device") if isinstance(s.get("device"), dict) else {}
         device = f"{dev.get('accelerator')} {dev.get('name')} x{dev.get('world_size')}"
         wall = s.get("wall_s")
@@ -206,6 +213,23 @@ def run_info_section(path: Path, page: Page) -> None:
         + table(["package", "version"], sorted((str(k), v) for k, v in versions.items()))
     )
     page.section("run-info", "How the run was started and where it ran", body)
+
+
+def _running(path: Path) -> bool:
+    """Whether a process holds the run's lock now (the run is live)."""
+    from solo_rgbd.utils.locks import RUN_LOCK_FILES, FileLock
+
+    if not (path / RUN_LOCK_FILES[0]).is_file():
+        return False
+    lock = FileLock(path / RUN_LOCK_FILES[0], path / RUN_LOCK_FILES[1])
+    lock.record = False  # a probe: the holder's line stays as the run wrote it
+    try:
+        free = lock.acquire()
+    except OSError:
+        return False
+    if free:
+        lock.release()
+    return not free
 
 
 def _number(value: object) -> float:
