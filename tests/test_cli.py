@@ -109,12 +109,14 @@ def test_a_plain_run_is_quiet_and_verbose_true_is_not(tmp_path):
     quiet = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr
     text = quiet.stdout + quiet.stderr
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert lines[0] == "mbcf: stage 2 (IntraCLM + InterCLM) starts at epoch 1, step 3"
-    assert lines[1].startswith("checkpoint: ") and "1 save (" in lines[1]  # size and policy
-    assert lines[2].startswith("run folder: ") and lines[3].startswith("encoders:")
-    assert lines[4].startswith("report: ") and lines[4].endswith("report.html")
-    assert len(lines) == 5, text
+    lines = [line for line in quiet.stdout.splitlines() if line.strip()]
+    assert lines[0] == "solo-rgbd pretrain: config read; loading PyTorch, Lightning and the method"
+    assert lines[1].startswith("mbcf: run folder ") and "preparing data 'synthetic'" in lines[1]
+    assert lines[2] == "mbcf: stage 2 (IntraCLM + InterCLM) starts at epoch 1, step 3"
+    assert lines[3].startswith("checkpoint: ") and "1 save (" in lines[3]  # size and policy
+    assert lines[4].startswith("run folder: ") and lines[5].startswith("encoders:")
+    assert lines[6].startswith("report: ") and lines[6].endswith("report.html")
+    assert len(lines) == 7 and not quiet.stderr.strip(), text
     loud = subprocess.run(
         args + ["verbose=true"], env=env, capture_output=True, text=True, timeout=300
     )
