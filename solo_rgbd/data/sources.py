@@ -132,7 +132,9 @@ def build_from_config(
     store = open_store(spec, kind, cache_dir=data.get("cache_dir"), copies=copies)
     what = f"the {split} pairs of data '{data.get('name') or roots[0].path}'"
     check_polarity(store, what, bool(data.invert_depth), bool(data.get("check_polarity", True)))
-    _say_if_shrunk(store, spec.size, what, "data.image_size" if size is None else "image_size")
+    own = not (data.get("synthetic") and not data.get("roots") and not data.get("path"))
+    if own:  # the embedded set is generated larger than its presets cache it, on purpose
+        _say_if_shrunk(store, spec.size, what, "data.image_size" if size is None else "image_size")
     return store
 
 
