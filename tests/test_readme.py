@@ -66,6 +66,10 @@ SKIPPED = {
     "solo-rgbd compare experiment=gpu": "a GPU grid",
     "solo-rgbd compare experiment=masks": "15 cells, about an hour on 2 cores; docs/results.md",
     "solo-rgbd compare experiment=quick protocols=[frozen,finetune,probe]": "hours on 2 cores",
+    "mlflow ui --backend-store-uri sqlite:///outputs/mbcf/tracked/mlflow.db": "a server; the "
+    "python -c before it opens the same store",
+    "solo-rgbd pretrain experiment=gpu data=nju2k_nlpr data.base=/datasets": "the paper's "
+    "datasets, and a GPU",
 }
 
 
@@ -122,7 +126,7 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
     plan = _plan()
     run = [k for k, argv in plan if argv is not None]
     assert run and run[0] == MAIN_JOB, "the main job is the README's first command"
-    unknown = [k for k in run if not k.startswith("solo-rgbd ")]
+    unknown = [k for k in run if not k.startswith(("solo-rgbd ", "python -c "))]
     assert not unknown, f"README commands neither run here nor listed in SKIPPED: {unknown}"
     stale = sorted(set(SKIPPED) - {k for k, _ in plan})
     assert not stale, f"SKIPPED names commands the README no longer has: {stale}"
@@ -272,6 +276,9 @@ def test_the_chained_commands_leave_what_they_say(readme_run):
     assert len(list((cwd / "maps").glob("*.png"))) == 64
     assert "maxF" in res["solo-rgbd sod score pred=maps data.path=synth"][0][2]
     report_runs = res["solo-rgbd report outputs/sod/train/<run>"]
+    # the tracker snippet: the run's own MLflow store, opened by the installed MLflow
+    opened = next(runs for k, runs in res.items() if k.startswith("python -c "))[0][2]
+    assert re.search(r"^tracked FINISHED loss \d+\.\d+$", opened, re.M), opened
     assert report_runs[0][0][2] == f"outputs/sod/train/{sod_run.name}"
     assert (sod_run / "report.html").is_file()
 
@@ -332,3 +339,21 @@ def test_the_readme_plugin_method_installs_and_pretrains_as_written(tmp_path):
     assert (folder / "encoders" / "encoders.json").is_file()
     saved = (folder / "config.yaml").read_text()
     assert "temperature: 0.2" in saved and "queue_size: 16" in saved
+
+
+@pytest.mark.slow
+def test_the_own_folder_recipe_names_the_data_and_scores_the_held_out_folder(readme_run):
+    """README "Your own folder, end to end": check, pretrain, SOD head, scores on a held-out
+    folder; the data is named after its folder, never ``synthetic``."""
+    cwd, res = readme_run["cwd"], readme_run["results"]
+    check = res["solo-rgbd data check my_rgbd"][0][2]
+    assert "total: 200 pairs in 1 root(s); all usable" in check
+    assert "polarity: near = bright with invert_depth=false" in check
+    pretrain = res["solo-rgbd pretrain data.path=my_rgbd run_name=mine"][0][2]
+    assert "preparing data 'my_rgbd'" in pretrain
+    assert "cached at 56x56, more than 2x smaller; set data.image_size=N" in pretrain
+    assert "name: my_rgbd" in (cwd / "outputs/mbcf/mine/config.yaml").read_text()
+    assert "synthetic" not in (cwd / "outputs/mbcf/mine/run.json").read_text()
+    scores = json.loads((cwd / "outputs/sod/train/mine/eval/results.json").read_text())
+    held_out = scores["mine"]["all"]
+    assert held_out["n"] == 64 and held_out["maxF"] > 0.6 and held_out["MAE"] < 0.15, held_out

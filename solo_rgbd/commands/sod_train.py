@@ -109,7 +109,8 @@ def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
             **counts,
         }
         atomic_write_text(json.dumps(summary, indent=2), plan.run_dir / "summary.json")
-        print(f"best checkpoint ({monitor} {summary['best_score']}): {best.best_model_path}")
+        shown = "none" if score is None else f"{float(score):.4f}"
+        print(f"best checkpoint ({monitor} {shown}): {best.best_model_path}")
     return plan.run_dir
 
 
