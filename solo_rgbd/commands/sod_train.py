@@ -101,17 +101,22 @@ def sod_train(cfg: DictConfig, argv: Sequence[str] | None = None) -> Path:
     )
     fit_run(spec, module, datamodule=data)
     if plan.rank_zero:
-        score = best.best_model_score
-        summary = {
-            "best_checkpoint": best.best_model_path,
-            "select_by": cfg.select_by,
-            "best_score": float(score) if score is not None else None,
-            **counts,
-        }
-        atomic_write_text(json.dumps(summary, indent=2), plan.run_dir / "summary.json")
-        shown = "none" if score is None else f"{float(score):.4f}"
-        print(f"best checkpoint ({monitor} {shown}): {best.best_model_path}")
+        _write_summary(plan.run_dir, best, str(cfg.select_by), counts)
     return plan.run_dir
+
+
+def _write_summary(run_dir: Path, best, select_by: str, counts: dict) -> None:
+    """``summary.json`` (the best checkpoint, its score, the split's counts) and one line."""
+    score = best.best_model_score
+    summary = {
+        "best_checkpoint": best.best_model_path,
+        "select_by": select_by,
+        "best_score": float(score) if score is not None else None,
+        **counts,
+    }
+    atomic_write_text(json.dumps(summary, indent=2), run_dir / "summary.json")
+    shown = "none" if score is None else f"{float(score):.4f}"
+    print(f"best checkpoint (val/{select_by} {shown}): {best.best_model_path}")
 
 
 def supervised_encoders(run: Path, out: Path) -> Path:
