@@ -85,9 +85,14 @@ def fusion_row(
     entropy, how much RGB attention the mask removes, the mask's statistics) and the fused
     query's reliance on each modality's maps ``f_q`` (the step's own mask kept)."""
     keep, a_rgb = att["keep"], att["a_rgb"].detach()
+    unit = torch.nn.functional.normalize(q_f.detach().float(), dim=1)
+    b = unit.shape[0]
     row: Row = {
         "acc_inter": top1_accuracy(logits_f),
         "acc_batch_inter": batch_accuracy(q_f, k_f),
+        # collapse shows here first: the fused queries' norm, and how alike they are
+        "fused_norm": q_f.detach().float().norm(dim=1).mean(),
+        "fused_query_cosine": ((unit @ unit.T).sum() - b) / max(1, b * (b - 1)),
         "attention_entropy_rgb": attention_entropy(a_rgb),
         "attention_entropy_depth": attention_entropy(att["a_depth"].detach()),
         "rgb_masked_share": 1.0 - keep.mean(),

@@ -24,6 +24,7 @@ every setting of the paper preset and where the paper is open.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +38,11 @@ from solo_rgbd.methods.optim import ParamGroup
 from solo_rgbd.methods.registry import register_method
 from solo_rgbd.methods.staged import SCHEDULES
 from solo_rgbd.nn.backbone import Encoder
+from solo_rgbd.nn.balance import BALANCE_MODES, DROPPED, Balancer
 from solo_rgbd.nn.distributed import gather_keys
 from solo_rgbd.nn.fusion import MASK_MODES, FusionEncoder, random_channel_mask
 from solo_rgbd.nn.queue import KeyQueue
+from solo_rgbd.nn.reliance import batchnorm_stats_kept
 from solo_rgbd.utils.console import say
 
 
@@ -70,9 +73,19 @@ class FusionKwargs:
 
 
 @dataclass
+class BalanceKwargs:  # encoder-level balancing, not in the paper (nn/balance.py)
+    mode: str = "none"  # none | ogm (OGM-GE) | modality_dropout
+    alpha: float = 0.5  # ogm: the dominant modality's coefficient 1 - tanh(alpha (ratio - 1))
+    noise: float = 0.0  # ogm: GE, Gaussian noise of std noise * std(grad) on its gradient
+    p: float = 0.5  # modality_dropout: share of samples whose one modality is zeroed
+    drop: str = "both"  # modality_dropout: which modality those samples lose: both | rgb | depth
+
+
+@dataclass
 class MBCFKwargs(IntraKwargs):
     tau_inter: float = 0.04  # Eq. 7
     fusion: FusionKwargs = field(default_factory=FusionKwargs)
+    balance: BalanceKwargs = field(default_factory=BalanceKwargs)
 
 
 def check_intra(kw: dict[str, Any], req) -> None:
@@ -122,6 +135,12 @@ class MBCF(MomentumMethod):
         req(fus["mask_mode"] in MASK_MODES, "fusion.mask_mode", fus["mask_mode"], f"use {modes}")
         draws = ("shared", "independent")
         req(fus["random_draw"] in draws, "fusion.random_draw", fus["random_draw"], str(draws))
+        bal = kw["balance"]
+        req(bal["mode"] in BALANCE_MODES, "balance.mode", bal["mode"], f"use {BALANCE_MODES}")
+        req(float(bal["alpha"]) >= 0, "balance.alpha", bal["alpha"], "must be >= 0")
+        req(float(bal["noise"]) >= 0, "balance.noise", bal["noise"], "must be >= 0")
+        req(0 <= float(bal["p"]) <= 1, "balance.p", bal["p"], "must be in [0, 1]")
+        req(bal["drop"] in DROPPED, "balance.drop", bal["drop"], f"use one of {DROPPED}")
 
     def __init__(self, cfg) -> None:
         # Eq. 1-2: per stream the encoder theta_q^s, the projector phi_q^s and their momentum
@@ -146,7 +165,13 @@ class MBCF(MomentumMethod):
             mask_mode=str(fus["mask_mode"]),
         )
         self.fusion_k = self.momentum_copy(self.fusion)
-        self.queue_fused = KeyQueue(size, dim)  # Eq. 7's negatives
+        bal = kw["balance"]  # none, OGM-GE or modality dropout on the fusion's inputs
+        self.balance = Balancer(
+            str(bal["mode"]), float(bal["alpha"]), float(bal["noise"]), float(bal["p"]),
+            str(bal["drop"]), tau=float(kw["tau_inter"]),
+        )  # fmt: skip
+        # Eq. 7's negatives; its slots start empty: random placeholders would be a shortcut
+        self.queue_fused = KeyQueue(size, dim, start_empty=True)
         for note in idle_settings(kw):
             say(note, err=True)
 
@@ -181,18 +206,17 @@ class MBCF(MomentumMethod):
 
         l_inter = None
         if self.stage == 2:  # InterCLM
-            # random mask, shared draw: one keep mask (B, Cr) for the query and the key fusion
-            shared = None
-            if fus["mask_mode"] == "random" and fus["random_draw"] == "shared":
-                b, c = f_q["rgb"].shape[:2]
-                shared = random_channel_mask((b, c), float(fus["mask_ratio"]), f_q["rgb"].device)
-            # Eq. 5, 9: q^F (B, D), the top mask_ratio RGB channels by attention zeroed
-            q_f, att = self.fusion(f_q["rgb"], f_q["depth"], keep=shared)
+            keep = self.random_keep(f_q["rgb"])  # random mask: the query's draw, or None
+            shared = keep if fus["random_draw"] == "shared" else None
             # Eq. 6: k^F (B, D) from the momentum maps, masked too unless mask_keys=false
             k_f, att_k = self.fused_keys(f_k, shared)
+            # balancing (balance.mode, not in the paper): the fusion's inputs as they are, or
+            # with their gradient to the encoders scaled (ogm), or some zeroed
+            r, d, balance = self.balanced_inputs(f_q, k_f, keep)
+            # Eq. 5, 9: q^F (B, D), the top mask_ratio RGB channels by attention zeroed
+            q_f, att = self.fusion(r, d, keep=keep)
             # Eq. 7: against the fused queue (K, D)
-            aware = bool(kw["instance_aware_queue"])
-            drop = self.queue_fused.same_instance(ids) if aware else None
+            drop = self.queue_fused.left_out(ids, bool(kw["instance_aware_queue"]))
             tau_inter = float(kw["tau_inter"])
             l_inter, logits_f = inter_loss(q_f, k_f, self.queue_fused.negatives(), tau_inter, drop)
 
@@ -218,11 +242,30 @@ class MBCF(MomentumMethod):
                 row.update(embedding_reliance(q, k, step))
             else:
                 row["loss_inter"] = l_inter.detach()
+                row.update(balance)
                 row.update(fusion_row(self.fusion, f_q, q_f, k_f, logits_f, att, att_k, step))
             self.log_dict(row)
             self.log_dict({name: row[name] for name in ("loss", "stage")}, prog_bar=True)
         terms = {"loss_intra": l_intra, "loss_inter": l_inter}  # l_inter: None in stage 1
         return {"loss": loss, **{n: t for n, t in terms.items() if t is not None}}
+
+    def random_keep(self, f_rgb: torch.Tensor) -> torch.Tensor | None:
+        """``mask_mode=random``: the query's keep mask (B, Cr), drawn here; otherwise None."""
+        fus = self.kwargs["fusion"]
+        if fus["mask_mode"] != "random":
+            return None
+        return random_channel_mask(f_rgb.shape[:2], float(fus["mask_ratio"]), f_rgb.device)
+
+    def balanced_inputs(self, f_q: dict[str, torch.Tensor], k_f: torch.Tensor, keep):
+        """The fusion's inputs (B, C, h, w) after ``balance.mode`` (nn/balance.py), and what
+        it logs. OGM's extra fusion forwards leave the fusion's BatchNorm statistics alone."""
+
+        def embed(r: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            return self.fusion(r, d, keep=keep)[0]
+
+        probing = batchnorm_stats_kept(self.fusion) if self.balance.probes else nullcontext()
+        with probing:
+            return self.balance(embed, f_q["rgb"], f_q["depth"], k_f)
 
     def fused_keys(self, f_k: dict[str, torch.Tensor], shared: torch.Tensor | None):
         """Eq. 6: the momentum fusion encoder on the key maps, masked like the query

@@ -172,10 +172,11 @@ class MomentumMethod(BaseMethod):
         return {name: queue.negatives() for name, queue in self.queues.items()}
 
     def exclusions(self, ids: torch.Tensor) -> Mapping[str, torch.Tensor | None]:
-        """Per queue (B, K) bool: the keys of each query's own sample (``ids`` (B,)), which
-        the loss leaves out of the negatives; None when ``instance_aware_queue`` is off."""
+        """Per queue (B, K) bool: the entries the loss leaves out of the negatives (the keys of
+        each query's own sample, ``ids`` (B,), unless ``instance_aware_queue`` is off; a
+        ``start_empty`` queue's unwritten slots); None when there are none."""
         aware = bool(self.kwargs.get("instance_aware_queue", True))
-        return {n: q.same_instance(ids) if aware else None for n, q in self.queues.items()}
+        return {n: q.left_out(ids, aware) for n, q in self.queues.items()}
 
     def enqueue(self, keys: Streams, ids: torch.Tensor) -> None:
         """After the loss: this step's keys {queue: (B, D)} and their sample ids, from every

@@ -19,21 +19,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NO_INSTANCE = -1  # the index of a slot never written (the random initial keys)
+NO_INSTANCE = -1  # the index of a key written without its sample's (or of an old checkpoint)
+EMPTY = -2  # the index of a slot never written: it holds a random initial key
 
 
 class KeyQueue(nn.Module):
-    #: state added after the first release: a checkpoint without it loads (filled as empty)
+    """``size`` keys of ``dim`` channels. The slots start as random unit keys, as in MoCo.
+
+    ``start_empty=True``: the slots never written are left out of the negatives
+    (:meth:`left_out`) instead of standing in as random keys. A queue that starts mid-run
+    next to trained encoders needs it (MBCF's fused queue at the stage switch): its first real
+    keys share a common direction that random keys lack, so "real key or random placeholder"
+    is a cue the whole batch can win by pointing the same way, and the fused embedding
+    collapsed onto it (docs/results.md, "The random-mask collapse").
+    """
+
+    #: state added after the first release: a checkpoint without it loads (every slot written)
     optional_state = ("ids",)
 
-    def __init__(self, size: int, dim: int) -> None:
+    def __init__(self, size: int, dim: int, start_empty: bool = False) -> None:
         super().__init__()
         if size < 1 or dim < 1:
             raise ValueError(f"KeyQueue needs size >= 1 and dim >= 1 (got {size}, {dim}).")
         self.size = size
         self.dim = dim
+        self.start_empty = start_empty
         self.register_buffer("keys", F.normalize(torch.randn(size, dim), dim=1))  # (K, D)
-        self.register_buffer("ids", torch.full((size,), NO_INSTANCE, dtype=torch.long))  # (K,)
+        unwritten = EMPTY if start_empty else NO_INSTANCE  # (a MoCo queue never asks)
+        self.register_buffer("ids", torch.full((size,), unwritten, dtype=torch.long))  # (K,)
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
     def negatives(self) -> torch.Tensor:
@@ -43,6 +56,16 @@ class KeyQueue(nn.Module):
     def same_instance(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, K) bool: entry k of the queue is a key of query b's own sample (ids (B,))."""
         return ids.to(self.ids.device)[:, None] == self.ids[None, :]
+
+    def left_out(self, ids: torch.Tensor, instance_aware: bool) -> torch.Tensor | None:
+        """(B, K) bool of the entries that are no negative of query b (ids (B,)): its own
+        sample's keys when ``instance_aware``, and the slots never written when the queue
+        ``start_empty``; None when nothing is left out."""
+        drop = self.same_instance(ids) if instance_aware else None
+        if self.start_empty:
+            empty = (self.ids == EMPTY)[None, :].expand(ids.shape[0], -1)
+            drop = empty if drop is None else drop | empty
+        return drop
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, ids: torch.Tensor | None = None) -> None:
@@ -64,7 +87,7 @@ class KeyQueue(nn.Module):
         self.ptr.copy_((self.ptr + b) % self.size)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        # checkpoints from before the instance-aware queue: every slot of unknown sample
+        # checkpoints from before the instance-aware queue: every slot written, sample unknown
         state_dict.setdefault(prefix + "ids", torch.full_like(self.ids, NO_INSTANCE))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
