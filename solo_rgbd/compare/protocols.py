@@ -119,6 +119,7 @@ def plot_label_curves(finetune: dict, key: str, fractions: list[str], path: Path
 DIAGNOSTICS = (
     ("grad_norm_rgb_encoder", "‖∇‖ RGB enc."),
     ("grad_norm_depth_encoder", "‖∇‖ depth enc."),
+    ("grad_norm_ratio", "‖∇‖ RGB / depth enc."),  # of the two means above (issue 45)
     ("acc_batch_rgb", "batch top-1 RGB"),
     ("acc_batch_depth", "batch top-1 depth"),
     ("acc_batch_inter", "batch top-1 fused"),
@@ -138,6 +139,11 @@ DIAGNOSTICS = (
     ("mask_always_share", "channels masked ≥95 %"),
     ("attention_top_half_mass_rgb", "RGB attn. top-half mass"),
     ("attention_logit_std_rgb", "RGB attn. logit std"),
+    # issue 45: encoder-level balancing (method_kwargs.balance)
+    ("balance_coef_rgb", "OGM coef. RGB"),
+    ("balance_coef_depth", "OGM coef. depth"),
+    ("contribution_rgb", "fused score lost, RGB moved"),
+    ("contribution_depth", "fused score lost, depth moved"),
 )
 
 
@@ -159,6 +165,9 @@ def cell_diagnostics(cell: Path) -> dict[str, float]:
         values = [float(r[key]) for r in last if r.get(key) not in (None, "", "nan")]
         if values:
             out[key] = float(np.mean(values))
+    rgb, depth = out.get("grad_norm_rgb_encoder"), out.get("grad_norm_depth_encoder")
+    if rgb is not None and depth:
+        out["grad_norm_ratio"] = rgb / depth
     return out
 
 

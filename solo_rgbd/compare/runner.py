@@ -234,8 +234,11 @@ def _took(began: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-#: the diagnostics compared seed by seed between the rows of ``gaps`` (issue 31)
-GAP_DIAGNOSTICS = ("depth_reliance_share", "reliance_depth_shuffle", "reliance_depth_zero")
+#: the diagnostics compared seed by seed between the rows of ``gaps`` (issues 31, 45)
+GAP_DIAGNOSTICS = (
+    "depth_reliance_share", "reliance_depth_shuffle", "reliance_depth_zero", "grad_norm_ratio",
+    "acc_batch_inter",
+)  # fmt: skip
 
 
 def check_grid(cfg: DictConfig) -> tuple[Path, list[dict]]:
