@@ -152,9 +152,15 @@ def format_plan(cfg: DictConfig, cells: list[dict[str, str]]) -> str:
 
 
 def _mask(kw, schedule: str) -> str:
-    """The mask's share and, for the controls of issue 31, how its channels are chosen."""
+    """The mask's share and, for the controls, how its channels are chosen (a random mask's
+    draw when it is not shared by query and key); the encoder-level balancing, if any."""
     if "fusion" not in kw or schedule == "intra_only":
         return "-"
-    mode = str(kw["fusion"].get("mask_mode", "topk"))
-    ratio = f"{kw['fusion']['mask_ratio']:g}"
-    return ratio if mode == "topk" else f"{ratio} {mode}"
+    fus = kw["fusion"]
+    mode = str(fus.get("mask_mode", "topk"))
+    ratio = f"{fus['mask_ratio']:g}"
+    out = ratio if mode == "topk" else f"{ratio} {mode}"
+    if mode == "random" and fus.get("random_draw", "shared") != "shared":
+        out += f" ({fus['random_draw']})"
+    balance = str(kw.get("balance", {}).get("mode", "none"))
+    return out if balance == "none" else f"{out}; balance {balance}"

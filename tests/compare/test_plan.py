@@ -70,3 +70,14 @@ def test_plan_from_the_cli_runs_nothing(tmp_path, capsys):
     assert not (tmp_path / "cmp").exists()
     assert main(["compare", "experiment=paper"]) == 2  # data_base is required to run
     assert "data_base" in capsys.readouterr().err
+
+
+def test_the_balance_plan_names_each_rows_draw_and_balancing():
+    cfg = compose("compare/balance", [])
+    cells = {c["row"]: c for c in plan_rows(cfg, compose("sod", list(cfg.sod)))}
+    assert cells["Random 50% shared"]["mask"] == "0.5 random"
+    assert cells["Random 50% independent"]["mask"] == "0.5 random (independent)"
+    assert cells["OGM-GE no mask"]["mask"] == "0; balance ogm"
+    assert cells["OGM-GE + MBCF mask"]["mask"] == "0.5; balance ogm"
+    assert cells["Modality dropout"]["mask"] == "0; balance modality_dropout"
+    assert len(cells) == 7 and list(cfg.seeds) == [0, 1, 2]
