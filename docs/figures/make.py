@@ -4,10 +4,10 @@
     python docs/figures/make.py results [GRID]     # docs/figures/results.png, from a grid folder
     python docs/figures/make.py report [FOLDER]    # docs/figures/report.png, headless Chromium
 
-``results`` reads ``all_rows.json`` and ``probes.json`` of a ``compare`` grid (default: the
-copy of the balance grid's in ``docs/figures/balance_grid/``). ``report`` screenshots the
-``report.html`` of FOLDER (any run or grid; default: a fresh run of the main job in a
-temporary folder) with Debian's ``chromium``.
+``results`` reads ``all_rows.json``, ``probes.json`` and ``grid.json`` of a ``compare`` grid
+(default: the copy of the balance grid's in ``docs/figures/balance_grid/``). ``report``
+screenshots the ``report.html`` of FOLDER (any run or grid; default: a fresh run of the main
+job in a temporary folder) with Debian's ``chromium``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def _mean_std(cell: dict, key: str) -> tuple[float, float]:
 
 
 def results(grid: Path, out: Path) -> None:
-    """Frozen maxF and the two probes' maxF per row, mean ± std over seeds."""
+    """Frozen maxF and the two probes' maxF per row, mean ± std over seeds (a dashed line at
+    the first row's mean)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,13 +99,18 @@ def results(grid: Path, out: Path) -> None:
     y = np.arange(len(names))
     for ax, (title, values) in zip(axes, series.items(), strict=True):
         mean, std = np.array(values).T
-        ax.barh(y, mean, xerr=std, capsize=3, color="#92c5de", ec="k")
+        # points, not bars: the axis is cut to the rows' range, where bars would exaggerate
+        ax.errorbar(mean, y, xerr=std, fmt="o", capsize=3, color="#2166ac")
+        ax.axvline(mean[0], color="0.6", ls="--", lw=1)  # the first row, for reference
+        ax.grid(axis="x", alpha=0.3)
         ax.set_title(f"{title} (maxF)", fontsize=10)
         lo = max(0.0, float((mean - std).min()) - 0.02)
         ax.set_xlim(lo, float((mean + std).max()) + 0.02)
     axes[0].set_yticks(y, names, fontsize=8)
     axes[0].invert_yaxis()
-    fig.suptitle(f"{grid.name}: mean ± std over seeds", fontsize=10)
+    meta = json.loads((grid / "grid.json").read_text()) if (grid / "grid.json").is_file() else {}
+    name, seeds = meta.get("name", grid.name), len(meta.get("seeds", [])) or "all"
+    fig.suptitle(f"compare experiment={name}: mean ± std over {seeds} seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
