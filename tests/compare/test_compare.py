@@ -181,10 +181,15 @@ def test_cell_diagnostics_are_the_last_epochs_means(tmp_path):
         "0,1,9.0,9.0,1\n1,2,2.0,1.0,1\n1,3,4.0,,1\n"
     )
     got = cell_diagnostics(tmp_path / "cell")
-    assert got == {"grad_norm_rgb_encoder": 3.0, "grad_norm_depth_encoder": 1.0}
+    # and the ratio of the two means, RGB over depth
+    assert got == {
+        "grad_norm_rgb_encoder": 3.0,
+        "grad_norm_depth_encoder": 1.0,
+        "grad_norm_ratio": 3.0,
+    }
     assert cell_diagnostics(tmp_path / "no-pretraining") == {}
     table = diagnostics_section({"MBCF": [got, got], "Random": [{}, {}]})
-    assert "| MBCF | 3 ± 0 | 1 ± 0 |" in table and "Random" not in table
+    assert "| MBCF | 3 ± 0 | 1 ± 0 | 3 ± 0 |" in table and "Random" not in table
 
 
 @pytest.mark.slow
