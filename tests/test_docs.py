@@ -53,3 +53,15 @@ def test_every_pretrain_command_of_the_docs_composes(page, overrides):
     """A key renamed in the code and not in the docs fails here, naming the page."""
     cfg = compose("pretrain", overrides)
     assert cfg.method
+
+
+def test_only_commands_start_with_the_command_name():
+    """A prose line that begins ``solo-rgbd ...`` reads as a command to whoever copies lines
+    (or a tool that looks for the first one); commands live in fenced blocks."""
+    prose, fenced = [], False
+    for line in README.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.lstrip().startswith("solo-rgbd"):
+            prose.append(line)
+    assert not prose, prose
